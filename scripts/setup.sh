@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs BlockLab's build dependencies from Debian, idempotently: only missing packages are
+# installed, and `apt-get update` runs only when an install needs it. Works as root or with sudo.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-dev          # the engine's BLAS (chosen by measurement: docs/blas.md)
+  nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
+  libcli11-dev             # command-line parsing
+  libgtest-dev             # tests
+  libbenchmark-dev         # micro-benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get install -y --no-install-recommends "${missing[@]}" \
+  || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "${missing[@]}"; }

@@ -1,0 +1,65 @@
+// Shared by the subcommands: how an error leaves the program (exit 2, one line on stderr), the
+// model flags of init/train/gradflow, and the --dtype switch.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "engine/config.h"
+#include "engine/status.h"
+
+namespace blocklab::cli {
+
+constexpr int kExitUsage = 2;
+
+// Prints "blocklab <command>: <message>" on one line and returns kExitUsage.
+int fail(const std::string& command, const Status& status);
+int fail(const std::string& command, const std::string& message);
+
+// The contract's model flags; a --config file with the same keys may give them, flags win.
+struct ModelFlags {
+  std::string config_path;
+  int64_t d_model = 0, n_heads = 0, d_ff = 0, n_layers = 0, vocab_size = 0;
+  std::string norm, placement, activation, residual, final_norm, causal;
+  double alpha = 0, eps = 0, dropout = 0;
+  CLI::App* app = nullptr;
+};
+void add_model_flags(CLI::App& app, ModelFlags& flags, bool config_required);
+// defaults <- --config file <- flags given on the command line; then validated.
+Result<ModelConfig> resolve_model_config(const ModelFlags& flags);
+
+// --dtype f32|f64: the compute (and output) precision.
+void add_dtype_flag(CLI::App& app, std::string& dtype);
+
+}  // namespace blocklab::cli
+
+#include "engine/tensor.h"
+#include "io/safetensors.h"
+
+namespace blocklab::cli {
+
+// An activation input of the block stack: [B, T, d] or [T, d] (batched = false).
+template <typename T>
+struct StackInput {
+  Tensor<T> x;
+  int64_t batch = 0, seq_len = 0;
+  bool batched = true;
+};
+// Reads tensor `name` from `file`, checks its shape against the model ([.., d_model]) and, when
+// `like` is given, that it has exactly that shape.
+template <typename T>
+Result<StackInput<T>> read_stack_input(const io::SafetensorsFile& file, const std::string& where,
+                                       const std::string& name, const ModelConfig& config,
+                                       const Shape* like = nullptr);
+
+// Token ids for a language model: [B, T] or [T].
+struct TokenInput {
+  std::vector<int32_t> ids;
+  Shape shape;
+  int64_t batch = 0, seq_len = 0;
+  bool batched = true;
+};
+Result<TokenInput> read_token_input(const io::SafetensorsFile& file, const std::string& where,
+                                    const std::string& name);
+
+}  // namespace blocklab::cli

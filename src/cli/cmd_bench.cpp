@@ -1,0 +1,234 @@
+// blocklab bench [--json] [--threads N] [--filter S] [--min-repeats N] [--budget-s S]
+// Times the contract's cases (docs/benchmarks.md). bench/torch_compare.py runs the same cases in
+// PyTorch in the same run and prints the ratios.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "engine/blas.h"
+#include "engine/kernels.h"
+#include "engine/model.h"
+#include "engine/params.h"
+#include "engine/rng.h"
+
+namespace blocklab::cli {
+
+namespace {
+
+struct BenchArgs {
+  bool json = false;
+  int threads = 1;
+  std::string filter;
+  int min_repeats = 5;
+  double budget_s = 1.0;
+};
+
+struct Timing {
+  double ms_min = 0, ms_median = 0;
+  int repeats = 0;
+};
+
+// One untimed warm-up call, then at least min_repeats timed calls and until budget_s has passed
+// (at most 1000 calls). Minimum and median of the per-call times.
+Timing time_calls(const std::function<void()>& fn, int min_repeats, double budget_s) {
+  using clock = std::chrono::steady_clock;
+  fn();
+  std::vector<double> ms;
+  const auto start = clock::now();
+  while (int(ms.size()) < min_repeats ||
+         (std::chrono::duration<double>(clock::now() - start).count() < budget_s && ms.size() < 1000)) {
+    const auto t0 = clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  const size_t n = ms.size();
+  return {ms.front(), n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]), int(n)};
+}
+
+std::vector<float> random_values(int64_t n, uint64_t seed, double scale = 1.0) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = float(rng.normal() * scale);
+  return v;
+}
+
+struct Case {
+  std::string name, shape;
+  // Prepares its data and returns the function to time.
+  std::function<std::function<void()>()> setup;
+};
+
+// The contract's shapes: 4096 tokens (32 sequences of 128), d_model 512, d_ff 2048, 8 heads.
+constexpr int64_t kBatch = 32, kSeq = 128, kTokens = kBatch * kSeq, kD = 512, kFF = 2048, kHeads = 8;
+
+std::function<void()> norm_case(Norm norm, bool with_backward) {
+  auto x = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
+  auto dy = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 2));
+  auto w = std::make_shared<std::vector<float>>(random_values(kD, 3, 0.1));
+  auto b = std::make_shared<std::vector<float>>(random_values(kD, 4, 0.1));
+  auto buf = std::make_shared<std::vector<float>>(size_t(4 * kTokens * kD + 4 * kD + 2 * kTokens));
+  return [=] {
+    float* out = buf->data();
+    float* normalized = out + kTokens * kD;
+    float* dx = normalized + kTokens * kD;
+    float* dw = dx + kTokens * kD;
+    float* db = dw + kD;
+    float* mean = db + kD;
+    float* rstd = mean + kTokens;
+    if (norm == Norm::layernorm) {
+      layernorm_forward(out, normalized, mean, rstd, x->data(), w->data(), b->data(), kTokens, kD, 1e-5);
+      if (with_backward) layernorm_backward(dx, dw, db, dy->data(), normalized, w->data(), rstd, kTokens, kD);
+    } else {
+      rmsnorm_forward(out, normalized, rstd, x->data(), w->data(), kTokens, kD, 1e-5);
+      if (with_backward) rmsnorm_backward(dx, dw, dy->data(), normalized, w->data(), rstd, kTokens, kD);
+    }
+  };
+}
+
+std::function<void()> ffn_case() {
+  // out = gelu(x W1^T + b1) W2^T + b2, then every gradient.
+  struct Ffn {
+    std::vector<float> x, w1, b1, w2, b2, dy, pre, post, out, dx, dw1, db1, dw2, db2, dpost, dpre;
+  };
+  auto s = std::make_shared<Ffn>();
+  s->x = random_values(kTokens * kD, 1);
+  s->w1 = random_values(kFF * kD, 2, 0.04);
+  s->b1 = random_values(kFF, 3, 0.04);
+  s->w2 = random_values(kD * kFF, 4, 0.02);
+  s->b2 = random_values(kD, 5, 0.02);
+  s->dy = random_values(kTokens * kD, 6);
+  for (auto* v : {&s->pre, &s->post, &s->dpost, &s->dpre}) v->assign(size_t(kTokens * kFF), 0.f);
+  for (auto* v : {&s->out, &s->dx}) v->assign(size_t(kTokens * kD), 0.f);
+  s->dw1.assign(size_t(kFF * kD), 0.f);
+  s->dw2.assign(size_t(kD * kFF), 0.f);
+  s->db1.assign(size_t(kFF), 0.f);
+  s->db2.assign(size_t(kD), 0.f);
+  return [s] {
+    linear_forward(s->pre.data(), s->x.data(), s->w1.data(), s->b1.data(), kTokens, kD, kFF);
+    activation_forward(Activation::gelu, s->post.data(), s->pre.data(), kTokens * kFF);
+    linear_forward(s->out.data(), s->post.data(), s->w2.data(), s->b2.data(), kTokens, kFF, kD);
+    std::fill(s->dpost.begin(), s->dpost.end(), 0.f);
+    std::fill(s->dpre.begin(), s->dpre.end(), 0.f);
+    std::fill(s->dx.begin(), s->dx.end(), 0.f);
+    linear_backward(s->dpost.data(), s->dw2.data(), s->db2.data(), s->dy.data(), s->post.data(), s->w2.data(), kTokens,
+                    kFF, kD);
+    activation_backward(Activation::gelu, s->dpre.data(), s->pre.data(), s->dpost.data(), kTokens * kFF);
+    linear_backward(s->dx.data(), s->dw1.data(), s->db1.data(), s->dpre.data(), s->x.data(), s->w1.data(), kTokens,
+                    kD, kFF);
+  };
+}
+
+std::function<void()> block_case(Placement placement) {
+  ModelConfig c;
+  c.d_model = kD;
+  c.n_heads = kHeads;
+  c.d_ff = kFF;
+  c.n_layers = 1;
+  c.placement = placement;
+  auto model = std::make_shared<Model<float>>(std::move(Model<float>::create(c).value()));
+  init_parameters(model->layout(), 1, model->params().data());
+  auto x = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
+  auto dy = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 2));
+  auto dx = std::make_shared<std::vector<float>>(size_t(kTokens * kD));
+  return [=] {
+    model->zero_grads();
+    (void)model->forward(x->data(), kBatch, kSeq);
+    model->backward(dy->data(), dx->data());
+  };
+}
+
+std::function<void()> copy_train_step_case() {
+  // The seeds' copy task: Embedding(10, 512) -> pre-norm block (8 heads, d_ff 2048) -> LayerNorm ->
+  // Linear(512, 10); batch 32 x 20 tokens from 0..4; Adam, lr 1e-3.
+  ModelConfig c;
+  c.d_model = kD;
+  c.n_heads = kHeads;
+  c.d_ff = kFF;
+  c.n_layers = 1;
+  c.final_norm = true;
+  c.vocab_size = 10;
+  struct Train {
+    Model<float> model;
+    std::vector<float> m, v;
+    std::vector<int32_t> tokens;
+    int64_t step = 0;
+  };
+  auto t = std::make_shared<Train>(Train{std::move(Model<float>::create(c).value()), {}, {}, {}, 0});
+  init_parameters(t->model.layout(), 1, t->model.params().data());
+  t->m.assign(t->model.params().size(), 0.f);
+  t->v.assign(t->model.params().size(), 0.f);
+  Rng rng(7);
+  for (int i = 0; i < 32 * 20; ++i) t->tokens.push_back(int32_t(rng.below(5)));
+  return [t] {
+    t->model.zero_grads();
+    (void)t->model.forward_lm(t->tokens.data(), t->tokens.data(), 32, 20);
+    t->model.backward_lm();
+    AdamWHyper h;
+    h.lr = 1e-3;
+    adamw_update(t->model.params().data(), t->model.grads().data(), t->m.data(), t->v.data(),
+                 int64_t(t->model.params().size()), h, ++t->step);
+  };
+}
+
+std::vector<Case> all_cases() {
+  const std::string nd = "[4096, 512]", blk = "B 32 x T 128, d 512, 8 heads, d_ff 2048";
+  return {
+      {"layernorm_fwd", nd, [] { return norm_case(Norm::layernorm, false); }},
+      {"layernorm_fwdbwd", nd, [] { return norm_case(Norm::layernorm, true); }},
+      {"rmsnorm_fwd", nd, [] { return norm_case(Norm::rmsnorm, false); }},
+      {"rmsnorm_fwdbwd", nd, [] { return norm_case(Norm::rmsnorm, true); }},
+      {"gelu_tanh_fwd", "[4096, 2048]",
+       [] {
+         auto x = std::make_shared<std::vector<float>>(random_values(kTokens * kFF, 1));
+         auto y = std::make_shared<std::vector<float>>(size_t(kTokens * kFF));
+         return std::function<void()>(
+             [=] { activation_forward(Activation::gelu_tanh, y->data(), x->data(), kTokens * kFF); });
+       }},
+      {"ffn_fwdbwd", "4096 tokens, 512 -> 2048 (gelu) -> 512", ffn_case},
+      {"block_pre_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::pre); }},
+      {"block_post_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::post); }},
+      {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam", copy_train_step_case},
+  };
+}
+
+int run_bench(const BenchArgs& a) {
+  if (a.threads < 1) return fail("bench", "--threads: expected an integer >= 1, got " + std::to_string(a.threads));
+  set_blas_threads(a.threads);
+  nlohmann::json cases = nlohmann::json::array();
+  if (!a.json) std::printf("%-20s %-44s %12s %12s %8s\n", "case", "shape", "ms_min", "ms_median", "repeats");
+  for (const Case& c : all_cases()) {
+    if (!a.filter.empty() && c.name.find(a.filter) == std::string::npos) continue;
+    const Timing t = time_calls(c.setup(), a.min_repeats, a.budget_s);
+    cases.push_back({{"name", c.name}, {"shape", c.shape}, {"ms_min", t.ms_min}, {"ms_median", t.ms_median},
+                     {"repeats", t.repeats}});
+    if (!a.json) std::printf("%-20s %-44s %12.3f %12.3f %8d\n", c.name.c_str(), c.shape.c_str(), t.ms_min, t.ms_median,
+                             t.repeats);
+  }
+  if (a.json) std::cout << nlohmann::json{{"threads", a.threads}, {"cases", cases}}.dump(2) << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_command(CLI::App& sub) {
+  auto args = std::make_shared<BenchArgs>();
+  sub.footer("Cases and method: docs/benchmarks.md. PyTorch side by side: python3 bench/torch_compare.py");
+  sub.add_flag("--json", args->json, "print {\"threads\", \"cases\": [{name, shape, ms_min, ms_median}]}");
+  sub.add_option("--threads", args->threads, "threads for the BLAS (default 1)");
+  sub.add_option("--filter", args->filter, "run only the cases whose name contains this");
+  sub.add_option("--min-repeats", args->min_repeats, "timed calls per case, at least (default 5)")
+      ->check(CLI::Range(1, 1000));
+  sub.add_option("--budget-s", args->budget_s, "seconds per case, at least (default 1)")->check(CLI::Range(0.0, 600.0));
+  return [args] { return run_bench(*args); };
+}
+
+}  // namespace blocklab::cli

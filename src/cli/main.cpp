@@ -1,0 +1,48 @@
+// blocklab: the command line. Each subcommand lives in its own file (cmd_*.cpp).
+#include <CLI/CLI.hpp>
+#include <new>
+#include <vector>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace blocklab::cli;
+  CLI::App app{"BlockLab: a Transformer block stack you can inspect, forward and backward, exact against PyTorch.\n"
+               "Model files are safetensors with PyTorch tensor names (docs/model-format.md)."};
+  app.name("blocklab");
+  app.require_subcommand(1, 1);
+  app.set_version_flag("--version", "blocklab " BLOCKLAB_VERSION);
+  struct Command {
+    const char* name;
+    const char* about;
+    Runner (*add)(CLI::App&);
+    CLI::App* sub = nullptr;
+    Runner run;
+  };
+  std::vector<Command> commands = {
+      {"forward", "run a model on an input; writes y (and every activation with --trace)", add_forward_command, nullptr, {}},
+      {"backward", "gradients of sum(y * dy) for the input and every parameter", add_backward_command, nullptr, {}},
+      {"init", "a new model file with PyTorch's default initialisation, deterministic per seed", add_init_command, nullptr, {}},
+      {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
+  };
+  for (Command& c : commands) {
+    c.sub = app.add_subcommand(c.name, c.about);
+    c.run = c.add(*c.sub);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string where;
+    for (const CLI::App* sub : app.get_subcommands()) where = sub->get_name();
+    return fail(where, std::string(e.what()) + " (see --help)");
+  }
+  try {
+    for (Command& c : commands)
+      if (c.sub->parsed()) return c.run();
+  } catch (const std::bad_alloc&) {
+    return fail("", "out of memory: expected smaller inputs");
+  }
+  return fail("", "no command given (see --help)");
+}

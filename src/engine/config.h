@@ -1,0 +1,48 @@
+// The model's configuration: the contract's `blocklab.config` keys (docs/model-format.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/status.h"
+
+namespace blocklab {
+
+enum class Norm { layernorm, rmsnorm, none };
+enum class Placement { pre, post };  // pre: x + f(N(x)); post: N(x + f(x))
+enum class Activation { relu, gelu, gelu_tanh };
+
+struct ModelConfig {
+  int64_t d_model = 64;
+  int64_t n_heads = 4;
+  int64_t d_ff = 256;
+  int64_t n_layers = 2;
+  Norm norm = Norm::layernorm;
+  Placement placement = Placement::pre;
+  Activation activation = Activation::gelu;
+  bool residual = true;
+  double residual_alpha = 1.0;  // y = x + alpha * f(.) in both sub-layers
+  double eps = 1e-5;
+  bool final_norm = false;
+  bool causal = false;
+  std::optional<int64_t> vocab_size;  // set: a language model (embedding + head)
+  double dropout = 0.0;               // training only; forward/backward never apply it
+
+  int64_t d_head() const { return d_model / n_heads; }
+  bool is_language_model() const { return vocab_size.has_value(); }
+  bool operator==(const ModelConfig&) const = default;
+};
+
+// Checks the values against each other; the message names the key, expected vs got.
+Status validate(const ModelConfig& config);
+
+std::string_view name_of(Norm v);
+std::string_view name_of(Placement v);
+std::string_view name_of(Activation v);
+std::optional<Norm> parse_norm(std::string_view s);
+std::optional<Placement> parse_placement(std::string_view s);
+std::optional<Activation> parse_activation(std::string_view s);
+
+}  // namespace blocklab

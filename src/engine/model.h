@@ -1,0 +1,152 @@
+// The model: a stack of Transformer blocks (optionally with a final norm), and the language-model
+// wrapper around it (embedding -> blocks -> final norm -> head -> cross-entropy). It composes the
+// kernels of kernels.h and keeps every activation of the last forward, for backward() and trace().
+//
+// One block, with N(.) the configured norm (identity for "none") and r(x, f) = x + alpha * f
+// (or f when the residual is off):
+//   pre : mid = r(x, Attn(N1(x)))      out = r(mid, FFN(N2(mid)))
+//   post: mid = N1(r(x, Attn(x)))      out = N2(r(mid, FFN(mid)))
+// FFN(x) = act(x W1^T + b1) W2^T + b2; Attn is multi-head self-attention with PyTorch's fused
+// in_proj. Dropout (training only) follows nn.TransformerEncoderLayer: on the attention pattern,
+// on each sub-layer's output, and on the FFN's hidden layer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/params.h"
+#include "engine/status.h"
+#include "engine/tensor.h"
+
+namespace blocklab {
+
+struct ForwardOptions {
+  bool training = false;       // applies dropout (config.dropout > 0) when true
+  uint64_t dropout_seed = 0;   // masks are a function of (seed, layer, site): reproducible
+};
+
+template <typename T>
+struct NamedTensor {
+  std::string name;
+  Tensor<T> tensor;
+};
+
+// What one norm saves. `out` is used in pre placement; in post placement the norm writes straight
+// into the residual stream (resid_mid / resid_post).
+template <typename T>
+struct NormActs {
+  Tensor<T> mean;        // [N]     (LayerNorm only)
+  Tensor<T> rstd;        // [N]
+  Tensor<T> normalized;  // [N, d]  before gamma/beta
+  Tensor<T> out;         // [N, d]  after gamma/beta (pre placement and final norm)
+};
+
+// Everything one block's forward saves; N = B*T rows.
+template <typename T>
+struct BlockActs {
+  Tensor<T> resid_pre;     // [N, d]      block input
+  NormActs<T> ln1, ln2;
+  Tensor<T> qkv;           // [N, 3d]     q | k | v
+  Tensor<T> scores;        // [B, H, T, T] q k^T / sqrt(d_head), -inf where masked
+  Tensor<T> pattern;       // [B, H, T, T] softmax(scores)
+  Tensor<T> z;             // [N, d]      heads' outputs side by side, before out_proj
+  Tensor<T> attn_out;      // [N, d]      attention sub-layer output f (after dropout)
+  Tensor<T> sum1;          // [N, d]      post: what enters norm1
+  Tensor<T> resid_mid;     // [N, d]      input of the second sub-layer
+  Tensor<T> mlp_pre;       // [N, d_ff]   x W1^T + b1
+  Tensor<T> mlp_post;      // [N, d_ff]   act(mlp_pre)
+  Tensor<T> mlp_out;       // [N, d]      FFN sub-layer output f (after dropout)
+  Tensor<T> sum2;          // [N, d]      post: what enters norm2
+  Tensor<T> resid_post;    // [N, d]      block output
+  // Training with dropout only: masks (0 or 1/(1-p)) and the dropped hidden layer.
+  Tensor<T> mask_pattern, mask_attn, mask_hidden, mask_mlp, mlp_hidden;
+};
+
+template <typename T>
+class Model {
+ public:
+  // A model with zeroed parameters; fails with the config's error.
+  static Result<Model> create(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const ParamLayout& layout() const { return layout_; }
+  std::vector<T>& params() { return params_; }
+  const std::vector<T>& params() const { return params_; }
+  std::vector<T>& grads() { return grads_; }  // same layout as params()
+  const std::vector<T>& grads() const { return grads_; }
+  void zero_grads();
+  // Changes knobs that keep the parameter layout (alpha, residual, placement, activation, causal,
+  // eps, dropout). REQUIRES: validate(config) ok and the same layout.
+  Status set_config(const ModelConfig& config);
+
+  // ---- The block stack on embeddings -----------------------------------------------------------
+  // x: [batch, seq_len, d_model]. Keeps every activation for backward() and trace().
+  Status forward(const T* x, int64_t batch, int64_t seq_len, const ForwardOptions& options = {});
+  // The stack's output y [batch * seq_len, d_model] of the last forward.
+  const Tensor<T>& output() const { return y_; }
+  // REQUIRES: forward() ran. dy: [batch, seq_len, d_model] = dLoss/dy. Accumulates parameter
+  // gradients into grads(); writes dLoss/dx into dx (nullable).
+  void backward(const T* dy, T* dx);
+
+  // ---- The language model (config.vocab_size set) -----------------------------------------------
+  // tokens, targets: [batch, seq_len] in [0, vocab). targets may be null (no loss).
+  Status forward_lm(const int32_t* tokens, const int32_t* targets, int64_t batch, int64_t seq_len,
+                    const ForwardOptions& options = {});
+  const Tensor<T>& logits() const { return logits_; }  // [batch * seq_len, vocab]
+  double loss() const { return loss_; }                // mean cross-entropy of the last forward_lm
+  // REQUIRES: forward_lm() ran with targets. Accumulates gradients of loss() into grads().
+  void backward_lm();
+
+  // dLoss/d blocks.{layer}.hook_resid_pre from the last backward: [batch * seq_len, d_model].
+  const Tensor<T>& resid_pre_grad(int64_t layer) const { return resid_pre_grads_[size_t(layer)]; }
+  const BlockActs<T>& block_acts(int64_t layer) const { return acts_[size_t(layer)]; }
+
+  // Every activation of the last forward under its hook name (docs/trace.md), in data-flow order.
+  // batched: shapes [B, T, ...] as the input had, else [T, ...] (REQUIRES batch == 1).
+  std::vector<NamedTensor<T>> trace(bool batched) const;
+
+ private:
+  explicit Model(const ModelConfig& config);
+  void resize_workspace(int64_t batch, int64_t seq_len);
+  void block_forward(int64_t layer, const ForwardOptions& options);
+  void block_backward(int64_t layer, T* dresid_post, T* dresid_pre);
+  void norm_forward(const T* weight, const T* bias, NormActs<T>& acts, T* out, const T* inp);
+  void norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* dout, T* dinp);
+  void attention_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
+  void attention_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp);
+  void ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
+  void ffn_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp);
+  bool dropout_active(const ForwardOptions& o) const { return o.training && config_.dropout > 0; }
+  const T* P(int64_t offset) const { return offset < 0 ? nullptr : params_.data() + offset; }
+  T* G(int64_t offset) { return offset < 0 ? nullptr : grads_.data() + offset; }
+
+  ModelConfig config_;
+  ParamLayout layout_;
+  std::vector<T> params_, grads_;
+
+  int64_t batch_ = 0, seq_len_ = 0;
+  bool dropout_was_active_ = false;
+  std::vector<BlockActs<T>> acts_;
+  NormActs<T> ln_final_;
+  Tensor<T> y_;  // [N, d]
+  // Language model.
+  std::vector<int32_t> tokens_, targets_;
+  Tensor<T> embed_;        // [N, d]
+  Tensor<T> logits_, probs_;  // [N, V]
+  double loss_ = 0;
+  bool has_targets_ = false;
+  bool lm_ran_ = false;  // the last forward was forward_lm()
+
+  // Backward workspace, sized with the activations.
+  std::vector<Tensor<T>> resid_pre_grads_;
+  Tensor<T> d_stream_a_, d_stream_b_;  // [N, d] dLoss/d(residual stream), ping-pong between blocks
+  Tensor<T> d_mid_, d_sub_in_, d_inc_, d_f_, d_z_;  // [N, d] inside a block
+  Tensor<T> d_qkv_;                 // [N, 3d]
+  Tensor<T> d_hidden_, d_pre_;      // [N, d_ff]
+  Tensor<T> d_y_, d_x_, d_logits_;  // language model: [N, d], [N, d], [N, V]
+  Tensor<T> attn_scratch_;  // [2, T, T]
+};
+
+}  // namespace blocklab

@@ -1,0 +1,38 @@
+// A model on disk: one safetensors file with PyTorch tensor names and the config as JSON in
+// __metadata__["blocklab.config"] (docs/model-format.md).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "engine/config.h"
+#include "engine/model.h"
+#include "engine/status.h"
+#include "io/safetensors.h"
+
+namespace blocklab::io {
+
+inline constexpr const char* kConfigMetadataKey = "blocklab.config";
+
+// Strict: unknown keys and values of the wrong type or range are errors naming the key.
+// Missing keys keep the values already in `base` (the contract's defaults by default).
+Result<ModelConfig> config_from_json(const nlohmann::json& j, const ModelConfig& base = {});
+Result<ModelConfig> config_from_json_text(const std::string& text, const std::string& where);
+Result<ModelConfig> read_config_file(const std::string& path);
+nlohmann::json config_to_json(const ModelConfig& config);
+
+// Builds a model from a file's tensors: every tensor of the config's layout must be present with
+// its exact shape, and nothing else. `config_override` (nullable) replaces the file's config.
+template <typename T>
+Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::string& where,
+                                        const ModelConfig* config_override = nullptr);
+template <typename T>
+Result<Model<T>> load_model(const std::string& path, const ModelConfig* config_override = nullptr);
+
+// The model's parameters (F32, or F64 when asked) and its config.
+template <typename T>
+SafetensorsFile model_to_safetensors(const Model<T>& model, DType dtype = DType::F32);
+template <typename T>
+Status save_model(const std::string& path, const Model<T>& model, DType dtype = DType::F32);
+
+}  // namespace blocklab::io

@@ -1,0 +1,316 @@
+#include "io/safetensors.h"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
+
+namespace blocklab::io {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference implementation
+
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  size_t size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
+    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+};
+
+bool parse_dtype(const std::string& s, DType* out) {
+  for (const DTypeInfo& d : kDTypes)
+    if (s == d.name) {
+      *out = d.dtype;
+      return true;
+    }
+  return false;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f;
+  const uint32_t mant = h & 0x3ff;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24
+    const float v = std::ldexp(float(mant), -24);
+    return sign ? -v : v;
+  }
+  uint32_t bits;
+  if (exp == 31)
+    bits = sign | 0x7f800000u | (mant << 13);  // inf / nan
+  else
+    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  return std::bit_cast<float>(bits);
+}
+
+float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+
+template <typename V>
+V load(const uint8_t* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+const char* dtype_name(DType dtype) {
+  for (const DTypeInfo& d : kDTypes)
+    if (d.dtype == dtype) return d.name;
+  return "?";
+}
+
+size_t dtype_size(DType dtype) {
+  for (const DTypeInfo& d : kDTypes)
+    if (d.dtype == dtype) return d.size;
+  return 0;
+}
+
+const StoredTensor* SafetensorsFile::find(const std::string& name) const {
+  for (const StoredTensor& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const std::string& where) {
+  auto fail = [&](const std::string& msg) { return Status::error(where + ": " + msg); };
+  if (file.size() < 8)
+    return fail("truncated: expected at least 8 bytes (the header length), got " + std::to_string(file.size()));
+  const uint64_t header_len = load<uint64_t>(file.data());
+  const uint64_t available = file.size() - 8;
+  if (header_len > available)
+    return fail("header length " + std::to_string(header_len) + " runs past the end of the file: expected <= " +
+                std::to_string(available) + " bytes");
+  if (header_len > kMaxHeaderBytes)
+    return fail("header length " + std::to_string(header_len) + ": expected <= " + std::to_string(kMaxHeaderBytes));
+  json header;
+  try {
+    header = json::parse(file.begin() + 8, file.begin() + 8 + std::ptrdiff_t(header_len));
+  } catch (const json::parse_error& e) {
+    return fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) return fail("header: expected a JSON object, got " + std::string(header.type_name()));
+
+  const uint64_t data_len = available - header_len;
+  const uint8_t* data = file.data() + 8 + header_len;
+  SafetensorsFile out;
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Span> spans;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& entry = it.value();
+    if (name == "__metadata__") {
+      if (!entry.is_object()) return fail("__metadata__: expected an object of strings, got " + std::string(entry.type_name()));
+      for (auto m = entry.begin(); m != entry.end(); ++m) {
+        if (!m.value().is_string())
+          return fail("__metadata__." + m.key() + ": expected a string, got " + std::string(m.value().type_name()));
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string what = "tensor '" + name + "'";
+    if (!entry.is_object()) return fail(what + ": expected an object, got " + std::string(entry.type_name()));
+    for (const char* key : {"dtype", "shape", "data_offsets"})
+      if (!entry.contains(key)) return fail(what + ": missing \"" + key + "\"");
+    StoredTensor t;
+    t.name = name;
+    if (!entry["dtype"].is_string() || !parse_dtype(entry["dtype"].get<std::string>(), &t.dtype))
+      return fail(what + ": dtype: expected one of F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL, got " +
+                  entry["dtype"].dump());
+    const json& shape = entry["shape"];
+    if (!shape.is_array()) return fail(what + ": shape: expected an array, got " + shape.dump());
+    uint64_t numel = 1;
+    for (const json& dim : shape) {
+      if (!dim.is_number_unsigned()) return fail(what + ": shape: expected non-negative integers, got " + shape.dump());
+      const uint64_t v = dim.get<uint64_t>();
+      if (v != 0 && numel > (uint64_t(1) << 40) / v) return fail(what + ": shape " + shape.dump() + " is too large");
+      numel *= v;
+      t.shape.push_back(int64_t(v));
+    }
+    const json& offsets = entry["data_offsets"];
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned())
+      return fail(what + ": data_offsets: expected [begin, end] with integers, got " + offsets.dump());
+    const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    if (begin > end || end > data_len)
+      return fail(what + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                  "] outside the data section of " + std::to_string(data_len) + " bytes (truncated file?)");
+    const uint64_t expected_bytes = numel * dtype_size(t.dtype);
+    if (end - begin != expected_bytes)
+      return fail(what + ": data_offsets span " + std::to_string(end - begin) + " bytes: expected " +
+                  std::to_string(expected_bytes) + " for " + dtype_name(t.dtype) + " " + shape_str(t.shape));
+    t.bytes.assign(data + begin, data + end);
+    spans.push_back({begin, end, name});
+    out.tensors.push_back(std::move(t));
+  }
+  // The data section is the tensors, back to back, with no overlap and nothing else.
+  std::vector<size_t> order(spans.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return spans[a].begin < spans[b].begin; });
+  uint64_t pos = 0;
+  for (size_t i : order) {
+    if (spans[i].begin != pos)
+      return fail("tensor '" + spans[i].name + "': data_offsets begin at " + std::to_string(spans[i].begin) +
+                  ": expected " + std::to_string(pos) + " (tensors must tile the data section without gaps or overlap)");
+    pos = spans[i].end;
+  }
+  if (pos != data_len)
+    return fail("data section has " + std::to_string(data_len - pos) + " bytes after the last tensor: expected 0");
+  std::vector<StoredTensor> sorted;
+  for (size_t i : order) sorted.push_back(std::move(out.tensors[i]));
+  out.tensors = std::move(sorted);
+  return out;
+}
+
+Result<SafetensorsFile> read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error(path + ": cannot open: " + errno_text());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return Status::error(path + ": read failed: " + errno_text());
+  return parse_safetensors(bytes, path);
+}
+
+std::vector<uint8_t> serialize_safetensors(const SafetensorsFile& file) {
+  json header = json::object();
+  if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
+  uint64_t offset = 0;
+  for (const StoredTensor& t : file.tensors) {
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference writer
+  const uint64_t len = text.size();
+  std::vector<uint8_t> out(8 + len + offset);
+  std::memcpy(out.data(), &len, 8);
+  std::memcpy(out.data() + 8, text.data(), len);
+  uint8_t* data = out.data() + 8 + len;
+  for (const StoredTensor& t : file.tensors) {
+    if (!t.bytes.empty()) std::memcpy(data, t.bytes.data(), t.bytes.size());
+    data += t.bytes.size();
+  }
+  return out;
+}
+
+Status write_safetensors(const std::string& path, const SafetensorsFile& file) {
+  const std::vector<uint8_t> bytes = serialize_safetensors(file);
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Status::error(path + ": cannot write: " + errno_text());
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  const bool flushed = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !flushed || !closed) {
+    const std::string why = errno_text();
+    std::remove(tmp.c_str());
+    return Status::error(path + ": write failed: " + why);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_text();
+    std::remove(tmp.c_str());
+    return Status::error(path + ": cannot rename the temporary file into place: " + why);
+  }
+  return Status::ok();
+}
+
+template <typename T>
+Result<Tensor<T>> to_float_tensor(const StoredTensor& s, const std::string& where) {
+  Tensor<T> t(s.shape);
+  const uint8_t* p = s.bytes.data();
+  const int64_t n = t.numel();
+  switch (s.dtype) {
+    case DType::F64:
+      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(load<double>(p + 8 * i));
+      break;
+    case DType::F32:
+      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(load<float>(p + 4 * i));
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(f16_to_f32(load<uint16_t>(p + 2 * i)));
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(bf16_to_f32(load<uint16_t>(p + 2 * i)));
+      break;
+    default:
+      return Status::error(where + ": tensor '" + s.name + "': dtype: expected F32, F64, F16 or BF16, got " +
+                           dtype_name(s.dtype));
+  }
+  return t;
+}
+
+Result<std::vector<int32_t>> to_int_ids(const StoredTensor& s, const std::string& where) {
+  const int64_t n = numel_of(s.shape);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  const uint8_t* p = s.bytes.data();
+  for (int64_t i = 0; i < n; ++i) {
+    double v;
+    switch (s.dtype) {
+      case DType::I64: v = double(load<int64_t>(p + 8 * i)); break;
+      case DType::I32: v = load<int32_t>(p + 4 * i); break;
+      case DType::I16: v = load<int16_t>(p + 2 * i); break;
+      case DType::I8: v = load<int8_t>(p + i); break;
+      case DType::U8: v = p[i]; break;
+      case DType::F64: v = load<double>(p + 8 * i); break;
+      case DType::F32: v = load<float>(p + 4 * i); break;
+      default:
+        return Status::error(where + ": tensor '" + s.name + "': dtype: expected integer ids (I64, I32, ...), got " +
+                             dtype_name(s.dtype));
+    }
+    if (v != std::floor(v) || v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+      return Status::error(where + ": tensor '" + s.name + "'[" + std::to_string(i) + "]: expected an integer id, got " +
+                           std::to_string(v));
+    ids[size_t(i)] = int32_t(v);
+  }
+  return ids;
+}
+
+template <typename T>
+StoredTensor from_float_tensor(std::string name, const Tensor<T>& t, DType dtype) {
+  StoredTensor s{std::move(name), dtype, t.shape, {}};
+  s.bytes.resize(size_t(t.numel()) * dtype_size(dtype));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dtype == DType::F64) {
+      const double v = double(t.data[size_t(i)]);
+      std::memcpy(s.bytes.data() + 8 * i, &v, 8);
+    } else {
+      const float v = float(t.data[size_t(i)]);
+      std::memcpy(s.bytes.data() + 4 * i, &v, 4);
+    }
+  }
+  return s;
+}
+
+StoredTensor from_int_ids(std::string name, const Shape& shape, const std::vector<int32_t>& ids) {
+  StoredTensor s{std::move(name), DType::I64, shape, std::vector<uint8_t>(ids.size() * 8)};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t v = ids[i];
+    std::memcpy(s.bytes.data() + 8 * i, &v, 8);
+  }
+  return s;
+}
+
+template Result<Tensor<float>> to_float_tensor<float>(const StoredTensor&, const std::string&);
+template Result<Tensor<double>> to_float_tensor<double>(const StoredTensor&, const std::string&);
+template StoredTensor from_float_tensor<float>(std::string, const Tensor<float>&, DType);
+template StoredTensor from_float_tensor<double>(std::string, const Tensor<double>&, DType);
+
+}  // namespace blocklab::io

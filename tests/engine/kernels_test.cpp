@@ -1,0 +1,378 @@
+// Every kernel's backward against central finite differences in float64, plus the forward facts
+// a reader can check by hand (the seed pages' LayerNorm example, GELU values, softmax rows).
+#include "engine/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "gradcheck.h"
+
+namespace blocklab {
+namespace {
+
+using testing::dot;
+using testing::expect_gradient_close;
+using testing::numeric_gradient;
+using testing::random_vector;
+using Vec = std::vector<double>;
+
+// ---- Linear ----------------------------------------------------------------------------------
+
+TEST(Linear, ForwardIsXWTransposePlusBias) {
+  // x [1, 2] = [1, 2]; W [3, 2]; y = x W^T + b
+  const Vec x = {1, 2}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -0.5, 0};
+  Vec y(3);
+  linear_forward(y.data(), x.data(), w.data(), b.data(), 1, 2, 3);
+  EXPECT_DOUBLE_EQ(y[0], 1.5);
+  EXPECT_DOUBLE_EQ(y[1], 1.5);
+  EXPECT_DOUBLE_EQ(y[2], 3.0);
+}
+
+TEST(Linear, GradientsMatchFiniteDifferences) {
+  const int64_t N = 5, IC = 4, OC = 3;
+  Vec x = random_vector(N * IC, 1), w = random_vector(OC * IC, 2), b = random_vector(OC, 3);
+  const Vec dout = random_vector(N * OC, 4);
+  auto loss = [&] {
+    Vec y(N * OC);
+    linear_forward(y.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    return dot(y, dout);
+  };
+  Vec dx(N * IC), dw(OC * IC), db(OC);
+  linear_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), N, IC, OC);
+  expect_gradient_close("dx", dx, numeric_gradient(x, loss));
+  expect_gradient_close("dweight", dw, numeric_gradient(w, loss));
+  expect_gradient_close("dbias", db, numeric_gradient(b, loss));
+}
+
+TEST(Linear, BackwardAccumulates) {
+  const Vec x = {1, 2}, w = {3, 4}, dout = {1};
+  Vec dx = {10, 10}, dw = {1, 1}, db = {5};
+  linear_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), 1, 2, 1);
+  EXPECT_EQ(dx, (Vec{13, 14}));
+  EXPECT_EQ(dw, (Vec{2, 3}));
+  EXPECT_EQ(db, (Vec{6}));
+}
+
+// ---- LayerNorm -------------------------------------------------------------------------------
+
+TEST(LayerNorm, SeedExampleTokens) {
+  // Seed 003: [0.1, 2.3, -1.2] -> mean 0.4, sigma 1.4445 (the page says 1.5);
+  //           [5.0, 5.1, 4.9]  -> mean 5.0, sigma 0.08165 (the page says 0.1). Biased variance, eps 1e-5.
+  const Vec x = {0.1, 2.3, -1.2, 5.0, 5.1, 4.9}, w = {1, 1, 1}, b = {0, 0, 0};
+  Vec out(6), normalized(6), mean(2), rstd(2);
+  layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 2, 3, 1e-5);
+  EXPECT_NEAR(mean[0], 0.4, 1e-12);
+  EXPECT_NEAR(mean[1], 5.0, 1e-12);
+  // sigma = sqrt(var) is the seed's figure; 1/rstd = sqrt(var + eps) is what divides.
+  const double sigma0 = std::sqrt(1 / (rstd[0] * rstd[0]) - 1e-5), sigma1 = std::sqrt(1 / (rstd[1] * rstd[1]) - 1e-5);
+  EXPECT_NEAR(sigma0, 1.4445, 5e-5);
+  EXPECT_NEAR(sigma0, std::sqrt(6.26 / 3), 1e-12);
+  EXPECT_NEAR(sigma1, 0.08165, 5e-6);
+  EXPECT_NEAR(sigma1, std::sqrt(0.02 / 3), 1e-12);
+  EXPECT_NEAR(1 / rstd[1], 0.081711, 1e-6);  // eps matters for a near-constant token
+  // Each normalised row has mean 0 and (biased) variance var / (var + eps).
+  for (int r = 0; r < 2; ++r) {
+    double s = 0, sq = 0;
+    for (int c = 0; c < 3; ++c) {
+      s += normalized[r * 3 + c];
+      sq += normalized[r * 3 + c] * normalized[r * 3 + c];
+    }
+    EXPECT_NEAR(s, 0, 1e-12);
+    EXPECT_NEAR(sq / 3, 1.0, r == 0 ? 1e-5 : 2e-3);
+  }
+}
+
+TEST(LayerNorm, GradientsMatchFiniteDifferences) {
+  const int64_t N = 4, C = 6;
+  Vec x = random_vector(N * C, 1), w = random_vector(C, 2), b = random_vector(C, 3);
+  const Vec dout = random_vector(N * C, 4);
+  auto loss = [&] {
+    Vec out(N * C), normalized(N * C), mean(N), rstd(N);
+    layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+    return dot(out, dout);
+  };
+  Vec out(N * C), normalized(N * C), mean(N), rstd(N);
+  layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+  Vec dx(N * C), dw(C), db(C);
+  layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), normalized.data(), w.data(), rstd.data(), N, C);
+  expect_gradient_close("dx", dx, numeric_gradient(x, loss));
+  expect_gradient_close("dweight", dw, numeric_gradient(w, loss));
+  expect_gradient_close("dbias", db, numeric_gradient(b, loss));
+}
+
+// ---- RMSNorm ---------------------------------------------------------------------------------
+
+TEST(RMSNorm, ForwardIsXOverRootMeanSquareTimesWeight) {
+  const Vec x = {3, 4}, w = {1, 2};
+  Vec out(2), normalized(2), rstd(1);
+  rmsnorm_forward(out.data(), normalized.data(), rstd.data(), x.data(), w.data(), 1, 2, 0.0 + 1e-12);
+  const double rms = std::sqrt(12.5);
+  EXPECT_NEAR(rstd[0], 1 / rms, 1e-9);
+  EXPECT_NEAR(out[0], 3 / rms, 1e-9);
+  EXPECT_NEAR(out[1], 8 / rms, 1e-9);
+}
+
+TEST(RMSNorm, GradientsMatchFiniteDifferences) {
+  const int64_t N = 4, C = 6;
+  Vec x = random_vector(N * C, 1), w = random_vector(C, 2);
+  const Vec dout = random_vector(N * C, 4);
+  auto run = [&](Vec& out, Vec& normalized, Vec& rstd) {
+    rmsnorm_forward(out.data(), normalized.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+  };
+  auto loss = [&] {
+    Vec out(N * C), normalized(N * C), rstd(N);
+    run(out, normalized, rstd);
+    return dot(out, dout);
+  };
+  Vec out(N * C), normalized(N * C), rstd(N);
+  run(out, normalized, rstd);
+  Vec dx(N * C), dw(C);
+  rmsnorm_backward(dx.data(), dw.data(), dout.data(), normalized.data(), w.data(), rstd.data(), N, C);
+  expect_gradient_close("dx", dx, numeric_gradient(x, loss));
+  expect_gradient_close("dweight", dw, numeric_gradient(w, loss));
+}
+
+// ---- Activations -----------------------------------------------------------------------------
+
+TEST(Activation, KnownValues) {
+  const Vec x = {-1.0, 0.0, 1.0, 2.0};
+  Vec y(4);
+  activation_forward(Activation::relu, y.data(), x.data(), 4);
+  EXPECT_EQ(y, (Vec{0, 0, 1, 2}));
+  activation_forward(Activation::gelu, y.data(), x.data(), 4);
+  EXPECT_NEAR(y[0], -0.15865525393145707, 1e-15);  // x * Phi(x)
+  EXPECT_NEAR(y[2], 0.8413447460685429, 1e-15);
+  activation_forward(Activation::gelu_tanh, y.data(), x.data(), 4);
+  EXPECT_NEAR(y[2], 0.8411919906082768, 1e-15);  // torch.nn.functional.gelu(1.0, approximate='tanh')
+  EXPECT_NEAR(y[3], 1.954597694087775, 1e-15);
+}
+
+class ActivationGradient : public ::testing::TestWithParam<Activation> {};
+
+TEST_P(ActivationGradient, MatchesFiniteDifferences) {
+  const int64_t n = 40;
+  Vec x = random_vector(n, 5, 2.0);
+  for (double& v : x)
+    if (std::abs(v) < 1e-3) v = 0.5;  // keep ReLU's kink out of the finite differences
+  const Vec dout = random_vector(n, 6);
+  auto loss = [&] {
+    Vec y(n);
+    activation_forward(GetParam(), y.data(), x.data(), n);
+    return dot(y, dout);
+  };
+  Vec dx(n);
+  activation_backward(GetParam(), dx.data(), x.data(), dout.data(), n);
+  expect_gradient_close(std::string(name_of(GetParam())), dx, numeric_gradient(x, loss));
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ActivationGradient,
+                         ::testing::Values(Activation::relu, Activation::gelu, Activation::gelu_tanh),
+                         [](const auto& info) { return std::string(name_of(info.param)); });
+
+// ---- Softmax ---------------------------------------------------------------------------------
+
+TEST(Softmax, RowsSumToOneAndMaskedRowIsZero) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Vec x = {1, 2, 3, -inf, 0, -inf, -inf, -inf, -inf};
+  Vec y(9);
+  softmax_forward(y.data(), x.data(), 3, 3);
+  EXPECT_NEAR(y[0] + y[1] + y[2], 1.0, 1e-15);
+  EXPECT_NEAR(y[2] / y[1], std::exp(1.0), 1e-12);
+  EXPECT_EQ(y[3], 0.0);
+  EXPECT_EQ(y[4], 1.0);
+  EXPECT_EQ(y[6] + y[7] + y[8], 0.0);
+}
+
+TEST(Softmax, GradientsMatchFiniteDifferences) {
+  const int64_t N = 3, C = 5;
+  Vec x = random_vector(N * C, 7);
+  const Vec dout = random_vector(N * C, 8);
+  auto loss = [&] {
+    Vec y(N * C);
+    softmax_forward(y.data(), x.data(), N, C);
+    return dot(y, dout);
+  };
+  Vec y(N * C), dx(N * C);
+  softmax_forward(y.data(), x.data(), N, C);
+  softmax_backward(dx.data(), y.data(), dout.data(), N, C);
+  expect_gradient_close("dx", dx, numeric_gradient(x, loss));
+}
+
+// ---- Attention -------------------------------------------------------------------------------
+
+struct AttentionCase {
+  bool causal;
+  bool dropout;
+};
+
+class AttentionGradient : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionGradient, MatchesFiniteDifferences) {
+  const int64_t B = 2, T = 4, H = 2, C = 6;
+  const auto [causal, with_dropout] = GetParam();
+  Vec qkv = random_vector(B * T * 3 * C, 9);
+  const Vec dz = random_vector(B * T * C, 10);
+  Vec mask(B * H * T * T);
+  dropout_mask(mask.data(), int64_t(mask.size()), 0.3, 42, 0);
+  const double* m = with_dropout ? mask.data() : nullptr;
+  Vec scores(B * H * T * T), pattern(B * H * T * T), scratch(2 * T * T);
+  auto run = [&](Vec& z) {
+    attention_forward(z.data(), scores.data(), pattern.data(), qkv.data(), m, scratch.data(), B, T, C, H, causal);
+  };
+  auto loss = [&] {
+    Vec z(B * T * C);
+    run(z);
+    return dot(z, dz);
+  };
+  Vec z(B * T * C), dqkv(B * T * 3 * C);
+  run(z);
+  if (causal) {  // no position attends to a later one
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      for (int64_t i = 0; i < T; ++i)
+        for (int64_t j = i + 1; j < T; ++j) EXPECT_EQ(pattern[(bh * T + i) * T + j], 0.0);
+  }
+  attention_backward(dqkv.data(), dz.data(), qkv.data(), pattern.data(), m, scratch.data(), B, T, C, H);
+  expect_gradient_close("dqkv", dqkv, numeric_gradient(qkv, loss));
+}
+
+INSTANTIATE_TEST_SUITE_P(All, AttentionGradient,
+                         ::testing::Values(AttentionCase{false, false}, AttentionCase{true, false},
+                                           AttentionCase{false, true}, AttentionCase{true, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.causal ? "causal" : "full") +
+                                  (info.param.dropout ? "_dropout" : "");
+                         });
+
+TEST(Attention, SingleHeadByHand) {
+  // T = 2, one head of width 1: q = k = v = [1, 2]. scores = q k^T = [[1, 2], [2, 4]].
+  const int64_t B = 1, T = 2, H = 1, C = 1;
+  const Vec qkv = {1, 1, 1, 2, 2, 2};  // rows: q | k | v
+  Vec z(2), scores(4), pattern(4), scratch(8);
+  attention_forward(z.data(), scores.data(), pattern.data(), qkv.data(), static_cast<const double*>(nullptr),
+                    scratch.data(), B, T, C, H, false);
+  EXPECT_EQ(scores, (Vec{1, 2, 2, 4}));
+  const double p01 = 1 / (1 + std::exp(-1.0)), p11 = 1 / (1 + std::exp(-2.0));
+  EXPECT_NEAR(pattern[1], p01, 1e-15);
+  EXPECT_NEAR(z[0], (1 - p01) * 1 + p01 * 2, 1e-15);
+  EXPECT_NEAR(z[1], (1 - p11) * 1 + p11 * 2, 1e-15);
+}
+
+// ---- Residual --------------------------------------------------------------------------------
+
+TEST(Residual, ForwardAndGradients) {
+  const int64_t n = 7;
+  for (bool on : {true, false}) {
+    Vec x = random_vector(n, 11), f = random_vector(n, 12), alpha_v = {0.7};
+    const Vec dout = random_vector(n, 13);
+    auto loss = [&] {
+      Vec y(n);
+      residual_forward(y.data(), x.data(), f.data(), alpha_v[0], on, n);
+      return dot(y, dout);
+    };
+    Vec y(n);
+    residual_forward(y.data(), x.data(), f.data(), 0.7, on, n);
+    EXPECT_DOUBLE_EQ(y[3], on ? x[3] + 0.7 * f[3] : f[3]);
+    Vec dx(n), df(n), dalpha(1);
+    residual_backward(dx.data(), df.data(), dalpha.data(), dout.data(), f.data(), 0.7, on, n);
+    expect_gradient_close(on ? "dx" : "dx (off)", dx, numeric_gradient(x, loss));
+    expect_gradient_close("df", df, numeric_gradient(f, loss));
+    if (on) expect_gradient_close("dalpha", dalpha, numeric_gradient(alpha_v, loss));
+  }
+}
+
+// ---- Dropout ---------------------------------------------------------------------------------
+
+TEST(Dropout, MaskIsDeterministicPerSeedAndScaled) {
+  const int64_t n = 20000;
+  Vec a(n), b(n), c(n), d(n);
+  dropout_mask(a.data(), n, 0.25, 7, 3);
+  dropout_mask(b.data(), n, 0.25, 7, 3);
+  dropout_mask(c.data(), n, 0.25, 8, 3);
+  dropout_mask(d.data(), n, 0.25, 7, 4);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_NE(a, d);
+  int64_t zeros = 0;
+  for (double v : a) {
+    if (v == 0) ++zeros;
+    else EXPECT_DOUBLE_EQ(v, 1 / 0.75);
+  }
+  EXPECT_NEAR(double(zeros) / n, 0.25, 0.015);
+}
+
+TEST(Dropout, GradientsMatchFiniteDifferences) {
+  const int64_t n = 30;
+  Vec x = random_vector(n, 14), mask(n);
+  dropout_mask(mask.data(), n, 0.4, 1, 0);
+  const Vec dout = random_vector(n, 15);
+  auto loss = [&] {
+    Vec y(n);
+    dropout_forward(y.data(), x.data(), mask.data(), n);
+    return dot(y, dout);
+  };
+  Vec dx(n);
+  dropout_backward(dx.data(), dout.data(), mask.data(), n);
+  expect_gradient_close("dx", dx, numeric_gradient(x, loss));
+}
+
+// ---- Embedding -------------------------------------------------------------------------------
+
+TEST(Embedding, GradientsMatchFiniteDifferences) {
+  const int64_t V = 5, C = 3, N = 6;
+  const std::vector<int32_t> tokens = {0, 3, 3, 1, 4, 0};
+  Vec table = random_vector(V * C, 16);
+  const Vec dout = random_vector(N * C, 17);
+  auto loss = [&] {
+    Vec y(N * C);
+    embedding_forward(y.data(), tokens.data(), table.data(), N, C);
+    return dot(y, dout);
+  };
+  Vec y(N * C);
+  embedding_forward(y.data(), tokens.data(), table.data(), N, C);
+  EXPECT_EQ(y[3 * 1 + 2], table[3 * 3 + 2]);
+  Vec dtable(V * C);
+  embedding_backward(dtable.data(), tokens.data(), dout.data(), N, C);
+  expect_gradient_close("dtable", dtable, numeric_gradient(table, loss));
+}
+
+// ---- Cross-entropy ---------------------------------------------------------------------------
+
+TEST(CrossEntropy, UniformLogitsGiveLogV) {
+  const Vec logits(2 * 10, 0.3);
+  const std::vector<int32_t> targets = {1, 9};
+  Vec probs(20);
+  EXPECT_NEAR(cross_entropy_forward(probs.data(), logits.data(), targets.data(), 2, 10), std::log(10.0), 1e-12);
+}
+
+TEST(CrossEntropy, GradientsMatchFiniteDifferences) {
+  const int64_t N = 4, V = 6;
+  Vec logits = random_vector(N * V, 18, 2.0);
+  const std::vector<int32_t> targets = {0, 5, 2, 2};
+  auto loss = [&] {
+    Vec probs(N * V);
+    return cross_entropy_forward(probs.data(), logits.data(), targets.data(), N, V);
+  };
+  Vec probs(N * V), dlogits(N * V);
+  cross_entropy_forward(probs.data(), logits.data(), targets.data(), N, V);
+  cross_entropy_backward(dlogits.data(), probs.data(), targets.data(), 1.0, N, V);
+  expect_gradient_close("dlogits", dlogits, numeric_gradient(logits, loss));
+}
+
+// ---- AdamW -----------------------------------------------------------------------------------
+
+TEST(AdamW, FirstStepMovesEachParameterByLrTimesSignOfGradient) {
+  // At step 1 the bias-corrected m / sqrt(v) is g / |g|: each parameter moves by lr (minus decay).
+  Vec p = {1.0, -2.0, 3.0}, g = {0.5, -0.1, 0.0}, m(3), v(3);
+  AdamWHyper h;
+  h.lr = 0.01;
+  h.weight_decay = 0.1;
+  adamw_update(p.data(), g.data(), m.data(), v.data(), 3, h, 1);
+  EXPECT_NEAR(p[0], 1.0 * (1 - 0.001) - 0.01, 1e-9);
+  EXPECT_NEAR(p[1], -2.0 * (1 - 0.001) + 0.01, 1e-9);
+  EXPECT_NEAR(p[2], 3.0 * (1 - 0.001), 1e-12);  // zero gradient: only the decay
+}
+
+}  // namespace
+}  // namespace blocklab

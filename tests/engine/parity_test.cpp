@@ -1,0 +1,185 @@
+// The engine against PyTorch 1.13 on committed fixtures (tools/make_fixtures.py): for every case,
+// y, every trace activation and every gradient; in float64 (to ~1e-12, the same math) and in float32
+// (the normal precision: 1e-4 forward, 1e-3 relative gradients, the contract's tolerances).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "engine/kernels.h"
+#include "engine/model.h"
+#include "io/model_file.h"
+#include "io/safetensors.h"
+
+namespace blocklab {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kFixtureDir = std::string(BLOCKLAB_SOURCE_DIR) + "/tests/fixtures/parity";
+
+std::vector<std::string> fixture_cases(const std::string& prefix_a, const std::string& prefix_b = "") {
+  std::vector<std::string> names;
+  const std::string suffix = ".model.safetensors";
+  for (const auto& entry : fs::directory_iterator(kFixtureDir)) {
+    const std::string f = entry.path().filename().string();
+    if (!f.ends_with(suffix)) continue;
+    const std::string name = f.substr(0, f.size() - suffix.size());
+    if (name.starts_with(prefix_a) || (!prefix_b.empty() && name.starts_with(prefix_b))) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+struct Tolerance {
+  double forward;        // |a - b| <= forward * max(1, |b|), elementwise
+  double gradient;       // max|a - b| <= gradient * max|b|, per tensor
+};
+constexpr Tolerance kF64{1e-9, 1e-9};
+constexpr Tolerance kF32{1e-4, 1e-3};
+
+template <typename T>
+std::vector<double> as_double(const std::vector<T>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+std::vector<double> expected(const io::SafetensorsFile& file, const std::string& name) {
+  const io::StoredTensor* t = file.find(name);
+  EXPECT_NE(t, nullptr) << "fixture has no " << name;
+  if (!t) return {};
+  return io::to_float_tensor<double>(*t, "fixture").value().data;
+}
+
+// Elementwise, relative to max(1, |expected|); equal infinities (masked scores) match.
+double worst_forward_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i]) && got[i] == want[i]) continue;
+    worst = std::max(worst, std::abs(got[i] - want[i]) / std::max(1.0, std::abs(want[i])));
+  }
+  return worst;
+}
+
+double worst_gradient_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+template <typename T>
+void check_stack_case(const std::string& name, Tolerance tol) {
+  Result<Model<T>> loaded = io::load_model<T>(kFixtureDir + "/" + name + ".model.safetensors");
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  Model<T>& model = loaded.value();
+  Result<io::SafetensorsFile> io_file = io::read_safetensors(kFixtureDir + "/" + name + ".io.safetensors");
+  ASSERT_TRUE(io_file.is_ok()) << io_file.status().message();
+  const io::SafetensorsFile& f = io_file.value();
+  const Tensor<T> x = io::to_float_tensor<T>(*f.find("x"), "fixture").value();
+  const Tensor<T> dy = io::to_float_tensor<T>(*f.find("dy"), "fixture").value();
+  ASSERT_EQ(x.shape.size(), 3u);
+
+  ASSERT_TRUE(model.forward(x.ptr(), x.shape[0], x.shape[1]).is_ok());
+  double worst_fwd = worst_forward_error(as_double(model.output().data), expected(f, "y"));
+  EXPECT_LE(worst_fwd, tol.forward) << "y";
+  std::set<std::string> fixture_trace;
+  for (const io::StoredTensor& t : f.tensors)
+    if (t.name.starts_with("trace.")) fixture_trace.insert(t.name.substr(6));
+  std::set<std::string> engine_trace;
+  for (const NamedTensor<T>& t : model.trace(true)) {
+    engine_trace.insert(t.name);
+    const io::StoredTensor* want = f.find("trace." + t.name);
+    ASSERT_NE(want, nullptr) << "PyTorch has no activation " << t.name;
+    EXPECT_EQ(t.tensor.shape, want->shape) << t.name;
+    const double err = worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name));
+    EXPECT_LE(err, tol.forward) << t.name;
+    worst_fwd = std::max(worst_fwd, err);
+  }
+  EXPECT_EQ(engine_trace, fixture_trace);
+
+  model.zero_grads();
+  Tensor<T> dx(x.shape);
+  model.backward(dy.ptr(), dx.ptr());
+  double worst_grad = worst_gradient_error(as_double(dx.data), expected(f, "grad.x"));
+  EXPECT_LE(worst_grad, tol.gradient) << "grad.x";
+  for (const ParamSpec& s : model.layout().specs()) {
+    const std::vector<T> g(model.grads().begin() + s.offset, model.grads().begin() + s.offset + s.numel());
+    const double err = worst_gradient_error(as_double(g), expected(f, "grad." + s.name));
+    EXPECT_LE(err, tol.gradient) << "grad." << s.name;
+    worst_grad = std::max(worst_grad, err);
+  }
+  std::printf("%s (%s): worst forward error %.2e, worst gradient error %.2e\n", name.c_str(),
+              sizeof(T) == 8 ? "f64" : "f32", worst_fwd, worst_grad);
+}
+
+class StackParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StackParity, Float64MatchesPyTorch) { check_stack_case<double>(GetParam(), kF64); }
+TEST_P(StackParity, Float32MatchesPyTorch) { check_stack_case<float>(GetParam(), kF32); }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, StackParity, ::testing::ValuesIn(fixture_cases("sweep_", "torch_encoder_")),
+                         [](const auto& info) { return info.param; });
+
+TEST(ParityFixtures, CoverEveryConfigurationAndTheTorchEncoder) {
+  EXPECT_EQ(fixture_cases("sweep_").size(), 180u);
+  EXPECT_EQ(fixture_cases("torch_encoder_").size(), 8u);  // pre/post x relu/gelu x causal on/off
+}
+
+// The language model (embedding, head, cross-entropy) and three AdamW steps, as torch.optim.AdamW.
+template <typename T>
+void check_lm_adamw(Tolerance tol, double param_tol) {
+  Result<Model<T>> loaded = io::load_model<T>(kFixtureDir + "/lm_adamw.model.safetensors");
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  Model<T>& model = loaded.value();
+  const io::SafetensorsFile f = io::read_safetensors(kFixtureDir + "/lm_adamw.io.safetensors").value();
+  const io::StoredTensor* tokens_t = f.find("tokens");
+  const std::vector<int32_t> tokens = io::to_int_ids(*tokens_t, "fixture").value();
+  const std::vector<int32_t> targets = io::to_int_ids(*f.find("targets"), "fixture").value();
+  const std::vector<double> h = expected(f, "adamw");
+  AdamWHyper hyper{h[0], h[1], h[2], h[3], h[4]};
+  std::vector<T> m(model.params().size()), v(model.params().size());
+  for (int step = 1; step <= 3; ++step) {
+    model.zero_grads();
+    ASSERT_TRUE(model.forward_lm(tokens.data(), targets.data(), tokens_t->shape[0], tokens_t->shape[1]).is_ok());
+    const double want_loss = expected(f, "step" + std::to_string(step) + ".loss")[0];
+    EXPECT_NEAR(model.loss(), want_loss, tol.forward * std::max(1.0, want_loss)) << "step " << step;
+    model.backward_lm();
+    if (step == 1) {
+      EXPECT_LE(worst_forward_error(as_double(model.logits().data), expected(f, "logits")), tol.forward);
+      for (const NamedTensor<T>& t : model.trace(true))
+        EXPECT_LE(worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name)), tol.forward) << t.name;
+      for (const ParamSpec& s : model.layout().specs()) {
+        const std::vector<T> g(model.grads().begin() + s.offset, model.grads().begin() + s.offset + s.numel());
+        EXPECT_LE(worst_gradient_error(as_double(g), expected(f, "grad." + s.name)), tol.gradient) << s.name;
+      }
+    }
+    adamw_update(model.params().data(), model.grads().data(), m.data(), v.data(), int64_t(m.size()), hyper, step);
+    for (const ParamSpec& s : model.layout().specs()) {
+      const std::vector<T> p(model.params().begin() + s.offset, model.params().begin() + s.offset + s.numel());
+      const std::vector<double> want = expected(f, "step" + std::to_string(step) + "." + s.name);
+      const std::vector<double> grad1 = expected(f, "grad." + s.name);
+      double worst = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        // A gradient that is exactly 0 in exact math (the key bias: softmax ignores a shift of a whole
+        // row) is rounding noise in float32, and Adam divides it by its own size: such a parameter may
+        // move by up to lr per step in float32, exactly as in PyTorch's float32.
+        const bool noise_only = sizeof(T) == 4 && std::abs(grad1[i]) < 1e-6;
+        const double err = std::abs(double(p[i]) - want[i]);
+        if (noise_only) EXPECT_LE(err, step * hyper.lr) << s.name << "[" << i << "]";
+        else worst = std::max(worst, err);
+      }
+      EXPECT_LE(worst, param_tol) << "step " << step << " " << s.name;
+    }
+  }
+}
+
+TEST(LanguageModelParity, Float64MatchesPyTorchIncludingAdamW) { check_lm_adamw<double>(kF64, 1e-10); }
+TEST(LanguageModelParity, Float32MatchesPyTorchIncludingAdamW) { check_lm_adamw<float>(kF32, 1e-5); }
+
+}  // namespace
+}  // namespace blocklab

@@ -1,0 +1,368 @@
+#!/usr/bin/python3
+"""Writes BlockLab's PyTorch parity fixtures into tests/fixtures/parity/ (committed; tests need no PyTorch).
+
+Run with Debian's PyTorch 1.13 (package python3-torch):   /usr/bin/python3 tools/make_fixtures.py
+
+Each case is two files:
+  <case>.model.safetensors  the model as BlockLab reads it: F32 parameters with PyTorch names, config in
+                            __metadata__["blocklab.config"]
+  <case>.io.safetensors     x and dy (F32) and what PyTorch computes from them in float64: y, every trace
+                            activation as trace.<hook name>, grad.x and grad.<parameter> of loss = sum(y * dy)
+
+Parameters and inputs are drawn in float32 and computed in float64, so the engine can be checked exactly
+(float64, ~1e-12) and in its normal precision (float32) against the same numbers.
+
+Cases:
+  sweep_*        every configuration of the contract: norm x placement x activation x residual (alpha 1,
+                 alpha 0.7, off) x causal x final norm, on a reference written here from the contract's
+                 semantics (PyTorch 1.13 has no RMSNorm and no alpha-residual).
+  torch_encoder_* nn.TransformerEncoder(nn.TransformerEncoderLayer(batch_first=True), norm=LayerNorm) itself:
+                 norm_first both ways, relu and gelu, causal mask on and off. The reference is checked
+                 against the module here (y, every gradient, and the activations hooks can reach).
+  lm_adamw       the language-model wrapper (embedding -> blocks -> final norm -> head -> cross-entropy)
+                 and three torch.optim.AdamW steps.
+"""
+import itertools
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_lite  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "parity")
+torch.set_default_dtype(torch.float64)
+
+DEFAULTS = {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "norm": "layernorm", "placement": "pre",
+            "activation": "gelu", "residual": True, "residual_alpha": 1.0, "eps": 1e-5, "final_norm": False,
+            "causal": False, "dropout": 0.0, "vocab_size": None}
+
+
+def f32(t):
+    """Rounds to float32 values, kept in float64."""
+    return t.float().double()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters, in the contract's names and order
+# ---------------------------------------------------------------------------------------------------
+
+def param_shapes(cfg):
+    d, f, out = cfg["d_model"], cfg["d_ff"], []
+    if cfg["vocab_size"]:
+        out.append(("embed.weight", (cfg["vocab_size"], d)))
+    for i in range(cfg["n_layers"]):
+        p = f"layers.{i}."
+        out += [(p + "self_attn.in_proj_weight", (3 * d, d)), (p + "self_attn.in_proj_bias", (3 * d,)),
+                (p + "self_attn.out_proj.weight", (d, d)), (p + "self_attn.out_proj.bias", (d,)),
+                (p + "linear1.weight", (f, d)), (p + "linear1.bias", (f,)),
+                (p + "linear2.weight", (d, f)), (p + "linear2.bias", (d,))]
+        if cfg["norm"] != "none":
+            for n in ("norm1", "norm2"):
+                out.append((p + n + ".weight", (d,)))
+                if cfg["norm"] == "layernorm":
+                    out.append((p + n + ".bias", (d,)))
+    if cfg["final_norm"]:
+        out.append(("norm.weight", (d,)))
+        if cfg["norm"] == "layernorm":
+            out.append(("norm.bias", (d,)))
+    if cfg["vocab_size"]:
+        out += [("head.weight", (cfg["vocab_size"], d)), ("head.bias", (cfg["vocab_size"],))]
+    return out
+
+
+def random_params(cfg, gen):
+    """Random float32-valued parameters; norms' weights near 1 so gamma and beta both matter."""
+    params = {}
+    for name, shape in param_shapes(cfg):
+        r = torch.randn(shape, generator=gen)
+        if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
+            v = 1.0 + 0.2 * r
+        elif len(shape) == 1:  # biases
+            v = 0.1 * r
+        elif name == "embed.weight":
+            v = r
+        else:  # linear weights [out, in]
+            v = r / math.sqrt(shape[1])
+        params[name] = f32(v).requires_grad_(True)
+    return params
+
+
+# ---------------------------------------------------------------------------------------------------
+# The reference: the contract's semantics, written out, recording every hook
+# ---------------------------------------------------------------------------------------------------
+
+def norm_ref(cfg, x, weight, bias, prefix, trace):
+    eps = cfg["eps"]
+    if cfg["norm"] == "layernorm":
+        mean = x.mean(-1)
+        var = x.var(-1, unbiased=False)
+        rstd = 1.0 / torch.sqrt(var + eps)
+        normalized = (x - mean[..., None]) * rstd[..., None]
+        out = normalized * weight + bias
+        trace[prefix + "hook_mean"] = mean
+    else:  # rmsnorm: x / sqrt(mean(x^2) + eps) * weight
+        rstd = 1.0 / torch.sqrt((x * x).mean(-1) + eps)
+        normalized = x * rstd[..., None]
+        out = normalized * weight
+    trace[prefix + "hook_rstd"] = rstd
+    trace[prefix + "hook_normalized"] = normalized
+    trace[prefix + "hook_out"] = out
+    return out
+
+
+def activation_ref(name, x):
+    if name == "relu":
+        return F.relu(x)
+    if name == "gelu":
+        return F.gelu(x)
+    return F.gelu(x, approximate="tanh")
+
+
+def attention_ref(cfg, p, prefix, x, trace):
+    B, T, d = x.shape
+    H = cfg["n_heads"]
+    D = d // H
+    qkv = x @ p[prefix + "self_attn.in_proj_weight"].T + p[prefix + "self_attn.in_proj_bias"]
+    q, k, v = qkv.split(d, dim=-1)
+    q, k, v = (t.reshape(B, T, H, D) for t in (q, k, v))
+    trace[prefix_hook(prefix) + "attn.hook_q"] = q
+    trace[prefix_hook(prefix) + "attn.hook_k"] = k
+    trace[prefix_hook(prefix) + "attn.hook_v"] = v
+    scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(D)  # [B, H, T, T]
+    if cfg["causal"]:
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    pattern = scores.softmax(-1)
+    z = (pattern @ v.transpose(1, 2)).transpose(1, 2)  # [B, T, H, D]
+    trace[prefix_hook(prefix) + "attn.hook_scores"] = scores
+    trace[prefix_hook(prefix) + "attn.hook_pattern"] = pattern
+    trace[prefix_hook(prefix) + "attn.hook_z"] = z
+    return z.reshape(B, T, d) @ p[prefix + "self_attn.out_proj.weight"].T + p[prefix + "self_attn.out_proj.bias"]
+
+
+def ffn_ref(cfg, p, prefix, x, trace):
+    h = prefix_hook(prefix)
+    trace[h + "mlp.hook_in"] = x
+    pre = x @ p[prefix + "linear1.weight"].T + p[prefix + "linear1.bias"]
+    post = activation_ref(cfg["activation"], pre)
+    trace[h + "mlp.hook_pre"] = pre
+    trace[h + "mlp.hook_post"] = post
+    return post @ p[prefix + "linear2.weight"].T + p[prefix + "linear2.bias"]
+
+
+def prefix_hook(param_prefix):  # "layers.3." -> "blocks.3."
+    return "blocks." + param_prefix.split(".")[1] + "."
+
+
+def residual_ref(cfg, x, f):
+    return x + cfg["residual_alpha"] * f if cfg["residual"] else f
+
+
+def block_ref(cfg, p, i, x, trace):
+    pp, h = f"layers.{i}.", f"blocks.{i}."
+    has_norm = cfg["norm"] != "none"
+    n = lambda t, which: norm_ref(cfg, t, p[pp + which + ".weight"], p.get(pp + which + ".bias"), h + which.replace("norm", "ln") + ".", trace) if has_norm else t  # noqa: E731
+    trace[h + "hook_resid_pre"] = x
+    if cfg["placement"] == "pre":
+        f1 = attention_ref(cfg, p, pp, n(x, "norm1"), trace)
+        trace[h + "hook_attn_out"] = f1
+        mid = residual_ref(cfg, x, f1)
+        trace[h + "hook_resid_mid"] = mid
+        f2 = ffn_ref(cfg, p, pp, n(mid, "norm2"), trace)
+        trace[h + "hook_mlp_out"] = f2
+        out = residual_ref(cfg, mid, f2)
+    else:
+        f1 = attention_ref(cfg, p, pp, x, trace)
+        trace[h + "hook_attn_out"] = f1
+        s1 = residual_ref(cfg, x, f1)
+        trace[h + "hook_sum1"] = s1
+        mid = n(s1, "norm1")
+        trace[h + "hook_resid_mid"] = mid
+        f2 = ffn_ref(cfg, p, pp, mid, trace)
+        trace[h + "hook_mlp_out"] = f2
+        s2 = residual_ref(cfg, mid, f2)
+        trace[h + "hook_sum2"] = s2
+        out = n(s2, "norm2")
+    trace[h + "hook_resid_post"] = out
+    return out
+
+
+def stack_ref(cfg, p, x, trace):
+    for i in range(cfg["n_layers"]):
+        x = block_ref(cfg, p, i, x, trace)
+    if cfg["final_norm"]:
+        x = norm_ref(cfg, x, p["norm.weight"], p.get("norm.bias"), "ln_final.", trace)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing a case
+# ---------------------------------------------------------------------------------------------------
+
+def write_case(name, cfg, params, x, dy, y, trace, grads):
+    full = dict(DEFAULTS, **cfg)
+    model = {k: v.detach().float().numpy() for k, v in params.items()}
+    safetensors_lite.save(os.path.join(OUT, name + ".model.safetensors"), model,
+                          {"blocklab.config": json.dumps(full)})
+    io = {"x": x.detach().float().numpy(), "dy": dy.detach().float().numpy(), "y": y.detach().numpy()}
+    for k, v in trace.items():
+        io["trace." + k] = v.detach().numpy()
+    io["grad.x"] = grads["x"].numpy()
+    for k in params:
+        io["grad." + k] = grads[k].numpy()
+    safetensors_lite.save(os.path.join(OUT, name + ".io.safetensors"), io)
+
+
+def run_reference(cfg, params, x, dy):
+    x = x.clone().requires_grad_(True)
+    trace = {}
+    y = stack_ref(cfg, params, x, trace)
+    loss = (y * dy).sum()
+    names = ["x"] + list(params)
+    gs = torch.autograd.grad(loss, [x] + list(params.values()), allow_unused=True)
+    grads = {n: (g if g is not None else torch.zeros_like(t)).detach()
+             for n, g, t in zip(names, gs, [x] + list(params.values()))}
+    return y, trace, grads
+
+
+def sweep_cases(gen):
+    small = {"d_model": 4, "n_heads": 2, "d_ff": 8, "n_layers": 2}
+    B, T = 2, 3
+    count = 0
+    for norm, placement, act, (residual, alpha), causal, final_norm in itertools.product(
+            ["layernorm", "rmsnorm", "none"], ["pre", "post"], ["relu", "gelu", "gelu_tanh"],
+            [(True, 1.0), (True, 0.7), (False, 1.0)], [False, True], [False, True]):
+        if norm == "none" and final_norm:
+            continue  # a bad config value by the contract
+        cfg = dict(DEFAULTS, **small, norm=norm, placement=placement, activation=act, residual=residual,
+                   residual_alpha=alpha, causal=causal, final_norm=final_norm)
+        params = random_params(cfg, gen)
+        x = f32(torch.randn(B, T, cfg["d_model"], generator=gen))
+        dy = f32(torch.randn(B, T, cfg["d_model"], generator=gen))
+        y, trace, grads = run_reference(cfg, params, x, dy)
+        res = "res1" if residual and alpha == 1.0 else ("res07" if residual else "nores")
+        name = f"sweep_{norm}_{placement}_{act}_{res}_{'causal' if causal else 'full'}_{'final' if final_norm else 'nofinal'}"
+        write_case(name, cfg, params, x, dy, y, trace, grads)
+        count += 1
+    return count
+
+
+def torch_encoder_cases(gen):
+    d, H, f, L, B, T = 16, 4, 32, 3, 2, 5
+    count = 0
+    for placement, act, causal in itertools.product(["pre", "post"], ["relu", "gelu"], [False, True]):
+        layer = nn.TransformerEncoderLayer(d, H, f, dropout=0.0, activation=act, batch_first=True,
+                                           norm_first=(placement == "pre"))
+        enc = nn.TransformerEncoder(layer, L, norm=nn.LayerNorm(d), enable_nested_tensor=False).double()
+        cfg = dict(DEFAULTS, d_model=d, n_heads=H, d_ff=f, n_layers=L, placement=placement, activation=act,
+                   causal=causal, final_norm=True)
+        params = random_params(cfg, gen)
+        module_params = dict(enc.named_parameters())
+        assert list(module_params) == list(params), (list(module_params), list(params))
+        with torch.no_grad():
+            for k, v in params.items():
+                module_params[k].copy_(v)
+        x = f32(torch.randn(B, T, d, generator=gen)).requires_grad_(True)
+        dy = f32(torch.randn(B, T, d, generator=gen))
+        mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1) if causal else None
+
+        hooked = {}
+        handles = []
+        for i, lay in enumerate(enc.layers):
+            h = f"blocks.{i}."
+            ln1, ln2 = (h + "ln1.hook_out", h + "ln2.hook_out")
+            handles.append(lay.norm1.register_forward_hook(lambda m, i_, o, k=ln1: hooked.__setitem__(k, o)))
+            handles.append(lay.norm2.register_forward_hook(lambda m, i_, o, k=ln2: hooked.__setitem__(k, o)))
+            handles.append(lay.self_attn.register_forward_hook(
+                lambda m, i_, o, k=h + "hook_attn_out": hooked.__setitem__(k, o[0])))
+            handles.append(lay.linear1.register_forward_hook(
+                lambda m, i_, o, k=h + "mlp.hook_pre": hooked.__setitem__(k, o)))
+            handles.append(lay.linear2.register_forward_pre_hook(
+                lambda m, i_, k=h + "mlp.hook_post": hooked.__setitem__(k, i_[0])))
+            handles.append(lay.linear2.register_forward_hook(
+                lambda m, i_, o, k=h + "hook_mlp_out": hooked.__setitem__(k, o)))
+            handles.append(lay.register_forward_hook(
+                lambda m, i_, o, k=h + "hook_resid_post": hooked.__setitem__(k, o)))
+        handles.append(enc.norm.register_forward_hook(lambda m, i_, o: hooked.__setitem__("ln_final.hook_out", o)))
+        y = enc(x, mask=mask)
+        for hd in handles:
+            hd.remove()
+        (y * dy).sum().backward()
+        grads = {"x": x.grad.detach()}
+        grads.update({k: v.grad.detach() for k, v in module_params.items()})
+
+        ref_y, trace, ref_grads = run_reference(cfg, params, x.detach(), dy)
+        worst = max([(ref_y - y).abs().max().item()] + [(ref_grads[k] - g).abs().max().item() for k, g in grads.items()])
+        worst_trace = max((trace[k] - v).abs().max().item() for k, v in hooked.items())
+        assert worst < 1e-10 and worst_trace < 1e-10, (placement, act, causal, worst, worst_trace)
+        for k, v in hooked.items():
+            trace[k] = v
+        name = f"torch_encoder_{placement}_{act}_{'causal' if causal else 'full'}"
+        write_case(name, cfg, params, x.detach(), dy, y, trace, grads)
+        print(f"  {name}: reference vs nn.TransformerEncoder, worst |diff| {max(worst, worst_trace):.2e} "
+              f"({len(hooked)} hooked activations)")
+        count += 1
+    return count
+
+
+def lm_adamw_case(gen):
+    """The language model and AdamW: loss, gradients, and parameters after each of three steps."""
+    cfg = dict(DEFAULTS, d_model=8, n_heads=2, d_ff=16, n_layers=2, final_norm=True, causal=True, vocab_size=7)
+    B, T, V = 2, 5, cfg["vocab_size"]
+    params = random_params(cfg, gen)
+    tokens = torch.randint(0, V, (B, T), generator=gen)
+    targets = torch.randint(0, V, (B, T), generator=gen)
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1}
+    opt = torch.optim.AdamW(list(params.values()), **hyper)
+    io = {"tokens": tokens.numpy(), "targets": targets.numpy()}
+    initial = {k: v.detach().float().numpy() for k, v in params.items()}
+    for step in range(1, 4):
+        opt.zero_grad()
+        trace = {}
+        x = F.embedding(tokens, params["embed.weight"])
+        trace["hook_embed"] = x
+        y = stack_ref(cfg, params, x, trace)
+        logits = y @ params["head.weight"].T + params["head.bias"]
+        trace["hook_logits"] = logits
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        loss.backward()
+        io[f"step{step}.loss"] = np.array(loss.item())
+        if step == 1:
+            io["logits"] = logits.detach().numpy()
+            for k, v in trace.items():
+                io["trace." + k] = v.detach().numpy()
+            for k, v in params.items():
+                io["grad." + k] = v.grad.detach().clone().numpy()
+        opt.step()
+        for k, v in params.items():
+            io[f"step{step}.{k}"] = v.detach().clone().numpy()
+    safetensors_lite.save(os.path.join(OUT, "lm_adamw.model.safetensors"), initial,
+                          {"blocklab.config": json.dumps(cfg)})
+    io["adamw"] = np.array([hyper["lr"], hyper["betas"][0], hyper["betas"][1], hyper["eps"], hyper["weight_decay"]])
+    safetensors_lite.save(os.path.join(OUT, "lm_adamw.io.safetensors"), io)
+    return 1
+
+
+def main():
+    print(f"PyTorch {torch.__version__}; writing {os.path.relpath(OUT, ROOT)}/")
+    if os.path.isdir(OUT):
+        shutil.rmtree(OUT)
+    os.makedirs(OUT)
+    gen = torch.Generator().manual_seed(20261127)
+    n = sweep_cases(gen)
+    print(f"  {n} sweep cases")
+    n += torch_encoder_cases(gen)
+    n += lm_adamw_case(gen)
+    print(f"{n} cases written")
+
+
+if __name__ == "__main__":
+    main()
