@@ -24,7 +24,6 @@ Cases:
 """
 import itertools
 import json
-import math
 import os
 import shutil
 import sys
@@ -36,172 +35,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_lite  # noqa: E402
+from torch_reference import DEFAULTS, f32, random_params, run_reference, stack_ref  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "parity")
 torch.set_default_dtype(torch.float64)
-
-DEFAULTS = {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "norm": "layernorm", "placement": "pre",
-            "activation": "gelu", "residual": True, "residual_alpha": 1.0, "eps": 1e-5, "final_norm": False,
-            "causal": False, "dropout": 0.0, "vocab_size": None}
-
-
-def f32(t):
-    """Rounds to float32 values, kept in float64."""
-    return t.float().double()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Parameters, in the contract's names and order
-# ---------------------------------------------------------------------------------------------------
-
-def param_shapes(cfg):
-    d, f, out = cfg["d_model"], cfg["d_ff"], []
-    if cfg["vocab_size"]:
-        out.append(("embed.weight", (cfg["vocab_size"], d)))
-    for i in range(cfg["n_layers"]):
-        p = f"layers.{i}."
-        out += [(p + "self_attn.in_proj_weight", (3 * d, d)), (p + "self_attn.in_proj_bias", (3 * d,)),
-                (p + "self_attn.out_proj.weight", (d, d)), (p + "self_attn.out_proj.bias", (d,)),
-                (p + "linear1.weight", (f, d)), (p + "linear1.bias", (f,)),
-                (p + "linear2.weight", (d, f)), (p + "linear2.bias", (d,))]
-        if cfg["norm"] != "none":
-            for n in ("norm1", "norm2"):
-                out.append((p + n + ".weight", (d,)))
-                if cfg["norm"] == "layernorm":
-                    out.append((p + n + ".bias", (d,)))
-    if cfg["final_norm"]:
-        out.append(("norm.weight", (d,)))
-        if cfg["norm"] == "layernorm":
-            out.append(("norm.bias", (d,)))
-    if cfg["vocab_size"]:
-        out += [("head.weight", (cfg["vocab_size"], d)), ("head.bias", (cfg["vocab_size"],))]
-    return out
-
-
-def random_params(cfg, gen):
-    """Random float32-valued parameters; norms' weights near 1 so gamma and beta both matter."""
-    params = {}
-    for name, shape in param_shapes(cfg):
-        r = torch.randn(shape, generator=gen)
-        if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
-            v = 1.0 + 0.2 * r
-        elif len(shape) == 1:  # biases
-            v = 0.1 * r
-        elif name == "embed.weight":
-            v = r
-        else:  # linear weights [out, in]
-            v = r / math.sqrt(shape[1])
-        params[name] = f32(v).requires_grad_(True)
-    return params
-
-
-# ---------------------------------------------------------------------------------------------------
-# The reference: the contract's semantics, written out, recording every hook
-# ---------------------------------------------------------------------------------------------------
-
-def norm_ref(cfg, x, weight, bias, prefix, trace):
-    eps = cfg["eps"]
-    if cfg["norm"] == "layernorm":
-        mean = x.mean(-1)
-        var = x.var(-1, unbiased=False)
-        rstd = 1.0 / torch.sqrt(var + eps)
-        normalized = (x - mean[..., None]) * rstd[..., None]
-        out = normalized * weight + bias
-        trace[prefix + "hook_mean"] = mean
-    else:  # rmsnorm: x / sqrt(mean(x^2) + eps) * weight
-        rstd = 1.0 / torch.sqrt((x * x).mean(-1) + eps)
-        normalized = x * rstd[..., None]
-        out = normalized * weight
-    trace[prefix + "hook_rstd"] = rstd
-    trace[prefix + "hook_normalized"] = normalized
-    trace[prefix + "hook_out"] = out
-    return out
-
-
-def activation_ref(name, x):
-    if name == "relu":
-        return F.relu(x)
-    if name == "gelu":
-        return F.gelu(x)
-    return F.gelu(x, approximate="tanh")
-
-
-def attention_ref(cfg, p, prefix, x, trace):
-    B, T, d = x.shape
-    H = cfg["n_heads"]
-    D = d // H
-    qkv = x @ p[prefix + "self_attn.in_proj_weight"].T + p[prefix + "self_attn.in_proj_bias"]
-    q, k, v = qkv.split(d, dim=-1)
-    q, k, v = (t.reshape(B, T, H, D) for t in (q, k, v))
-    trace[prefix_hook(prefix) + "attn.hook_q"] = q
-    trace[prefix_hook(prefix) + "attn.hook_k"] = k
-    trace[prefix_hook(prefix) + "attn.hook_v"] = v
-    scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(D)  # [B, H, T, T]
-    if cfg["causal"]:
-        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
-    pattern = scores.softmax(-1)
-    z = (pattern @ v.transpose(1, 2)).transpose(1, 2)  # [B, T, H, D]
-    trace[prefix_hook(prefix) + "attn.hook_scores"] = scores
-    trace[prefix_hook(prefix) + "attn.hook_pattern"] = pattern
-    trace[prefix_hook(prefix) + "attn.hook_z"] = z
-    return z.reshape(B, T, d) @ p[prefix + "self_attn.out_proj.weight"].T + p[prefix + "self_attn.out_proj.bias"]
-
-
-def ffn_ref(cfg, p, prefix, x, trace):
-    h = prefix_hook(prefix)
-    trace[h + "mlp.hook_in"] = x
-    pre = x @ p[prefix + "linear1.weight"].T + p[prefix + "linear1.bias"]
-    post = activation_ref(cfg["activation"], pre)
-    trace[h + "mlp.hook_pre"] = pre
-    trace[h + "mlp.hook_post"] = post
-    return post @ p[prefix + "linear2.weight"].T + p[prefix + "linear2.bias"]
-
-
-def prefix_hook(param_prefix):  # "layers.3." -> "blocks.3."
-    return "blocks." + param_prefix.split(".")[1] + "."
-
-
-def residual_ref(cfg, x, f):
-    return x + cfg["residual_alpha"] * f if cfg["residual"] else f
-
-
-def block_ref(cfg, p, i, x, trace):
-    pp, h = f"layers.{i}.", f"blocks.{i}."
-    has_norm = cfg["norm"] != "none"
-    n = lambda t, which: norm_ref(cfg, t, p[pp + which + ".weight"], p.get(pp + which + ".bias"), h + which.replace("norm", "ln") + ".", trace) if has_norm else t  # noqa: E731
-    trace[h + "hook_resid_pre"] = x
-    if cfg["placement"] == "pre":
-        f1 = attention_ref(cfg, p, pp, n(x, "norm1"), trace)
-        trace[h + "hook_attn_out"] = f1
-        mid = residual_ref(cfg, x, f1)
-        trace[h + "hook_resid_mid"] = mid
-        f2 = ffn_ref(cfg, p, pp, n(mid, "norm2"), trace)
-        trace[h + "hook_mlp_out"] = f2
-        out = residual_ref(cfg, mid, f2)
-    else:
-        f1 = attention_ref(cfg, p, pp, x, trace)
-        trace[h + "hook_attn_out"] = f1
-        s1 = residual_ref(cfg, x, f1)
-        trace[h + "hook_sum1"] = s1
-        mid = n(s1, "norm1")
-        trace[h + "hook_resid_mid"] = mid
-        f2 = ffn_ref(cfg, p, pp, mid, trace)
-        trace[h + "hook_mlp_out"] = f2
-        s2 = residual_ref(cfg, mid, f2)
-        trace[h + "hook_sum2"] = s2
-        out = n(s2, "norm2")
-    trace[h + "hook_resid_post"] = out
-    return out
-
-
-def stack_ref(cfg, p, x, trace):
-    for i in range(cfg["n_layers"]):
-        x = block_ref(cfg, p, i, x, trace)
-    if cfg["final_norm"]:
-        x = norm_ref(cfg, x, p["norm.weight"], p.get("norm.bias"), "ln_final.", trace)
-    return x
-
 
 # ---------------------------------------------------------------------------------------------------
 # Writing a case
@@ -219,18 +57,6 @@ def write_case(name, cfg, params, x, dy, y, trace, grads):
     for k in params:
         io["grad." + k] = grads[k].numpy()
     safetensors_lite.save(os.path.join(OUT, name + ".io.safetensors"), io)
-
-
-def run_reference(cfg, params, x, dy):
-    x = x.clone().requires_grad_(True)
-    trace = {}
-    y = stack_ref(cfg, params, x, trace)
-    loss = (y * dy).sum()
-    names = ["x"] + list(params)
-    gs = torch.autograd.grad(loss, [x] + list(params.values()), allow_unused=True)
-    grads = {n: (g if g is not None else torch.zeros_like(t)).detach()
-             for n, g, t in zip(names, gs, [x] + list(params.values()))}
-    return y, trace, grads
 
 
 def sweep_cases(gen):

@@ -30,6 +30,12 @@ int main(int argc, char** argv) {
     c.sub = app.add_subcommand(c.name, c.about);
     c.run = c.add(*c.sub);
   }
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
+    if (!known)
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init bench");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""BlockLab vs PyTorch 1.13 (Debian's python3-torch), same cases, same machine, same run.
+
+  /usr/bin/python3 bench/torch_compare.py [--threads 1 2] [--budget-s 1] [--binary build/blocklab] [--markdown]
+
+For each thread count, times the contract's `blocklab bench` cases in PyTorch (the way a PyTorch user writes
+them: F.layer_norm, an RMSNorm from ops as 1.13 has none, F.gelu(approximate='tanh'), Linear-GELU-Linear,
+nn.TransformerEncoderLayer, and the seeds' copy-task step with Adam), then runs `blocklab bench --json` with the
+same thread count, and prints one table: minimum and median ms of each, and the ratio PyTorch / BlockLab
+(> 1: BlockLab is faster). Both sides: one untimed warm-up call, then at least 5 timed calls and at least
+--budget-s seconds per case. Thread counts are set for PyTorch, OpenMP and OpenBLAS alike.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENS, BATCH, SEQ, D, FF, HEADS = 4096, 32, 128, 512, 2048, 8
+
+
+def time_calls(fn, budget_s, min_repeats=5):
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < budget_s and len(times) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    n = len(times)
+    median = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+    return times[0], median
+
+
+def torch_cases():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    cases = {}
+
+    x = torch.randn(TOKENS, D)
+    dy = torch.randn(TOKENS, D)
+    w = torch.randn(D) * 0.1 + 1
+    b = torch.randn(D) * 0.1
+
+    def layernorm_fwd():
+        with torch.no_grad():
+            F.layer_norm(x, (D,), w, b, 1e-5)
+    cases["layernorm_fwd"] = layernorm_fwd
+
+    xg, wg, bg = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
+
+    def layernorm_fwdbwd():
+        xg.grad = wg.grad = bg.grad = None
+        F.layer_norm(xg, (D,), wg, bg, 1e-5).backward(dy)
+    cases["layernorm_fwdbwd"] = layernorm_fwdbwd
+
+    def rmsnorm(t, weight):
+        return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-5) * weight
+
+    def rmsnorm_fwd():
+        with torch.no_grad():
+            rmsnorm(x, w)
+    cases["rmsnorm_fwd"] = rmsnorm_fwd
+
+    def rmsnorm_fwdbwd():
+        xg.grad = wg.grad = None
+        rmsnorm(xg, wg).backward(dy)
+    cases["rmsnorm_fwdbwd"] = rmsnorm_fwdbwd
+
+    h = torch.randn(TOKENS, FF)
+
+    def gelu_tanh_fwd():
+        with torch.no_grad():
+            F.gelu(h, approximate="tanh")
+    cases["gelu_tanh_fwd"] = gelu_tanh_fwd
+
+    ffn = nn.Sequential(nn.Linear(D, FF), nn.GELU(), nn.Linear(FF, D))
+    xf = x.clone().requires_grad_()
+
+    def ffn_fwdbwd():
+        ffn.zero_grad(set_to_none=True)
+        xf.grad = None
+        ffn(xf).backward(dy)
+    cases["ffn_fwdbwd"] = ffn_fwdbwd
+
+    xb = torch.randn(BATCH, SEQ, D, requires_grad=True)
+    dyb = torch.randn(BATCH, SEQ, D)
+    for placement in ("pre", "post"):
+        layer = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=placement == "pre")
+
+        def block(layer=layer):
+            layer.zero_grad(set_to_none=True)
+            xb.grad = None
+            layer(xb).backward(dyb)
+        cases[f"block_{placement}_fwdbwd"] = block
+
+    # The seeds' copy task: Embedding(10, 512) -> pre-norm block -> LayerNorm -> Linear(512, 10); Adam 1e-3.
+    class CopyModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, D)
+            self.block = nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, activation="gelu",
+                                                    batch_first=True, norm_first=True)
+            self.norm = nn.LayerNorm(D)
+            self.head = nn.Linear(D, 10)
+
+        def forward(self, tokens):
+            return self.head(self.norm(self.block(self.embed(tokens))))
+    model = CopyModel()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    src = torch.randint(0, 5, (32, 20))
+
+    def copy_train_step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(src).reshape(-1, 10), src.reshape(-1))
+        loss.backward()
+        opt.step()
+    cases["copy_train_step"] = copy_train_step
+    return cases
+
+
+def run_torch(threads, budget_s):
+    import torch
+    torch.set_num_threads(threads)
+    out = {}
+    for name, fn in torch_cases().items():
+        out[name] = time_calls(fn, budget_s)
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cases": out}
+
+
+def env_for(threads):
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--budget-s", type=float, default=1.0)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "blocklab"))
+    ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    ap.add_argument("--torch-only", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.torch_only:
+        print(json.dumps(run_torch(args.torch_only, args.budget_s)))
+        return 0
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores")
+    for threads in args.threads:
+        env = env_for(threads)
+        torch_res = json.loads(subprocess.run(
+            [sys.executable, __file__, "--torch-only", str(threads), "--budget-s", str(args.budget_s)],
+            env=env, check=True, capture_output=True, text=True).stdout)
+        ours = json.loads(subprocess.run(
+            [args.binary, "bench", "--json", "--threads", str(threads), "--budget-s", str(args.budget_s)],
+            env=env, check=True, capture_output=True, text=True).stdout)
+        ours_by_name = {c["name"]: c for c in ours["cases"]}
+        print(f"\nthreads {threads} (PyTorch {torch_res['torch']} reports {torch_res['threads']})")
+        header = ["case", "shape", "PyTorch ms min", "PyTorch ms median", "BlockLab ms min", "BlockLab ms median",
+                  "PyTorch/BlockLab (min)"]
+        rows = []
+        for name, (t_min, t_med) in torch_res["cases"].items():
+            c = ours_by_name[name]
+            rows.append([name, c["shape"], f"{t_min:.3f}", f"{t_med:.3f}", f"{c['ms_min']:.3f}",
+                         f"{c['ms_median']:.3f}", f"{t_min / c['ms_min']:.2f}x"])
+        if args.markdown:
+            print("| " + " | ".join(header) + " |")
+            print("|" + "---|" * len(header))
+            for r in rows:
+                print("| " + " | ".join(r) + " |")
+        else:
+            print(f"{header[0]:20s} {header[2]:>15s} {header[3]:>18s} {header[4]:>16s} {header[5]:>19s} {header[6]:>10s}")
+            for r in rows:
+                print(f"{r[0]:20s} {r[2]:>15s} {r[3]:>18s} {r[4]:>16s} {r[5]:>19s} {r[6]:>10s}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
