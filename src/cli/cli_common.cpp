@@ -1,6 +1,8 @@
 #include "cli/cli_common.h"
 
 #include <iostream>
+#include <optional>
+#include <type_traits>
 
 #include "io/model_file.h"
 
@@ -73,6 +75,33 @@ void add_dtype_flag(CLI::App& app, std::string& dtype) {
 }  // namespace blocklab::cli
 
 namespace blocklab::cli {
+
+void add_model_run_flags(CLI::App& app, ModelRunArgs& a, const std::string& input_holds) {
+  app.add_option("--model", a.model, "model .safetensors")->required();
+  app.add_option("--input", a.input, "input .safetensors holding " + input_holds)->required();
+  app.add_option("--output", a.output, "output .safetensors to write")->required();
+  app.add_option("--config", a.config, "config JSON to use instead of the file's (for models saved by PyTorch)");
+  add_dtype_flag(app, a.dtype);
+}
+
+template <typename T>
+Result<ModelRun<T>> load_model_run(const ModelRunArgs& a) {
+  std::optional<ModelConfig> config;
+  if (!a.config.empty()) {
+    Result<ModelConfig> c = io::read_config_file(a.config);
+    if (!c) return c.status();
+    config = c.value();
+  }
+  Result<Model<T>> model = io::load_model<T>(a.model, config ? &*config : nullptr);
+  if (!model) return model.status();
+  Result<io::SafetensorsFile> input = io::read_safetensors(a.input);
+  if (!input) return input.status();
+  return ModelRun<T>{std::move(model.value()), std::move(input.value()),
+                     std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32};
+}
+
+template Result<ModelRun<float>> load_model_run<float>(const ModelRunArgs&);
+template Result<ModelRun<double>> load_model_run<double>(const ModelRunArgs&);
 
 template <typename T>
 Result<StackInput<T>> read_stack_input(const io::SafetensorsFile& file, const std::string& where,

@@ -33,10 +33,26 @@ void add_dtype_flag(CLI::App& app, std::string& dtype);
 
 }  // namespace blocklab::cli
 
+#include "engine/model.h"
 #include "engine/tensor.h"
 #include "io/safetensors.h"
 
 namespace blocklab::cli {
+
+// The flags forward and backward share, and what they load from them.
+struct ModelRunArgs {
+  std::string model, input, output, config, dtype = "f32";
+};
+void add_model_run_flags(CLI::App& app, ModelRunArgs& args, const std::string& input_holds);
+template <typename T>
+struct ModelRun {
+  Model<T> model;
+  io::SafetensorsFile input;
+  io::DType out_dtype;  // F32, or F64 with --dtype f64
+};
+// Loads the model (with --config replacing the file's config when given) and the input file.
+template <typename T>
+Result<ModelRun<T>> load_model_run(const ModelRunArgs& args);
 
 // An activation input of the block stack: [B, T, d] or [T, d] (batched = false).
 template <typename T>

@@ -1,68 +1,50 @@
 // blocklab backward --model M --input X --output G [--dtype f32|f64] [--config C.json]
 #include <memory>
-#include <optional>
-#include <type_traits>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "io/model_file.h"
 
 namespace blocklab::cli {
 
 namespace {
 
-struct BackwardArgs {
-  std::string model, input, output, config, dtype = "f32";
-};
-
 template <typename T>
-int run_backward(const BackwardArgs& a) {
+int run_backward(const ModelRunArgs& a) {
   const std::string cmd = "backward";
-  std::optional<ModelConfig> config;
-  if (!a.config.empty()) {
-    Result<ModelConfig> c = io::read_config_file(a.config);
-    if (!c) return fail(cmd, c.status());
-    config = c.value();
-  }
-  Result<Model<T>> model = io::load_model<T>(a.model, config ? &*config : nullptr);
-  if (!model) return fail(cmd, model.status());
-  Result<io::SafetensorsFile> input = io::read_safetensors(a.input);
-  if (!input) return fail(cmd, input.status());
-  const io::DType out_dtype = std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32;
-  const ModelConfig& cfg = model->config();
+  Result<ModelRun<T>> loaded = load_model_run<T>(a);
+  if (!loaded) return fail(cmd, loaded.status());
+  auto& [model, input, out_dtype] = loaded.value();
+  const ModelConfig& cfg = model.config();
 
   io::SafetensorsFile out;
-  model->zero_grads();
-  if (cfg.is_language_model() && input->find("tokens")) {
+  model.zero_grads();
+  if (cfg.is_language_model() && input.find("tokens")) {
     // loss = mean cross-entropy of the logits against targets
-    Result<TokenInput> tokens = read_token_input(input.value(), a.input, "tokens");
+    Result<TokenInput> tokens = read_token_input(input, a.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
-    Result<TokenInput> targets = read_token_input(input.value(), a.input, "targets");
+    Result<TokenInput> targets = read_token_input(input, a.input, "targets");
     if (!targets) return fail(cmd, targets.status());
     if (targets->shape != tokens->shape)
       return fail(cmd, a.input + ": tensor 'targets': expected shape " + shape_str(tokens->shape) + " (as tokens), got " +
                            shape_str(targets->shape));
-    Status st = model->forward_lm(tokens->ids.data(), targets->ids.data(), tokens->batch, tokens->seq_len);
+    Status st = model.forward_lm(tokens->ids.data(), targets->ids.data(), tokens->batch, tokens->seq_len);
     if (!st) return fail(cmd, st.with_context(a.input));
-    model->backward_lm();
-    out.add(io::from_float_tensor("loss", Tensor<T>(Shape{}, std::vector<T>{T(model->loss())}), out_dtype));
+    model.backward_lm();
+    out.add(io::from_float_tensor("loss", Tensor<T>(Shape{}, std::vector<T>{T(model.loss())}), out_dtype));
   } else {
     // loss = sum(y * dy)
-    Result<StackInput<T>> x = read_stack_input<T>(input.value(), a.input, "x", cfg);
+    Result<StackInput<T>> x = read_stack_input<T>(input, a.input, "x", cfg);
     if (!x) return fail(cmd, x.status());
-    Result<StackInput<T>> dy = read_stack_input<T>(input.value(), a.input, "dy", cfg, &x->x.shape);
+    Result<StackInput<T>> dy = read_stack_input<T>(input, a.input, "dy", cfg, &x->x.shape);
     if (!dy) return fail(cmd, dy.status());
-    Status st = model->forward(x->x.ptr(), x->batch, x->seq_len);
+    Status st = model.forward(x->x.ptr(), x->batch, x->seq_len);
     if (!st) return fail(cmd, st.with_context(a.input));
     Tensor<T> dx(x->x.shape);
-    model->backward(dy->x.ptr(), dx.ptr());
+    model.backward(dy->x.ptr(), dx.ptr());
     out.add(io::from_float_tensor("grad.x", dx, out_dtype));
   }
-  for (const ParamSpec& spec : model->layout().specs()) {
-    Tensor<T> g(spec.shape);
-    std::copy(model->grads().begin() + spec.offset, model->grads().begin() + spec.offset + spec.numel(), g.data.begin());
-    out.add(io::from_float_tensor("grad." + spec.name, g, out_dtype));
-  }
+  for (const ParamSpec& spec : model.layout().specs())
+    out.add(io::from_float_tensor("grad." + spec.name, param_tensor(spec, model.grads()), out_dtype));
   Status st = io::write_safetensors(a.output, out);
   if (!st) return fail(cmd, st);
   return 0;
@@ -71,17 +53,13 @@ int run_backward(const BackwardArgs& a) {
 }  // namespace
 
 Runner add_backward_command(CLI::App& sub) {
-  auto args = std::make_shared<BackwardArgs>();
+  auto args = std::make_shared<ModelRunArgs>();
   sub.footer(
       "The input file holds x and dy (the shape of y); loss = sum(y * dy). The output gets grad.x and\n"
       "grad.<name> for every parameter <name> of the model.\n"
       "A language model also takes tokens and targets (integer ids [B, T] or [T]); loss = mean cross-entropy,\n"
       "written as `loss` beside the parameter gradients.");
-  sub.add_option("--model", args->model, "model .safetensors")->required();
-  sub.add_option("--input", args->input, "input .safetensors holding x and dy (or tokens and targets)")->required();
-  sub.add_option("--output", args->output, "output .safetensors to write")->required();
-  sub.add_option("--config", args->config, "config JSON to use instead of the file's (for models saved by PyTorch)");
-  add_dtype_flag(sub, args->dtype);
+  add_model_run_flags(sub, *args, "x and dy (or tokens and targets)");
   return [args] { return args->dtype == "f64" ? run_backward<double>(*args) : run_backward<float>(*args); };
 }
 

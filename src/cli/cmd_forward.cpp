@@ -1,61 +1,50 @@
 // blocklab forward --model M --input X --output Y [--trace] [--dtype f32|f64] [--config C.json]
 #include <memory>
-#include <optional>
-#include <type_traits>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "io/model_file.h"
 
 namespace blocklab::cli {
 
 namespace {
 
 struct ForwardArgs {
-  std::string model, input, output, config, dtype = "f32";
+  ModelRunArgs run;
   bool trace = false;
 };
 
 template <typename T>
 int run_forward(const ForwardArgs& a) {
   const std::string cmd = "forward";
-  std::optional<ModelConfig> config;
-  if (!a.config.empty()) {
-    Result<ModelConfig> c = io::read_config_file(a.config);
-    if (!c) return fail(cmd, c.status());
-    config = c.value();
-  }
-  Result<Model<T>> model = io::load_model<T>(a.model, config ? &*config : nullptr);
-  if (!model) return fail(cmd, model.status());
-  Result<io::SafetensorsFile> input = io::read_safetensors(a.input);
-  if (!input) return fail(cmd, input.status());
-  const io::DType out_dtype = std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32;
-  const ModelConfig& cfg = model->config();
+  Result<ModelRun<T>> loaded = load_model_run<T>(a.run);
+  if (!loaded) return fail(cmd, loaded.status());
+  auto& [model, input, out_dtype] = loaded.value();
+  const ModelConfig& cfg = model.config();
 
   io::SafetensorsFile out;
   bool batched = true;
-  if (cfg.is_language_model() && input->find("tokens")) {
-    Result<TokenInput> tokens = read_token_input(input.value(), a.input, "tokens");
+  if (cfg.is_language_model() && input.find("tokens")) {
+    Result<TokenInput> tokens = read_token_input(input, a.run.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
-    Status st = model->forward_lm(tokens->ids.data(), nullptr, tokens->batch, tokens->seq_len);
-    if (!st) return fail(cmd, st.with_context(a.input));
+    Status st = model.forward_lm(tokens->ids.data(), nullptr, tokens->batch, tokens->seq_len);
+    if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = tokens->batched;
     Shape y_shape = tokens->shape, logits_shape = tokens->shape;
     y_shape.push_back(cfg.d_model);
     logits_shape.push_back(*cfg.vocab_size);
-    out.add(io::from_float_tensor("y", Tensor<T>(y_shape, model->output().data), out_dtype));
-    out.add(io::from_float_tensor("logits", Tensor<T>(logits_shape, model->logits().data), out_dtype));
+    out.add(io::from_float_tensor("y", Tensor<T>(y_shape, model.output().data), out_dtype));
+    out.add(io::from_float_tensor("logits", Tensor<T>(logits_shape, model.logits().data), out_dtype));
   } else {
-    Result<StackInput<T>> in = read_stack_input<T>(input.value(), a.input, "x", cfg);
+    Result<StackInput<T>> in = read_stack_input<T>(input, a.run.input, "x", cfg);
     if (!in) return fail(cmd, in.status());
-    Status st = model->forward(in->x.ptr(), in->batch, in->seq_len);
-    if (!st) return fail(cmd, st.with_context(a.input));
+    Status st = model.forward(in->x.ptr(), in->batch, in->seq_len);
+    if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = in->batched;
-    out.add(io::from_float_tensor("y", Tensor<T>(in->x.shape, model->output().data), out_dtype));
+    out.add(io::from_float_tensor("y", Tensor<T>(in->x.shape, model.output().data), out_dtype));
   }
   if (a.trace)
-    for (const NamedTensor<T>& t : model->trace(batched)) out.add(io::from_float_tensor(t.name, t.tensor, out_dtype));
-  Status st = io::write_safetensors(a.output, out);
+    for (const NamedTensor<T>& t : model.trace(batched)) out.add(io::from_float_tensor(t.name, t.tensor, out_dtype));
+  Status st = io::write_safetensors(a.run.output, out);
   if (!st) return fail(cmd, st);
   return 0;
 }
@@ -68,13 +57,9 @@ Runner add_forward_command(CLI::App& sub) {
       "The input file holds x, float [B, T, d_model] or [T, d_model]; the output gets y of the same shape.\n"
       "A language model (vocab_size set) also takes tokens, integer ids [B, T] or [T], and writes y and logits.\n"
       "--trace adds every activation under its hook name (docs/trace.md).");
-  sub.add_option("--model", args->model, "model .safetensors")->required();
-  sub.add_option("--input", args->input, "input .safetensors holding x (or tokens)")->required();
-  sub.add_option("--output", args->output, "output .safetensors to write")->required();
+  add_model_run_flags(sub, args->run, "x (or tokens)");
   sub.add_flag("--trace", args->trace, "also write every activation (blocks.{i}.hook_*, ...)");
-  sub.add_option("--config", args->config, "config JSON to use instead of the file's (for models saved by PyTorch)");
-  add_dtype_flag(sub, args->dtype);
-  return [args] { return args->dtype == "f64" ? run_forward<double>(*args) : run_forward<float>(*args); };
+  return [args] { return args->run.dtype == "f64" ? run_forward<double>(*args) : run_forward<float>(*args); };
 }
 
 }  // namespace blocklab::cli

@@ -63,6 +63,12 @@ class ParamLayout {
   int64_t embed_weight_ = -1, head_weight_ = -1, head_bias_ = -1;
 };
 
+// One parameter's values (or gradient, or moment) copied out of a flat buffer of `layout`.
+template <typename T>
+Tensor<T> param_tensor(const ParamSpec& spec, const std::vector<T>& flat) {
+  return Tensor<T>(spec.shape, std::vector<T>(flat.begin() + spec.offset, flat.begin() + spec.offset + spec.numel()));
+}
+
 // Fills a flat parameter buffer with PyTorch's default initialisation scheme for these modules
 // (docs/model-format.md), deterministically from `seed`. Each tensor draws from its own stream,
 // keyed by its name, so the same seed gives the same weights to the tensors two configs share.

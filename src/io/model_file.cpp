@@ -152,11 +152,8 @@ template <typename T>
 SafetensorsFile model_to_safetensors(const Model<T>& model, DType dtype) {
   SafetensorsFile file;
   file.metadata[kConfigMetadataKey] = config_to_json(model.config()).dump();
-  for (const ParamSpec& spec : model.layout().specs()) {
-    Tensor<T> t(spec.shape);
-    std::copy(model.params().begin() + spec.offset, model.params().begin() + spec.offset + spec.numel(), t.data.begin());
-    file.add(from_float_tensor(spec.name, t, dtype));
-  }
+  for (const ParamSpec& spec : model.layout().specs())
+    file.add(from_float_tensor(spec.name, param_tensor(spec, model.params()), dtype));
   return file;
 }
 
