@@ -8,6 +8,7 @@ packages=(
   libopenblas-dev          # the engine's BLAS (chosen by measurement: docs/blas.md)
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing
+  libsqlite3-dev           # the run store
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
 )

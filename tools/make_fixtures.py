@@ -21,6 +21,8 @@ Cases:
                  against the module here (y, every gradient, and the activations hooks can reach).
   lm_adamw       the language-model wrapper (embedding -> blocks -> final norm -> head -> cross-entropy)
                  and three torch.optim.AdamW steps.
+  optim_*        torch.optim.AdamW and torch.optim.Adam (weight decay 0.1) with a LambdaLR linear warm-up and
+                 clip_grad_norm_, five steps on different batches.
 """
 import itertools
 import json
@@ -177,6 +179,45 @@ def lm_adamw_case(gen):
     return 1
 
 
+def optimizer_cases(gen):
+    """Adam and AdamW with a linear warm-up (LambdaLR) and gradient clipping (clip_grad_norm_), five steps on
+    different batches: per step the loss, the gradient norm before clipping, and every parameter after it."""
+    cfg = dict(DEFAULTS, d_model=8, n_heads=2, d_ff=16, n_layers=2, final_norm=True, causal=True, vocab_size=7)
+    B, T, V, steps = 2, 5, cfg["vocab_size"], 5
+    hyper = {"lr": 1e-2, "betas": (0.9, 0.98), "eps": 1e-6, "weight_decay": 0.1, "warmup": 3, "clip": 0.5}
+    for kind in ("adamw", "adam"):
+        params = random_params(cfg, gen)
+        initial = {k: v.detach().float().numpy() for k, v in params.items()}
+        opt_class = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        opt = opt_class(list(params.values()), lr=hyper["lr"], betas=hyper["betas"], eps=hyper["eps"],
+                        weight_decay=hyper["weight_decay"])
+        # step t (1-based) uses lr * min(1, t / warmup); LambdaLR's epoch counts from 0
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, (e + 1) / hyper["warmup"]))
+        io = {"hyper": np.array([hyper["lr"], hyper["betas"][0], hyper["betas"][1], hyper["eps"],
+                                 hyper["weight_decay"], hyper["warmup"], hyper["clip"]])}
+        for step in range(1, steps + 1):
+            tokens = torch.randint(0, V, (B, T), generator=gen)
+            targets = torch.randint(0, V, (B, T), generator=gen)
+            opt.zero_grad()
+            y = stack_ref(cfg, params, F.embedding(tokens, params["embed.weight"]), {})
+            logits = y @ params["head.weight"].T + params["head.bias"]
+            loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(list(params.values()), hyper["clip"])
+            opt.step()
+            sched.step()
+            io[f"step{step}.tokens"] = tokens.numpy()
+            io[f"step{step}.targets"] = targets.numpy()
+            io[f"step{step}.loss"] = np.array(loss.item())
+            io[f"step{step}.grad_norm"] = np.array(norm.item())
+            for k, v in params.items():
+                io[f"step{step}.{k}"] = v.detach().clone().numpy()
+        safetensors_lite.save(os.path.join(OUT, f"optim_{kind}.model.safetensors"), initial,
+                              {"blocklab.config": json.dumps(cfg)})
+        safetensors_lite.save(os.path.join(OUT, f"optim_{kind}.io.safetensors"), io)
+    return 2
+
+
 def main():
     print(f"PyTorch {torch.__version__}; writing {os.path.relpath(OUT, ROOT)}/")
     if os.path.isdir(OUT):
@@ -187,6 +228,7 @@ def main():
     print(f"  {n} sweep cases")
     n += torch_encoder_cases(gen)
     n += lm_adamw_case(gen)
+    n += optimizer_cases(gen)
     print(f"{n} cases written")
 
 

@@ -1,5 +1,6 @@
 #include "cli/cli_common.h"
 
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <type_traits>
@@ -34,6 +35,9 @@ void add_model_flags(CLI::App& app, ModelFlags& f, bool config_required) {
       ->check(CLI::IsMember({"relu", "gelu", "gelu_tanh"}));
   app.add_option("--residual", f.residual, "on|off (default on)")->check(CLI::IsMember({"on", "off"}));
   app.add_option("--alpha", f.alpha, "residual strength: y = x + alpha * f (default 1)");
+  app.add_option("--alpha-learnable", f.alpha_learnable,
+                 "on: alpha is a parameter per block starting at --alpha (ReZero with --alpha 0) (default off)")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--eps", f.eps, "norm epsilon (default 1e-5)");
   app.add_option("--final-norm", f.final_norm, "on|off (default off)")->check(CLI::IsMember({"on", "off"}));
   app.add_option("--causal", f.causal, "on|off (default off)")->check(CLI::IsMember({"on", "off"}));
@@ -58,6 +62,7 @@ Result<ModelConfig> resolve_model_config(const ModelFlags& f) {
   if (given("--activation")) c.activation = *parse_activation(f.activation);
   if (given("--residual")) c.residual = f.residual == "on";
   if (given("--alpha")) c.residual_alpha = f.alpha;
+  if (given("--alpha-learnable")) c.alpha_learnable = f.alpha_learnable == "on";
   if (given("--eps")) c.eps = f.eps;
   if (given("--final-norm")) c.final_norm = f.final_norm == "on";
   if (given("--causal")) c.causal = f.causal == "on";
@@ -65,6 +70,26 @@ Result<ModelConfig> resolve_model_config(const ModelFlags& f) {
   if (given("--vocab-size")) c.vocab_size = f.vocab_size;
   BLOCKLAB_RETURN_IF_ERROR(validate(c));
   return c;
+}
+
+namespace {
+const char* const kModelFlagNames[] = {"--config", "--d-model", "--n-heads", "--d-ff", "--n-layers", "--norm",
+                                       "--placement", "--activation", "--residual", "--alpha", "--alpha-learnable", "--eps",
+                                       "--final-norm", "--causal", "--dropout", "--vocab-size"};
+}  // namespace
+
+std::vector<std::string> given_model_flags(const ModelFlags& f) {
+  std::vector<std::string> out;
+  for (const char* name : kModelFlagNames)
+    if (f.app->count(name)) out.push_back(name);
+  return out;
+}
+
+bool given_in_config_file(const ModelFlags& f, const std::string& key) {
+  if (f.config_path.empty()) return false;
+  std::ifstream in(f.config_path);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains(key);
 }
 
 void add_dtype_flag(CLI::App& app, std::string& dtype) {

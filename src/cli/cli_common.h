@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/config.h"
 #include "engine/status.h"
@@ -20,13 +21,17 @@ int fail(const std::string& command, const std::string& message);
 struct ModelFlags {
   std::string config_path;
   int64_t d_model = 0, n_heads = 0, d_ff = 0, n_layers = 0, vocab_size = 0;
-  std::string norm, placement, activation, residual, final_norm, causal;
+  std::string norm, placement, activation, residual, alpha_learnable, final_norm, causal;
   double alpha = 0, eps = 0, dropout = 0;
   CLI::App* app = nullptr;
 };
 void add_model_flags(CLI::App& app, ModelFlags& flags, bool config_required);
 // defaults <- --config file <- flags given on the command line; then validated.
 Result<ModelConfig> resolve_model_config(const ModelFlags& flags);
+// The model flags given on the command line ("--d-model", ...), --config included.
+std::vector<std::string> given_model_flags(const ModelFlags& flags);
+// Whether the --config file (if any) sets `key`.
+bool given_in_config_file(const ModelFlags& flags, const std::string& key);
 
 // --dtype f32|f64: the compute (and output) precision.
 void add_dtype_flag(CLI::App& app, std::string& dtype);

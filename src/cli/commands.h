@@ -12,5 +12,8 @@ Runner add_forward_command(CLI::App& sub);
 Runner add_backward_command(CLI::App& sub);
 Runner add_init_command(CLI::App& sub);
 Runner add_bench_command(CLI::App& sub);
+Runner add_train_command(CLI::App& sub);
+Runner add_gradflow_command(CLI::App& sub);
+Runner add_runs_command(CLI::App& sub);
 
 }  // namespace blocklab::cli

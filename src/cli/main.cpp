@@ -24,6 +24,11 @@ int main(int argc, char** argv) {
       {"forward", "run a model on an input; writes y (and every activation with --trace)", add_forward_command, nullptr, {}},
       {"backward", "gradients of sum(y * dy) for the input and every parameter", add_backward_command, nullptr, {}},
       {"init", "a new model file with PyTorch's default initialisation, deterministic per seed", add_init_command, nullptr, {}},
+      {"train", "train on a built-in task (copy, reverse, sort, chars); every run kept in the run store",
+       add_train_command, nullptr, {}},
+      {"runs", "the run store: list, show, export, compare", add_runs_command, nullptr, {}},
+      {"gradflow", "per-layer gradient norms and activation mean/std at initialisation", add_gradflow_command,
+       nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {
@@ -34,7 +39,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
     if (!known)
-      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init bench");
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow bench");
   }
   try {
     app.parse(argc, argv);

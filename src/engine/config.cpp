@@ -28,6 +28,8 @@ Status validate(const ModelConfig& c) {
   if (!(c.dropout >= 0 && c.dropout < 1)) return bad("dropout", "a number in [0, 1)", fmt(c.dropout));
   if (c.vocab_size && *c.vocab_size < 1)
     return bad("vocab_size", "null or an integer >= 1", std::to_string(*c.vocab_size));
+  if (c.alpha_learnable && !c.residual)
+    return bad("alpha_learnable", "false when residual is false (there is no alpha without a residual)", "true");
   if (c.norm == Norm::none && c.final_norm)
     return bad("final_norm", "false when norm is \"none\"", "true");
   return Status::ok();

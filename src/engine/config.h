@@ -24,6 +24,7 @@ struct ModelConfig {
   Activation activation = Activation::gelu;
   bool residual = true;
   double residual_alpha = 1.0;  // y = x + alpha * f(.) in both sub-layers
+  bool alpha_learnable = false;  // alpha is a parameter per block (layers.{i}.alpha), initialised to residual_alpha
   double eps = 1e-5;
   bool final_norm = false;
   bool causal = false;

@@ -227,7 +227,7 @@ void Model<T>::block_forward(int64_t layer, const ForwardOptions& options) {
   BlockActs<T>& a = acts_[size_t(layer)];
   const BlockOffsets& o = layout_.block(layer);
   const int64_t n = batch_ * seq_len_ * config_.d_model;
-  const T alpha = T(config_.residual_alpha);
+  const T alpha = o.alpha >= 0 ? *P(o.alpha) : T(config_.residual_alpha);
   const bool res = config_.residual;
   const bool has_norm = config_.norm != Norm::none;
   if (config_.placement == Placement::pre) {
@@ -264,7 +264,8 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
   const BlockActs<T>& a = acts_[size_t(layer)];
   const BlockOffsets& o = layout_.block(layer);
   const int64_t n = batch_ * seq_len_ * config_.d_model;
-  const T alpha = T(config_.residual_alpha);
+  const T alpha = o.alpha >= 0 ? *P(o.alpha) : T(config_.residual_alpha);
+  T* dalpha = G(o.alpha);  // null unless alpha is learnable
   const bool res = config_.residual;
   const bool has_norm = config_.norm != Norm::none;
   T* d_mid = d_mid_.ptr();
@@ -273,7 +274,7 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
   if (config_.placement == Placement::pre) {
     std::fill(d_mid, d_mid + n, T(0));
     d_inc_.fill(0);
-    residual_backward(d_mid, d_inc_.ptr(), static_cast<T*>(nullptr), dresid_post, a.mlp_out.ptr(), alpha, res, n);
+    residual_backward(d_mid, d_inc_.ptr(), dalpha, dresid_post, a.mlp_out.ptr(), alpha, res, n);
     if (has_norm) {
       std::fill(d_sub, d_sub + n, T(0));
       ffn_sublayer_backward(layer, a.ln2.out.ptr(), d_inc_.ptr(), d_sub);
@@ -282,7 +283,7 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
       ffn_sublayer_backward(layer, a.resid_mid.ptr(), d_inc_.ptr(), d_mid);
     }
     d_inc_.fill(0);
-    residual_backward(dresid_pre, d_inc_.ptr(), static_cast<T*>(nullptr), d_mid, a.attn_out.ptr(), alpha, res, n);
+    residual_backward(dresid_pre, d_inc_.ptr(), dalpha, d_mid, a.attn_out.ptr(), alpha, res, n);
     if (has_norm) {
       std::fill(d_sub, d_sub + n, T(0));
       attention_sublayer_backward(layer, a.ln1.out.ptr(), d_inc_.ptr(), d_sub);
@@ -296,12 +297,12 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
     norm_backward(P(o.norm2_weight), G(o.norm2_weight), G(o.norm2_bias), a.ln2, dresid_post, d_sum);
     std::fill(d_mid, d_mid + n, T(0));
     d_inc_.fill(0);
-    residual_backward(d_mid, d_inc_.ptr(), static_cast<T*>(nullptr), d_sum, a.mlp_out.ptr(), alpha, res, n);
+    residual_backward(d_mid, d_inc_.ptr(), dalpha, d_sum, a.mlp_out.ptr(), alpha, res, n);
     ffn_sublayer_backward(layer, a.resid_mid.ptr(), d_inc_.ptr(), d_mid);
     std::fill(d_sum, d_sum + n, T(0));
     norm_backward(P(o.norm1_weight), G(o.norm1_weight), G(o.norm1_bias), a.ln1, d_mid, d_sum);
     d_inc_.fill(0);
-    residual_backward(dresid_pre, d_inc_.ptr(), static_cast<T*>(nullptr), d_sum, a.attn_out.ptr(), alpha, res, n);
+    residual_backward(dresid_pre, d_inc_.ptr(), dalpha, d_sum, a.attn_out.ptr(), alpha, res, n);
     attention_sublayer_backward(layer, a.resid_pre.ptr(), d_inc_.ptr(), dresid_pre);
   }
 }

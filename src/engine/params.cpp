@@ -6,7 +6,7 @@
 
 namespace blocklab {
 
-ParamLayout::ParamLayout(const ModelConfig& c) {
+ParamLayout::ParamLayout(const ModelConfig& c) : alpha_init_(c.residual_alpha) {
   const int64_t d = c.d_model, f = c.d_ff;
   const bool has_norm = c.norm != Norm::none;
   const bool has_bias = c.norm == Norm::layernorm;
@@ -28,6 +28,7 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
       b.norm2_weight = add(p + "norm2.weight", {d});
       if (has_bias) b.norm2_bias = add(p + "norm2.bias", {d});
     }
+    if (c.alpha_learnable) b.alpha = add(p + "alpha", {1});
     blocks_.push_back(b);
   }
   if (c.final_norm) {
@@ -83,6 +84,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 //   out_proj.bias 0; out_proj.weight as nn.Linear
 // - nn.LayerNorm / RMSNorm: weight 1, bias 0
 // - nn.Embedding: N(0, 1)
+// - a learnable residual alpha (ReZero when it starts at 0): the config's residual_alpha
 template <typename T>
 void init_parameters(const ParamLayout& layout, uint64_t seed, T* params) {
   for (const ParamSpec& s : layout.specs()) {
@@ -96,7 +98,9 @@ void init_parameters(const ParamLayout& layout, uint64_t seed, T* params) {
       for (int64_t i = 0; i < n; ++i) p[i] = T(v);
     };
     const std::string& name = s.name;
-    if (ends_with(name, "in_proj_weight")) {
+    if (ends_with(name, ".alpha")) {
+      constant(layout.alpha_init());
+    } else if (ends_with(name, "in_proj_weight")) {
       uniform(std::sqrt(6.0 / double(s.shape[0] + s.shape[1])));
     } else if (ends_with(name, "in_proj_bias") || ends_with(name, "out_proj.bias")) {
       constant(0);

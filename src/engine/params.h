@@ -31,6 +31,7 @@ struct BlockOffsets {
   int64_t linear2_weight = -1, linear2_bias = -1;    // [d, d_ff], [d]
   int64_t norm1_weight = -1, norm1_bias = -1;        // [d], [d]
   int64_t norm2_weight = -1, norm2_bias = -1;        // [d], [d]
+  int64_t alpha = -1;                                 // [1], with alpha_learnable
 };
 
 class ParamLayout {
@@ -49,6 +50,7 @@ class ParamLayout {
   int64_t embed_weight() const { return embed_weight_; }  // language model only
   int64_t head_weight() const { return head_weight_; }
   int64_t head_bias() const { return head_bias_; }
+  double alpha_init() const { return alpha_init_; }  // the value learnable alphas start from
 
   // The block a parameter belongs to (its "layers.{i}." prefix), or -1.
   static int64_t layer_of(std::string_view name);
@@ -61,6 +63,7 @@ class ParamLayout {
   std::vector<BlockOffsets> blocks_;
   int64_t final_norm_weight_ = -1, final_norm_bias_ = -1;
   int64_t embed_weight_ = -1, head_weight_ = -1, head_bias_ = -1;
+  double alpha_init_ = 1.0;
 };
 
 // One parameter's values (or gradient, or moment) copied out of a flat buffer of `layout`.

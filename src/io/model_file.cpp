@@ -51,6 +51,7 @@ Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
     else if (key == "activation") st = choice(parse_activation, &c.activation, "\"relu\" \"gelu\" \"gelu_tanh\"");
     else if (key == "residual") st = boolean(&c.residual);
     else if (key == "residual_alpha") st = number(&c.residual_alpha);
+    else if (key == "alpha_learnable") st = boolean(&c.alpha_learnable);
     else if (key == "eps") st = number(&c.eps);
     else if (key == "final_norm") st = boolean(&c.final_norm);
     else if (key == "causal") st = boolean(&c.causal);
@@ -62,7 +63,7 @@ Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
     } else {
       return Status::error("config: unknown key '" + key +
                            "': expected one of d_model n_heads d_ff n_layers norm placement activation residual "
-                           "residual_alpha eps final_norm causal dropout vocab_size");
+                           "residual_alpha alpha_learnable eps final_norm causal dropout vocab_size");
     }
     if (!st.is_ok()) return st;
   }
@@ -100,6 +101,7 @@ json config_to_json(const ModelConfig& c) {
               {"activation", name_of(c.activation)},
               {"residual", c.residual},
               {"residual_alpha", c.residual_alpha},
+              {"alpha_learnable", c.alpha_learnable},
               {"eps", c.eps},
               {"final_norm", c.final_norm},
               {"causal", c.causal},
@@ -125,8 +127,10 @@ Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::
   Result<Model<T>> model = Model<T>::create(config);
   if (!model) return model.status().with_context(where);
   const ParamLayout& layout = model->layout();
+  // A training checkpoint is also a model file: its optimizer state ("optimizer.*") is not the model's.
+  const bool checkpoint = file.metadata.count(kTrainMetadataKey) > 0;
   for (const StoredTensor& t : file.tensors)
-    if (!layout.find(t.name))
+    if (!layout.find(t.name) && !(checkpoint && t.name.starts_with(kOptimizerPrefix)))
       return Status::error(where + ": unexpected tensor '" + t.name + "': not a parameter of this config");
   for (const ParamSpec& spec : layout.specs()) {
     const StoredTensor* t = file.find(spec.name);

@@ -13,6 +13,10 @@
 namespace blocklab::io {
 
 inline constexpr const char* kConfigMetadataKey = "blocklab.config";
+// Checkpoints (io/checkpoint.h) add the training state under this key and the optimizer's tensors
+// under this prefix; the model loader skips those.
+inline constexpr const char* kTrainMetadataKey = "blocklab.train";
+inline constexpr const char* kOptimizerPrefix = "optimizer.";
 
 // Strict: unknown keys and values of the wrong type or range are errors naming the key.
 // Missing keys keep the values already in `base` (the contract's defaults by default).

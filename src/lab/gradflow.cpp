@@ -1,0 +1,77 @@
+#include "lab/gradflow.h"
+
+#include <cmath>
+
+#include "engine/model.h"
+#include "engine/optimizer.h"
+#include "io/model_file.h"
+#include "lab/tasks.h"
+
+namespace blocklab::lab {
+
+namespace {
+
+template <typename T>
+Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t seq_len, uint64_t seed) {
+  Result<Model<T>> created = Model<T>::create(config);
+  if (!created) return created.status();
+  Model<T>& model = created.value();
+  init_parameters(model.layout(), seed, model.params().data());
+  const Task task = Task::create(TaskKind::copy, seq_len).value();
+  const Batch b = task.batch(seed, 1, batch);
+  BLOCKLAB_RETURN_IF_ERROR(model.forward_lm(b.tokens.data(), b.targets.data(), batch, seq_len));
+  model.zero_grads();
+  model.backward_lm();
+
+  GradFlowResult r;
+  r.config = config;
+  r.batch = batch;
+  r.seq_len = seq_len;
+  r.seed = seed;
+  r.loss = model.loss();
+  std::vector<double> param_sq(size_t(config.n_layers), 0.0);
+  for (const ParamSpec& s : model.layout().specs()) {
+    const int64_t layer = ParamLayout::layer_of(s.name);
+    if (layer < 0) continue;
+    const double n = l2_norm(model.grads().data() + s.offset, s.numel());
+    param_sq[size_t(layer)] += n * n;
+  }
+  for (int64_t i = 0; i < config.n_layers; ++i) {
+    const Tensor<T>& post = model.block_acts(i).resid_post;
+    double sum = 0, sq = 0;
+    for (T v : post.data) sum += double(v);
+    const double mean = sum / double(post.numel());
+    for (T v : post.data) sq += (double(v) - mean) * (double(v) - mean);
+    const Tensor<T>& g = model.resid_pre_grad(i);
+    r.layers.push_back({i, std::sqrt(param_sq[size_t(i)]), l2_norm(g.ptr(), g.numel()), mean,
+                        std::sqrt(sq / double(post.numel()))});
+  }
+  return r;
+}
+
+}  // namespace
+
+Result<GradFlowResult> measure_gradient_flow(ModelConfig config, int64_t batch, int64_t seq_len, uint64_t seed,
+                                             bool exact) {
+  if (config.vocab_size && *config.vocab_size != 10)
+    return Status::error("config key 'vocab_size': expected null or 10 (gradflow uses the copy task's vocabulary), got " +
+                         std::to_string(*config.vocab_size));
+  config.vocab_size = 10;
+  if (batch < 1) return Status::error("batch: expected an integer >= 1, got " + std::to_string(batch));
+  if (seq_len < 1) return Status::error("seq_len: expected an integer >= 1, got " + std::to_string(seq_len));
+  return exact ? measure<double>(config, batch, seq_len, seed) : measure<float>(config, batch, seq_len, seed);
+}
+
+nlohmann::json to_json(const GradFlowResult& r) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const GradFlowLayer& l : r.layers)
+    layers.push_back({{"layer", l.layer},
+                      {"grad_norm_params", l.grad_norm_params},
+                      {"grad_norm_resid", l.grad_norm_resid},
+                      {"act_mean", l.act_mean},
+                      {"act_std", l.act_std}});
+  return {{"config", io::config_to_json(r.config)}, {"batch", r.batch}, {"seq_len", r.seq_len},
+          {"seed", r.seed},                          {"loss", r.loss},   {"layers", layers}};
+}
+
+}  // namespace blocklab::lab

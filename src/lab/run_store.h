@@ -1,0 +1,103 @@
+// The run store: every training run — config, options, seed, metrics per step, per-layer gradient
+// norms every k steps, final figures, checkpoint path — in one SQLite file (WAL mode). Each step is
+// its own transaction, so a process killed at any moment loses no committed step. The schema is
+// versioned (PRAGMA user_version) and migrated forward on open (docs/run-store.md).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/status.h"
+
+struct sqlite3;
+
+namespace blocklab::lab {
+
+struct StepRecord {
+  int64_t step = 0;
+  double loss = NAN, accuracy = NAN;  // on the step's training batch
+  double lr = 0, grad_norm = NAN;     // the learning rate used; the gradient's L2 norm before clipping
+  double wall_s = 0;                  // since the run (or its resumption) started
+};
+
+struct LayerGradNorm {
+  int64_t layer = 0;
+  double grad_norm_params = NAN;  // L2 norm of the gradient of all of block i's parameters
+  double grad_norm_resid = NAN;   // L2 norm of dLoss / d blocks.{i}.hook_resid_pre
+};
+
+struct RunRecord {
+  int64_t id = 0;
+  std::string created_at, updated_at;  // ISO 8601, UTC
+  std::string kind = "train";
+  std::string task;
+  std::string experiment;  // the preset that made it, or ""
+  std::string label;       // a short human name ("pre-LN, warm-up 100")
+  std::string config_json, options_json;
+  uint64_t seed = 0;
+  // running | finished | failed | cancelled; "interrupted" when read back: a running run whose
+  // process is gone (killed).
+  std::string status = "running";
+  int64_t steps_done = 0, steps_total = 0;
+  std::optional<double> final_loss, final_accuracy;
+  double wall_s = 0, tokens_per_s = 0;
+  std::string checkpoint_path;
+  int64_t checkpoint_step = 0;
+  int64_t pid = 0;
+  std::string error;
+};
+
+class RunStore {
+ public:
+  static constexpr int kSchemaVersion = 2;
+
+  // Opens (creating if needed) and migrates the store. A store written by a newer blocklab is refused.
+  static Result<std::unique_ptr<RunStore>> open(const std::string& path);
+  ~RunStore();
+  RunStore(const RunStore&) = delete;
+  RunStore& operator=(const RunStore&) = delete;
+
+  const std::string& path() const { return path_; }
+  int schema_version();
+  std::string integrity_check();  // "ok" when sound
+
+  Result<int64_t> create_run(const RunRecord& run);
+  // One transaction: the step's metrics, its per-layer norms (may be empty) and runs.steps_done.
+  Status append_step(int64_t run_id, const StepRecord& step, const std::vector<LayerGradNorm>& layers);
+  // A resumed run forgets what came after its checkpoint and is running again.
+  Status resume_run(int64_t run_id, int64_t from_step, int64_t steps_total, int64_t pid);
+  Status set_checkpoint(int64_t run_id, const std::string& path, int64_t step);
+  Status finish_run(int64_t run_id, const std::string& status, std::optional<double> final_loss,
+                    std::optional<double> final_accuracy, double wall_s, double tokens_per_s,
+                    const std::string& error = "");
+
+  Result<std::vector<RunRecord>> list_runs();
+  Result<RunRecord> get_run(int64_t id);
+  Result<std::vector<StepRecord>> steps(int64_t run_id);
+  struct StepLayers {
+    int64_t step;
+    std::vector<LayerGradNorm> layers;
+  };
+  Result<std::vector<StepLayers>> layer_grad_norms(int64_t run_id);
+
+  // For tests of the migrations: a store at an older schema version.
+  static Result<std::unique_ptr<RunStore>> open_at_version(const std::string& path, int version);
+
+ private:
+  RunStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  static Result<std::unique_ptr<RunStore>> open_impl(const std::string& path, int target_version);
+  Status exec(const std::string& sql);
+  Status migrate(int target_version);
+  Status sql_error(const std::string& what);
+
+  sqlite3* db_;
+  std::string path_;
+  std::mutex mu_;
+};
+
+}  // namespace blocklab::lab

@@ -1,0 +1,56 @@
+// A recorded training run: drives a Trainer, commits every step to the run store, writes a checkpoint
+// every k steps and at the end, and evaluates the final model. Used by `blocklab train`, the
+// experiments, and (later) the server's training jobs.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lab/run_store.h"
+#include "lab/trainer.h"
+
+namespace blocklab::lab {
+
+struct TrainRunSpec {
+  ModelConfig config;
+  TrainOptions options;
+  std::string label, experiment;
+  std::string checkpoint_path;   // "" : checkpoints/run-<id>.safetensors beside the store
+  int64_t checkpoint_every = 0;  // 0 : about ten checkpoints over the run (and always one at the end)
+};
+
+struct TrainProgress {
+  const StepRecord& step;
+  const std::vector<LayerGradNorm>& layers;  // empty unless measured at this step
+  int64_t steps_total;
+  double tokens_per_s;  // of this session so far
+  double eta_s;
+};
+
+struct TrainResult {
+  int64_t run_id = 0;
+  ModelConfig config;
+  TrainOptions options;
+  std::string status;  // finished | diverged | cancelled
+  std::vector<StepRecord> history;  // every step of the run, earlier sessions included
+  Evaluation final;                 // on held-out batches
+  double wall_s = 0, tokens_per_s = 0;
+  std::string checkpoint_path;
+};
+
+using ProgressFn = std::function<void(const TrainProgress&)>;
+
+// Creates the run in the store and trains it. `cancel` (nullable) stops it after the current step;
+// the run is then checkpointed and marked cancelled. A non-finite loss stops it as "diverged".
+Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, const ProgressFn& on_step = {},
+                                 const std::atomic<bool>* cancel = nullptr);
+
+// Continues the run a checkpoint belongs to, in the same store, up to steps_total (0: the run's own
+// total): the steps after the checkpoint are forgotten and trained again, exactly as before.
+Result<TrainResult> resume_training(RunStore& store, const std::string& checkpoint_path, int64_t steps_total,
+                                    int64_t checkpoint_every = 0, const ProgressFn& on_step = {},
+                                    const std::atomic<bool>* cancel = nullptr);
+
+}  // namespace blocklab::lab
