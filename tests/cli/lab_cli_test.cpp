@@ -1,0 +1,189 @@
+// train, runs and gradflow as a user runs them, including a training process killed with SIGKILL:
+// the store stays sound, no committed step is lost, and --resume finishes the run exactly.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli_fixture.h"
+#include "lab/run_store.h"
+
+extern char** environ;
+
+namespace blocklab {
+namespace {
+
+using json = nlohmann::json;
+using testing::Cli;
+using testing::CliRun;
+namespace fs = std::filesystem;
+
+const std::string kSmall = "--d-model 16 --n-heads 2 --d-ff 32 --n-layers 1 --batch 8 --seq-len 8";
+
+TEST_F(Cli, TrainPrintsTheContractsJsonAndKeepsTheRun) {
+  const std::string db = path("runs.db");
+  const CliRun r = run("train " + kSmall + " --steps 30 --lr 3e-3 --db " + db + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  for (const char* key : {"run_id", "config", "steps", "final", "history", "wall_s", "tokens_per_s"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["steps"], 30);
+  EXPECT_EQ(j["history"].size(), 30u);
+  EXPECT_EQ(j["history"][0]["step"], 1);
+  EXPECT_TRUE(j["final"]["accuracy"].is_number());
+  EXPECT_EQ(j["config"]["vocab_size"], 10);
+  EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+  // Progress went to stderr as plain lines (not a terminal), the record to the store.
+  EXPECT_NE(r.err.find("step 30/30"), std::string::npos) << r.err;
+  auto store = lab::RunStore::open(db).value();
+  const lab::RunRecord rec = store->get_run(j["run_id"].get<int64_t>()).value();
+  EXPECT_EQ(rec.status, "finished");
+  EXPECT_EQ(rec.steps_done, 30);
+  EXPECT_TRUE(fs::exists(rec.checkpoint_path));
+  // The checkpoint is a model file.
+  const CliRun fwd = run("forward --model " + rec.checkpoint_path + " --input " + make_tokens() + " --output " +
+                         path("y.safetensors"));
+  EXPECT_EQ(fwd.code, 0) << fwd.err;
+}
+
+TEST_F(Cli, RunsListShowExportCompare) {
+  const std::string db = path("runs.db");
+  ASSERT_EQ(run("train " + kSmall + " --steps 12 --db " + db + " --label first").code, 0);
+  ASSERT_EQ(run("train " + kSmall + " --steps 12 --norm rmsnorm --db " + db + " --label second").code, 0);
+  CliRun r = run("runs list --db " + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("first"), std::string::npos);
+  EXPECT_NE(r.out.find("second"), std::string::npos);
+  r = run("runs list --db " + db + " --json");
+  EXPECT_EQ(json::parse(r.out).size(), 2u);
+  r = run("runs show 1 --db " + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("finished"), std::string::npos);
+  r = run("runs show 2 --db " + db + " --json");
+  EXPECT_EQ(json::parse(r.out)["history"].size(), 12u);
+  r = run("runs export 1 --csv --db " + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("step,loss,accuracy,lr,grad_norm,wall_s\n1,", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 13);
+  ASSERT_EQ(run("runs export 1 --json --db " + db + " --output " + path("run1.json")).code, 0);
+  const json exported = json::parse(slurp(path("run1.json")));
+  EXPECT_EQ(exported["layer_grad_norms"][0]["step"], 1);
+  r = run("runs compare 1 2 --db " + db + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json cmp = json::parse(r.out);
+  EXPECT_EQ(cmp["differences"]["config.norm"], json::array({"layernorm", "rmsnorm"}));
+  EXPECT_EQ(run("runs compare 1 2 --db " + db).code, 0);
+}
+
+TEST_F(Cli, GradflowJsonCsvAndTable) {
+  CliRun r = run("gradflow --d-model 16 --n-heads 2 --d-ff 32 --n-layers 30 --batch 2 --seq-len 6 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["layers"].size(), 30u);
+  for (const char* key : {"layer", "grad_norm_params", "grad_norm_resid", "act_mean", "act_std"})
+    EXPECT_TRUE(j["layers"][29].contains(key)) << key;
+  EXPECT_EQ(j["layers"][0]["layer"], 0);
+  r = run("gradflow --n-layers 3 --csv");
+  ASSERT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("layer,grad_norm_params,grad_norm_resid,act_mean,act_std\n0,", 0), 0u);
+  EXPECT_EQ(run("gradflow --n-layers 3").code, 0);
+}
+
+TEST_F(Cli, TrainAndRunsRefuseBadInput) {
+  const std::string db = path("runs.db");
+  expect_usage_error(run("train --n-heads 5 --db " + db), "config key 'n_heads': expected a divisor of d_model 64, got 5");
+  expect_usage_error(run("train --task translate --db " + db), "--task");
+  expect_usage_error(run("train --steps 0 --db " + db), "training option 'steps': expected an integer >= 1, got 0");
+  expect_usage_error(run("train --task chars --causal off --db " + db), "config key 'causal': expected true for the chars task");
+  expect_usage_error(run("train --lr nan --db " + db), "lr");
+  expect_usage_error(run("train --vocab-size 12 --db " + db), "config key 'vocab_size': expected 10");
+  expect_usage_error(run("train --resume " + path("nope.safetensors")), "--resume");
+  ASSERT_EQ(run("train " + kSmall + " --steps 3 --db " + db + " --save " + path("ck.safetensors")).code, 0);
+  expect_usage_error(run("train --resume " + path("ck.safetensors") + " --lr 0.1 --db " + db), "--lr: a resumed run keeps");
+  expect_usage_error(run("train --resume " + path("ck.safetensors") + " --n-layers 4 --db " + db), "--n-layers: a resumed run keeps its model");
+  expect_usage_error(run("train --resume " + path("ck.safetensors") + " --steps 2 --db " + db), "--steps: expected at least the checkpoint's step 3");
+  expect_usage_error(run("train --resume " + path("ck.safetensors") + " --db " + path("other.db")), "run 1 is not in");
+  const std::string model = path("m.safetensors");
+  ASSERT_EQ(run("init --output " + model).code, 0);
+  expect_usage_error(run("train --resume " + model + " --db " + db), "not a training checkpoint");
+  expect_usage_error(run("runs show 99 --db " + db), "run 99: no such run");
+  expect_usage_error(run("runs export 1 --db " + db), "expected exactly one of --csv or --json");
+  expect_usage_error(run("runs list --db " + path("missing.db")), "missing.db");
+  expect_usage_error(run("runs"), "subcommand");
+  expect_usage_error(run("gradflow --vocab-size 11"), "config key 'vocab_size': expected null or 10");
+  expect_usage_error(run("gradflow --batch 0"), "batch: expected an integer >= 1, got 0");
+}
+
+// Starts `blocklab args...` without waiting; returns its pid.
+pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  std::vector<std::string> storage = args;
+  storage.insert(storage.begin(), BLOCKLAB_BINARY);
+  for (std::string& a : storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, BLOCKLAB_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+TEST_F(Cli, SigkillLosesNoCommittedStepAndResumeFinishesExactly) {
+  const std::string db = path("runs.db"), ck = path("ck.safetensors");
+  std::vector<std::string> args = {"train", "--d-model", "16", "--n-heads", "2", "--d-ff", "32", "--n-layers", "1",
+                                   "--batch", "8", "--seq-len", "8", "--steps", "1000000", "--checkpoint-every", "20",
+                                   "--dropout", "0.1", "--db", db, "--save", ck};
+  const pid_t pid = spawn(args, path("train.log"));
+  int64_t done = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (done < 45 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!fs::exists(db)) continue;
+    auto store = lab::RunStore::open(db);
+    if (!store) continue;
+    auto r = store.value()->get_run(1);
+    if (r) done = r->steps_done;
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << slurp(path("train.log"));
+  ASSERT_GE(done, 45);
+
+  std::vector<lab::StepRecord> before;
+  {
+    auto store = lab::RunStore::open(db).value();
+    EXPECT_EQ(store->integrity_check(), "ok");
+    const lab::RunRecord r = store->get_run(1).value();
+    EXPECT_EQ(r.status, "interrupted");
+    before = store->steps(1).value();
+    ASSERT_GE(int64_t(before.size()), done);
+    for (size_t i = 0; i < before.size(); ++i) ASSERT_EQ(before[i].step, int64_t(i + 1));  // none lost, no gaps
+    EXPECT_EQ(r.steps_done, int64_t(before.size()));
+    EXPECT_EQ(r.checkpoint_step % 20, 0);
+    EXPECT_GE(r.checkpoint_step, 40);
+  }
+  const CliRun resumed = run("train --resume " + ck + " --steps " + std::to_string(before.size() + 10) + " --db " + db + " --json");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  const json j = json::parse(resumed.out);
+  EXPECT_EQ(j["run_id"], 1);
+  EXPECT_EQ(j["status"], "finished");
+  ASSERT_EQ(j["history"].size(), before.size() + 10);
+  // Steps redone after the checkpoint are the same steps, bit for bit (same batches, same dropout masks).
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_EQ(j["history"][i]["loss"].get<double>(), before[i].loss) << "step " << i + 1;
+  auto store = lab::RunStore::open(db).value();
+  EXPECT_EQ(store->get_run(1).value().status, "finished");
+  EXPECT_EQ(store->integrity_check(), "ok");
+}
+
+}  // namespace
+}  // namespace blocklab
