@@ -21,6 +21,7 @@ Cases:
                  against the module here (y, every gradient, and the activations hooks can reach).
   lm_adamw       the language-model wrapper (embedding -> blocks -> final norm -> head -> cross-entropy)
                  and three torch.optim.AdamW steps.
+  lm_positions   the language model with a learned position embedding (max_seq_len), post-LN, tanh-GELU.
   optim_*        torch.optim.AdamW and torch.optim.Adam (weight decay 0.1) with a LambdaLR linear warm-up and
                  clip_grad_norm_, five steps on different batches.
 """
@@ -179,6 +180,36 @@ def lm_adamw_case(gen):
     return 1
 
 
+def lm_positions_case(gen):
+    """The language model with a learned position embedding (max_seq_len): logits, trace, loss, gradients."""
+    cfg = dict(DEFAULTS, d_model=8, n_heads=2, d_ff=16, n_layers=2, final_norm=True, vocab_size=7, max_seq_len=6,
+               placement="post", activation="gelu_tanh")
+    B, T, V = 2, 4, cfg["vocab_size"]
+    params = random_params(cfg, gen)
+    tokens = torch.randint(0, V, (B, T), generator=gen)
+    targets = torch.randint(0, V, (B, T), generator=gen)
+    trace = {}
+    tok = F.embedding(tokens, params["embed.weight"])
+    pos = params["pos_embed.weight"][:T].expand(B, T, -1)
+    trace["hook_embed"] = tok
+    trace["hook_pos_embed"] = pos
+    y = stack_ref(cfg, params, tok + pos, trace)
+    logits = y @ params["head.weight"].T + params["head.bias"]
+    trace["hook_logits"] = logits
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+    io = {"tokens": tokens.numpy(), "targets": targets.numpy(), "loss": np.array(loss.item()),
+          "logits": logits.detach().numpy()}
+    for k, v in trace.items():
+        io["trace." + k] = v.detach().numpy()
+    for k, v in params.items():
+        io["grad." + k] = v.grad.detach().clone().numpy()
+    safetensors_lite.save(os.path.join(OUT, "lm_positions.model.safetensors"),
+                          {k: v.detach().float().numpy() for k, v in params.items()}, {"blocklab.config": json.dumps(cfg)})
+    safetensors_lite.save(os.path.join(OUT, "lm_positions.io.safetensors"), io)
+    return 1
+
+
 def optimizer_cases(gen):
     """Adam and AdamW with a linear warm-up (LambdaLR) and gradient clipping (clip_grad_norm_), five steps on
     different batches: per step the loss, the gradient norm before clipping, and every parameter after it."""
@@ -229,6 +260,7 @@ def main():
     n += torch_encoder_cases(gen)
     n += lm_adamw_case(gen)
     n += optimizer_cases(gen)
+    n += lm_positions_case(gen)
     print(f"{n} cases written")
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
 
-DEFAULTS = {"d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "norm": "layernorm", "placement": "pre",
+DEFAULTS = {"max_seq_len": None, "d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2, "norm": "layernorm", "placement": "pre",
             "activation": "gelu", "residual": True, "residual_alpha": 1.0, "eps": 1e-5, "final_norm": False,
             "causal": False, "dropout": 0.0, "vocab_size": None}
 
@@ -29,6 +29,8 @@ def param_shapes(cfg):
     d, f, out = cfg["d_model"], cfg["d_ff"], []
     if cfg["vocab_size"]:
         out.append(("embed.weight", (cfg["vocab_size"], d)))
+    if cfg.get("max_seq_len"):
+        out.append(("pos_embed.weight", (cfg["max_seq_len"], d)))
     for i in range(cfg["n_layers"]):
         p = f"layers.{i}."
         out += [(p + "self_attn.in_proj_weight", (3 * d, d)), (p + "self_attn.in_proj_bias", (3 * d,)),
@@ -58,7 +60,7 @@ def random_params(cfg, gen):
             v = 1.0 + 0.2 * r
         elif len(shape) == 1:  # biases
             v = 0.1 * r
-        elif name == "embed.weight":
+        elif name in ("embed.weight", "pos_embed.weight"):
             v = r
         else:  # linear weights [out, in]
             v = r / math.sqrt(shape[1])

@@ -43,6 +43,9 @@ void add_model_flags(CLI::App& app, ModelFlags& f, bool config_required) {
   app.add_option("--causal", f.causal, "on|off (default off)")->check(CLI::IsMember({"on", "off"}));
   app.add_option("--dropout", f.dropout, "dropout probability, training only (default 0)");
   app.add_option("--vocab-size", f.vocab_size, "vocabulary size: makes a language model (embedding + head)");
+  app.add_option("--max-seq-len", f.max_seq_len,
+                 "language model: learned position embedding for up to this many tokens (default none; train "
+                 "gives reverse, sort and chars one of --seq-len)");
 }
 
 Result<ModelConfig> resolve_model_config(const ModelFlags& f) {
@@ -68,6 +71,7 @@ Result<ModelConfig> resolve_model_config(const ModelFlags& f) {
   if (given("--causal")) c.causal = f.causal == "on";
   if (given("--dropout")) c.dropout = f.dropout;
   if (given("--vocab-size")) c.vocab_size = f.vocab_size;
+  if (given("--max-seq-len")) c.max_seq_len = f.max_seq_len;
   BLOCKLAB_RETURN_IF_ERROR(validate(c));
   return c;
 }
@@ -75,7 +79,8 @@ Result<ModelConfig> resolve_model_config(const ModelFlags& f) {
 namespace {
 const char* const kModelFlagNames[] = {"--config", "--d-model", "--n-heads", "--d-ff", "--n-layers", "--norm",
                                        "--placement", "--activation", "--residual", "--alpha", "--alpha-learnable", "--eps",
-                                       "--final-norm", "--causal", "--dropout", "--vocab-size"};
+                                       "--final-norm", "--causal", "--dropout", "--vocab-size",
+                                       "--max-seq-len"};
 }  // namespace
 
 std::vector<std::string> given_model_flags(const ModelFlags& f) {

@@ -20,7 +20,7 @@ int fail(const std::string& command, const std::string& message);
 // The contract's model flags; a --config file with the same keys may give them, flags win.
 struct ModelFlags {
   std::string config_path;
-  int64_t d_model = 0, n_heads = 0, d_ff = 0, n_layers = 0, vocab_size = 0;
+  int64_t d_model = 0, n_heads = 0, d_ff = 0, n_layers = 0, vocab_size = 0, max_seq_len = 0;
   std::string norm, placement, activation, residual, alpha_learnable, final_norm, causal;
   double alpha = 0, eps = 0, dropout = 0;
   CLI::App* app = nullptr;

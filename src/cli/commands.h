@@ -15,5 +15,6 @@ Runner add_bench_command(CLI::App& sub);
 Runner add_train_command(CLI::App& sub);
 Runner add_gradflow_command(CLI::App& sub);
 Runner add_runs_command(CLI::App& sub);
+Runner add_experiment_command(CLI::App& sub);
 
 }  // namespace blocklab::cli

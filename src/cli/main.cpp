@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
       {"runs", "the run store: list, show, export, compare", add_runs_command, nullptr, {}},
       {"gradflow", "per-layer gradient norms and activation mean/std at initialisation", add_gradflow_command,
        nullptr, {}},
+      {"experiment", "run one of the seed pages' claims as an experiment; stores its runs, writes a report",
+       add_experiment_command, nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {
@@ -39,7 +41,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
     if (!known)
-      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow bench");
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment bench");
   }
   try {
     app.parse(argc, argv);

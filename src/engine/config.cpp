@@ -30,6 +30,11 @@ Status validate(const ModelConfig& c) {
     return bad("vocab_size", "null or an integer >= 1", std::to_string(*c.vocab_size));
   if (c.alpha_learnable && !c.residual)
     return bad("alpha_learnable", "false when residual is false (there is no alpha without a residual)", "true");
+  if (c.max_seq_len && *c.max_seq_len < 1)
+    return bad("max_seq_len", "null or an integer >= 1", std::to_string(*c.max_seq_len));
+  if (c.max_seq_len && !c.vocab_size)
+    return bad("max_seq_len", "null when vocab_size is null (positions belong to the language model)",
+               std::to_string(*c.max_seq_len));
   if (c.norm == Norm::none && c.final_norm)
     return bad("final_norm", "false when norm is \"none\"", "true");
   return Status::ok();

@@ -29,6 +29,10 @@ struct ModelConfig {
   bool final_norm = false;
   bool causal = false;
   std::optional<int64_t> vocab_size;  // set: a language model (embedding + head)
+  // Language model only: a learned positional embedding (pos_embed.weight [max_seq_len, d], added to
+  // the token embedding, as GPT-2's wpe) for sequences up to this length. null: none (the contract's
+  // model, which cannot tell positions apart without a causal mask).
+  std::optional<int64_t> max_seq_len;
   double dropout = 0.0;               // training only; forward/backward never apply it
 
   int64_t d_head() const { return d_model / n_heads; }

@@ -370,10 +370,21 @@ Status Model<T>::forward_lm(const int32_t* tokens, const int32_t* targets, int64
         return Status::error(std::string(what) + "[" + std::to_string(i) + "]: expected an id in 0.." +
                              std::to_string(V - 1) + ", got " + std::to_string(ids[i]));
   }
+  if (config_.max_seq_len && seq_len > *config_.max_seq_len)
+    return Status::error("tokens: expected at most max_seq_len = " + std::to_string(*config_.max_seq_len) +
+                         " positions, got " + std::to_string(seq_len));
   tokens_.assign(tokens, tokens + N);
   embed_.resize({N, d});
   embedding_forward(embed_.ptr(), tokens_.data(), P(layout_.embed_weight()), N, d);
-  BLOCKLAB_RETURN_IF_ERROR(forward(embed_.ptr(), batch, seq_len, options));
+  const T* stream_in = embed_.ptr();
+  if (config_.max_seq_len) {  // x = token embedding + position embedding
+    pos_embed_.resize({N, d});
+    stream_in_.resize({N, d});
+    for (int64_t n = 0; n < N; ++n) copy_n(pos_embed_.ptr() + n * d, P(layout_.pos_embed_weight()) + (n % seq_len) * d, d);
+    for (int64_t i = 0; i < N * d; ++i) stream_in_.data[size_t(i)] = embed_.data[size_t(i)] + pos_embed_.data[size_t(i)];
+    stream_in = stream_in_.ptr();
+  }
+  BLOCKLAB_RETURN_IF_ERROR(forward(stream_in, batch, seq_len, options));
   lm_ran_ = true;
   logits_.resize({N, V});
   linear_forward(logits_.ptr(), y_.ptr(), P(layout_.head_weight()), P(layout_.head_bias()), N, d, V);
@@ -397,6 +408,11 @@ void Model<T>::backward_lm() {
                   P(layout_.head_weight()), N, d, V);
   backward(d_y_.ptr(), d_x_.ptr());
   embedding_backward(G(layout_.embed_weight()), tokens_.data(), d_x_.ptr(), N, d);
+  if (config_.max_seq_len) {
+    T* dpos = G(layout_.pos_embed_weight());
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < d; ++c) dpos[(n % seq_len_) * d + c] += d_x_.data[size_t(n * d + c)];
+  }
 }
 
 // ---- Trace ---------------------------------------------------------------------------------------
@@ -440,6 +456,7 @@ std::vector<NamedTensor<T>> Model<T>::trace(bool batched) const {
   };
   const bool has_norm = config_.norm != Norm::none;
   if (lm_ran_) add("hook_embed", embed_, per_token({d}));
+  if (lm_ran_ && config_.max_seq_len) add("hook_pos_embed", pos_embed_, per_token({d}));
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     const BlockActs<T>& a = acts_[size_t(i)];
     const std::string p = "blocks." + std::to_string(i) + ".";

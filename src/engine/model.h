@@ -133,7 +133,9 @@ class Model {
   Tensor<T> y_;  // [N, d]
   // Language model.
   std::vector<int32_t> tokens_, targets_;
-  Tensor<T> embed_;        // [N, d]
+  Tensor<T> embed_;        // [N, d] token embeddings
+  Tensor<T> pos_embed_;    // [N, d] position embeddings (max_seq_len set)
+  Tensor<T> stream_in_;    // [N, d] their sum, the first block's input
   Tensor<T> logits_, probs_;  // [N, V]
   double loss_ = 0;
   bool has_targets_ = false;

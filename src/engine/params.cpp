@@ -11,6 +11,7 @@ ParamLayout::ParamLayout(const ModelConfig& c) : alpha_init_(c.residual_alpha) {
   const bool has_norm = c.norm != Norm::none;
   const bool has_bias = c.norm == Norm::layernorm;
   if (c.vocab_size) embed_weight_ = add("embed.weight", {*c.vocab_size, d});
+  if (c.max_seq_len) pos_embed_weight_ = add("pos_embed.weight", {*c.max_seq_len, d});
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
     BlockOffsets b;
@@ -83,7 +84,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 // - nn.MultiheadAttention: in_proj_weight xavier_uniform, U(+-sqrt(6 / (d + 3d))); in_proj_bias and
 //   out_proj.bias 0; out_proj.weight as nn.Linear
 // - nn.LayerNorm / RMSNorm: weight 1, bias 0
-// - nn.Embedding: N(0, 1)
+// - nn.Embedding (tokens and positions): N(0, 1)
 // - a learnable residual alpha (ReZero when it starts at 0): the config's residual_alpha
 template <typename T>
 void init_parameters(const ParamLayout& layout, uint64_t seed, T* params) {
@@ -104,7 +105,7 @@ void init_parameters(const ParamLayout& layout, uint64_t seed, T* params) {
       uniform(std::sqrt(6.0 / double(s.shape[0] + s.shape[1])));
     } else if (ends_with(name, "in_proj_bias") || ends_with(name, "out_proj.bias")) {
       constant(0);
-    } else if (name == "embed.weight") {
+    } else if (name == "embed.weight" || name == "pos_embed.weight") {
       for (int64_t i = 0; i < n; ++i) p[i] = T(rng.normal());
     } else if (name == "norm.weight" || ends_with(name, "norm1.weight") || ends_with(name, "norm2.weight")) {
       constant(1);

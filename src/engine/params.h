@@ -48,6 +48,7 @@ class ParamLayout {
   int64_t final_norm_weight() const { return final_norm_weight_; }  // -1 if none
   int64_t final_norm_bias() const { return final_norm_bias_; }
   int64_t embed_weight() const { return embed_weight_; }  // language model only
+  int64_t pos_embed_weight() const { return pos_embed_weight_; }  // with max_seq_len
   int64_t head_weight() const { return head_weight_; }
   int64_t head_bias() const { return head_bias_; }
   double alpha_init() const { return alpha_init_; }  // the value learnable alphas start from
@@ -62,7 +63,7 @@ class ParamLayout {
   int64_t total_ = 0;
   std::vector<BlockOffsets> blocks_;
   int64_t final_norm_weight_ = -1, final_norm_bias_ = -1;
-  int64_t embed_weight_ = -1, head_weight_ = -1, head_bias_ = -1;
+  int64_t embed_weight_ = -1, pos_embed_weight_ = -1, head_weight_ = -1, head_bias_ = -1;
   double alpha_init_ = 1.0;
 };
 

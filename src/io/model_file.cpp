@@ -56,14 +56,18 @@ Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
     else if (key == "final_norm") st = boolean(&c.final_norm);
     else if (key == "causal") st = boolean(&c.causal);
     else if (key == "dropout") st = number(&c.dropout);
-    else if (key == "vocab_size") {
+    else if (key == "max_seq_len") {
+      if (v.is_null()) c.max_seq_len.reset();
+      else if (v.is_number_integer()) c.max_seq_len = v.get<int64_t>();
+      else st = key_error(key, "null or an integer", v);
+    } else if (key == "vocab_size") {
       if (v.is_null()) c.vocab_size.reset();
       else if (v.is_number_integer()) c.vocab_size = v.get<int64_t>();
       else st = key_error(key, "null or an integer", v);
     } else {
       return Status::error("config: unknown key '" + key +
                            "': expected one of d_model n_heads d_ff n_layers norm placement activation residual "
-                           "residual_alpha alpha_learnable eps final_norm causal dropout vocab_size");
+                           "residual_alpha alpha_learnable eps final_norm causal dropout vocab_size max_seq_len");
     }
     if (!st.is_ok()) return st;
   }
@@ -106,7 +110,8 @@ json config_to_json(const ModelConfig& c) {
               {"final_norm", c.final_norm},
               {"causal", c.causal},
               {"dropout", c.dropout},
-              {"vocab_size", c.vocab_size ? json(*c.vocab_size) : json(nullptr)}};
+              {"vocab_size", c.vocab_size ? json(*c.vocab_size) : json(nullptr)},
+              {"max_seq_len", c.max_seq_len ? json(*c.max_seq_len) : json(nullptr)}};
 }
 
 template <typename T>

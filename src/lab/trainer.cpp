@@ -130,6 +130,12 @@ Result<Task> task_for(ModelConfig& config, const TrainOptions& options) {
                          std::string(name_of(options.task)) + " task's vocabulary) or null, got " +
                          std::to_string(*config.vocab_size));
   config.vocab_size = vocab;
+  // Without positions a non-causal stack cannot tell positions apart: reverse and sort are then
+  // impossible. Those tasks (and chars) get a learned position embedding unless the config has one.
+  if (options.task != TaskKind::copy && !config.max_seq_len) config.max_seq_len = options.seq_len;
+  if (config.max_seq_len && *config.max_seq_len < options.seq_len)
+    return Status::error("config key 'max_seq_len': expected at least seq_len " + std::to_string(options.seq_len) +
+                         ", got " + std::to_string(*config.max_seq_len));
   if (task->needs_causal() && !config.causal)
     return Status::error("config key 'causal': expected true for the " + std::string(name_of(options.task)) +
                          " task (its targets are the next inputs: a non-causal model reads the answer), got false");

@@ -38,7 +38,8 @@ struct Evaluation {
 class Trainer {
  public:
   // A fresh model initialised from options.seed. config.vocab_size is set from the task (a different
-  // vocab_size is an error), and a task whose targets are later inputs requires config.causal.
+  // vocab_size is an error); reverse, sort and chars get max_seq_len = seq_len unless the config sets
+  // it (positions); a task whose targets are later inputs requires config.causal.
   static Result<Trainer> create(ModelConfig config, const TrainOptions& options);
   // Continues after `steps_done` steps with the given parameters and optimizer moments.
   static Result<Trainer> resume(Model<float> model, const TrainOptions& options, int64_t steps_done,

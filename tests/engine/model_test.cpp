@@ -155,6 +155,36 @@ TEST(LanguageModel, GradientsMatchFiniteDifferences) {
                           Vec(numeric.begin() + s.offset, numeric.begin() + s.offset + s.numel()));
 }
 
+TEST(LanguageModel, PositionEmbeddingGradientsMatchFiniteDifferences) {
+  ModelConfig c = small_config();
+  c.vocab_size = 5;
+  c.max_seq_len = 4;
+  Model<double> m = std::move(Model<double>::create(c).value());
+  randomize(m, 9);
+  const std::vector<int32_t> tokens = {0, 4, 2, 2, 1, 3}, targets = {4, 2, 2, 1, 3, 0};
+  auto loss = [&] {
+    EXPECT_TRUE(m.forward_lm(tokens.data(), targets.data(), 2, 3).is_ok());
+    return m.loss();
+  };
+  loss();
+  m.zero_grads();
+  m.backward_lm();
+  const ParamSpec* pos = m.layout().find("pos_embed.weight");
+  ASSERT_NE(pos, nullptr);
+  const Vec analytic = m.grads();
+  const Vec numeric = numeric_gradient(m.params(), loss);
+  expect_gradient_close("grad.pos_embed.weight", Vec(analytic.begin() + pos->offset, analytic.begin() + pos->offset + pos->numel()),
+                        Vec(numeric.begin() + pos->offset, numeric.begin() + pos->offset + pos->numel()));
+  // Row 3 (position 3) is never used by sequences of 3 tokens.
+  for (int64_t i = 3 * 4; i < 4 * 4; ++i) EXPECT_EQ(analytic[size_t(pos->offset + i)], 0.0);
+  // Positions break the permutation symmetry: the same token at two positions gets two outputs.
+  ASSERT_TRUE(m.forward_lm(std::vector<int32_t>{2, 2, 2}.data(), nullptr, 1, 3).is_ok());
+  EXPECT_NE(m.logits().data[0], m.logits().data[5]);
+  EXPECT_FALSE(m.forward_lm(std::vector<int32_t>{1, 1, 1, 1, 1}.data(), nullptr, 1, 5).is_ok());  // > max_seq_len
+  c.vocab_size.reset();
+  EXPECT_FALSE(validate(c).is_ok());  // positions belong to the language model
+}
+
 TEST(LanguageModel, RejectsTokensOutsideTheVocabulary) {
   ModelConfig c = small_config();
   c.vocab_size = 5;
@@ -346,6 +376,7 @@ TEST(Trace, EveryNameIsDocumentedAndShapesFollowTheInput) {
       c.norm = n;
       c.final_norm = n != Norm::none;
       c.vocab_size = 5;
+      c.max_seq_len = 3;
       Model<double> m = std::move(Model<double>::create(c).value());
       const std::vector<int32_t> tokens = {1, 2, 3};
       ASSERT_TRUE(m.forward_lm(tokens.data(), nullptr, 1, 3).is_ok());

@@ -178,6 +178,34 @@ void check_lm_adamw(Tolerance tol, double param_tol) {
   }
 }
 
+// The language model with a learned position embedding: logits, every activation, loss and gradients.
+template <typename T>
+void check_lm_positions(Tolerance tol) {
+  Model<T> model = io::load_model<T>(kFixtureDir + "/lm_positions.model.safetensors").value();
+  const io::SafetensorsFile f = io::read_safetensors(kFixtureDir + "/lm_positions.io.safetensors").value();
+  const io::StoredTensor* tokens_t = f.find("tokens");
+  const std::vector<int32_t> tokens = io::to_int_ids(*tokens_t, "fixture").value();
+  const std::vector<int32_t> targets = io::to_int_ids(*f.find("targets"), "fixture").value();
+  model.zero_grads();
+  ASSERT_TRUE(model.forward_lm(tokens.data(), targets.data(), tokens_t->shape[0], tokens_t->shape[1]).is_ok());
+  EXPECT_NEAR(model.loss(), expected(f, "loss")[0], tol.forward);
+  EXPECT_LE(worst_forward_error(as_double(model.logits().data), expected(f, "logits")), tol.forward);
+  std::set<std::string> names;
+  for (const NamedTensor<T>& t : model.trace(true)) {
+    names.insert(t.name);
+    EXPECT_LE(worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name)), tol.forward) << t.name;
+  }
+  EXPECT_TRUE(names.count("hook_pos_embed"));
+  model.backward_lm();
+  for (const ParamSpec& s : model.layout().specs()) {
+    const std::vector<T> g(model.grads().begin() + s.offset, model.grads().begin() + s.offset + s.numel());
+    EXPECT_LE(worst_gradient_error(as_double(g), expected(f, "grad." + s.name)), tol.gradient) << s.name;
+  }
+}
+
+TEST(LanguageModelParity, PositionEmbeddingFloat64) { check_lm_positions<double>(kF64); }
+TEST(LanguageModelParity, PositionEmbeddingFloat32) { check_lm_positions<float>(kF32); }
+
 TEST(LanguageModelParity, Float64MatchesPyTorchIncludingAdamW) { check_lm_adamw<double>(kF64, 1e-10); }
 TEST(LanguageModelParity, Float32MatchesPyTorchIncludingAdamW) { check_lm_adamw<float>(kF32, 1e-5); }
 

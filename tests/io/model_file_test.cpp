@@ -39,10 +39,14 @@ TEST(ConfigJson, RoundTrip) {
   c.final_norm = true;
   c.causal = true;
   c.vocab_size = 10;
+  c.max_seq_len = 20;
   c.dropout = 0.1;
   Result<ModelConfig> back = config_from_json(config_to_json(c));
-  ASSERT_TRUE(back.is_ok());
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
   EXPECT_EQ(back.value(), c);
+  c.residual = true;
+  c.alpha_learnable = true;
+  EXPECT_EQ(config_from_json(config_to_json(c)).value(), c);
 }
 
 TEST(ConfigJson, UnknownKey) {
@@ -62,6 +66,10 @@ TEST(ConfigJson, BadValues) {
   EXPECT_EQ(config_error({{"eps", -1}}), "config key 'eps': expected a finite number > 0, got -1");
   EXPECT_EQ(config_error({{"n_layers", 0}}), "config key 'n_layers': expected an integer >= 1, got 0");
   EXPECT_EQ(config_error(json::array()), "config: expected a JSON object, got array");
+  EXPECT_EQ(config_error({{"max_seq_len", 8}}),
+            "config key 'max_seq_len': expected null when vocab_size is null (positions belong to the language model), got 8");
+  EXPECT_EQ(config_error({{"residual", false}, {"alpha_learnable", true}}),
+            "config key 'alpha_learnable': expected false when residual is false (there is no alpha without a residual), got true");
 }
 
 Model<float> small_model(const ModelConfig& c) {
