@@ -214,7 +214,7 @@ Result<Report> norm_ablation(RunStore& store, const ExperimentOptions& opt) {
   Session s(store, opt, "norm-ablation", 6);
   Report rep{"norm-ablation", "Norm ablation: LayerNorm vs RMSNorm vs none, pre-norm, depth 6 and 12", "", {}, {}};
   std::vector<Trained> runs;
-  const TrainOptions o = s.training(TaskKind::reverse, 600);
+  const TrainOptions o = s.training(TaskKind::reverse, 400);
   for (int64_t L : {6, 12})
     for (Norm n : {Norm::layernorm, Norm::rmsnorm, Norm::none}) {
       ModelConfig c = s.model(L);
@@ -253,7 +253,7 @@ Result<Report> pre_vs_post(RunStore& store, const ExperimentOptions& opt) {
   Session s(store, opt, "pre-vs-post", 4);
   Report rep{"pre-vs-post", "Pre-LN vs Post-LN at 12 layers, with and without warm-up", "", {}, {}};
   std::vector<Trained> runs;
-  TrainOptions o = s.training(TaskKind::reverse, 600);
+  TrainOptions o = s.training(TaskKind::reverse, 400);
   const int64_t warmup = std::max<int64_t>(1, o.steps / 6);
   for (Placement p : {Placement::pre, Placement::post})
     for (bool with_warmup : {false, true}) {
@@ -438,7 +438,7 @@ Result<Report> alpha_sweep(RunStore& store, const ExperimentOptions& opt) {
   Session s(store, opt, "alpha-sweep", 5);
   Report rep{"alpha-sweep", "Residual strength: alpha in {0.1, 0.5, 1, 2}, and alpha learned from 0 (ReZero)", "", {}, {}};
   std::vector<Trained> runs;
-  const TrainOptions o = s.training(TaskKind::reverse, 600);
+  const TrainOptions o = s.training(TaskKind::reverse, 400);
   for (double alpha : {0.1, 0.5, 1.0, 2.0}) {
     ModelConfig c = s.model(6);
     c.residual_alpha = alpha;

@@ -119,6 +119,51 @@ TEST_F(Cli, TrainAndRunsRefuseBadInput) {
   expect_usage_error(run("gradflow --batch 0"), "batch: expected an integer >= 1, got 0");
 }
 
+TEST_F(Cli, EveryExperimentRunsFromOneCommand) {
+  // --quick: the whole pipeline (runs, store, report, figures) on tiny models, in seconds.
+  const std::string db = path("runs.db");
+  int64_t stored = 0;
+  for (const char* name :
+       {"residual-ablation", "norm-ablation", "pre-vs-post", "gradient-flow", "drift", "alpha-sweep", "x-fx"}) {
+    const std::string out = path(std::string("reports/") + name);
+    const CliRun r = run(std::string("experiment ") + name + " --quick --quiet --db " + db + " --out " + out);
+    ASSERT_EQ(r.code, 0) << name << ": " << r.err;
+    const std::string report = slurp(out + "/report.md");
+    EXPECT_EQ(report.rfind("# ", 0), 0u) << name;
+    EXPECT_NE(report.find("blocklab experiment " + std::string(name) + " --seed 0"), std::string::npos) << name;
+    int svgs = 0;
+    for (const auto& e : fs::directory_iterator(out))
+      if (e.path().extension() == ".svg") {
+        ++svgs;
+        EXPECT_EQ(slurp(e.path().string()).rfind("<svg", 0), 0u) << e.path();
+        EXPECT_NE(report.find("](" + e.path().filename().string() + ")"), std::string::npos) << e.path();
+      }
+    EXPECT_GE(svgs, 1) << name;
+  }
+  auto store = lab::RunStore::open(db).value();
+  for (const lab::RunRecord& r : store->list_runs().value()) {
+    EXPECT_FALSE(r.experiment.empty());
+    EXPECT_FALSE(r.label.empty());
+    ++stored;
+  }
+  EXPECT_EQ(stored, 6 + 6 + 4 + 5 + 1);  // gradient-flow and drift measure at initialisation: no training runs
+}
+
+TEST_F(Cli, AnExperimentRerunWithTheSameSeedReproducesItsRuns) {
+  const std::string db = path("runs.db");
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(run("experiment alpha-sweep --quick --quiet --steps 6 --seed 3 --db " + db + " --out " + path("r")).code, 0);
+  auto store = lab::RunStore::open(db).value();
+  for (int64_t id = 1; id <= 5; ++id) {
+    const auto a = store->steps(id).value(), b = store->steps(id + 5).value();
+    ASSERT_EQ(a.size(), 6u);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(a[k].loss, b[k].loss) << "run " << id << " step " << k + 1;
+  }
+  expect_usage_error(run("experiment frobnicate --db " + db), "frobnicate");
+  expect_usage_error(run("experiment drift --quick --db " + db + " --out /proc/blocklab-report"), "/proc/blocklab-report");
+}
+
 // Starts `blocklab args...` without waiting; returns its pid.
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   std::vector<char*> argv;
