@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 
@@ -21,6 +24,19 @@ std::string default_checkpoint_path(const RunStore& store, int64_t run_id) {
   return (dir / ("run-" + std::to_string(run_id) + ".safetensors")).string();
 }
 
+// Refuses a checkpoint path that cannot be written before any run is recorded.
+Status check_writable(const std::string& path) {
+  const fs::path dir = fs::absolute(path).parent_path();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const fs::path probe = dir / (".blocklab-probe-" + std::to_string(::getpid()));
+  FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f) return Status::error(path + ": cannot write a checkpoint there (" + std::string(std::strerror(errno)) + ")");
+  std::fclose(f);
+  fs::remove(probe, ec);
+  return Status::ok();
+}
+
 nlohmann::json train_state(int64_t run_id, const Trainer& t) {
   nlohmann::json j{{"run_id", run_id}, {"step", t.steps_done()}, {"options", to_json(t.options())}};
   if (t.task().kind() == TaskKind::chars) j["alphabet"] = t.task().alphabet();
@@ -35,8 +51,11 @@ Result<TrainResult> train_loop(RunStore& store, Trainer& trainer, int64_t run_id
   std::error_code ec;
   fs::create_directories(fs::absolute(checkpoint_path).parent_path(), ec);
   auto checkpoint = [&]() -> Status {
-    BLOCKLAB_RETURN_IF_ERROR(io::save_checkpoint(checkpoint_path, trainer.model(), trainer.optimizer(),
-                                                 train_state(run_id, trainer)));
+    Status st = io::save_checkpoint(checkpoint_path, trainer.model(), trainer.optimizer(), train_state(run_id, trainer));
+    if (!st) {  // the run cannot go on without its checkpoints: record why it stopped
+      (void)store.finish_run(run_id, "failed", std::nullopt, std::nullopt, 0, 0, st.message());
+      return st;
+    }
     return store.set_checkpoint(run_id, checkpoint_path, trainer.steps_done());
   };
   const TrainOptions& o = trainer.options();
@@ -104,6 +123,7 @@ Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, cons
   run.seed = spec.options.seed;
   run.steps_total = spec.options.steps;
   run.pid = ::getpid();
+  if (!spec.checkpoint_path.empty()) BLOCKLAB_RETURN_IF_ERROR(check_writable(spec.checkpoint_path));
   Result<int64_t> id = store.create_run(run);
   if (!id) return id.status();
   const std::string path = spec.checkpoint_path.empty() ? default_checkpoint_path(store, *id) : spec.checkpoint_path;

@@ -111,6 +111,8 @@ TEST_F(Cli, TrainAndRunsRefuseBadInput) {
   const std::string model = path("m.safetensors");
   ASSERT_EQ(run("init --output " + model).code, 0);
   expect_usage_error(run("train --resume " + model + " --db " + db), "not a training checkpoint");
+  expect_usage_error(run("train --steps 2 --db " + db + " --save /proc/blocklab/ck.safetensors"),
+                     "cannot write a checkpoint there");
   expect_usage_error(run("runs show 99 --db " + db), "run 99: no such run");
   expect_usage_error(run("runs export 1 --db " + db), "expected exactly one of --csv or --json");
   expect_usage_error(run("runs list --db " + path("missing.db")), "missing.db");
