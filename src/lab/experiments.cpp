@@ -97,6 +97,11 @@ int64_t first_step_at(const std::vector<StepRecord>& h, double accuracy) {
   return -1;
 }
 
+std::string first_99(const std::vector<StepRecord>& h) {
+  const int64_t s = first_step_at(h, 0.99);
+  return s > 0 ? std::to_string(s) : "never";
+}
+
 double max_grad_norm(const std::vector<StepRecord>& h) {
   double m = 0;
   for (const StepRecord& s : h) m = std::max(m, std::isfinite(s.grad_norm) ? s.grad_norm : INFINITY);
@@ -188,7 +193,7 @@ Result<Report> residual_ablation(RunStore& store, const ExperimentOptions& opt) 
     const Trained* without = find(runs, d + ", no residual");
     if (!with || !without) continue;
     md += "- Depth " + std::to_string(s.depth(L)) + ": with the residual " + pct(with->result.final.accuracy) +
-          " held-out accuracy (first 99% training batch at step " + std::to_string(first_step_at(with->result.history, 0.99)) +
+          " held-out accuracy (first 99% training batch at step " + first_99(with->result.history) +
           "), without it " + pct(without->result.final.accuracy) + " (" +
           (first_step_at(without->result.history, 0.99) > 0
                ? "first 99% at step " + std::to_string(first_step_at(without->result.history, 0.99))
@@ -238,9 +243,21 @@ Result<Report> norm_ablation(RunStore& store, const ExperimentOptions& opt) {
     md += "- Depth " + std::to_string(s.depth(L)) + ": LayerNorm " + pct(ln->result.final.accuracy) + ", RMSNorm " +
           pct(rms->result.final.accuracy) + ", no norm " + pct(none->result.final.accuracy) +
           " held-out accuracy; largest gradient norm during training " + g4(max_grad_norm(ln->result.history)) + " / " +
-          g4(max_grad_norm(rms->result.history)) + " / " + g4(max_grad_norm(none->result.history)) + ".\n";
+          g4(max_grad_norm(rms->result.history)) + " / " + g4(max_grad_norm(none->result.history)) +
+          "; first 99% training batch at step " + first_99(ln->result.history) + " / " + first_99(rms->result.history) +
+          " / " + first_99(none->result.history) + ".\n";
   }
-  md += "\n";
+  int unstable = 0;
+  for (const Trained& t : runs)
+    if (t.label.ends_with("none") && !learned(t)) ++unstable;
+  md += "\nAgainst the seeds: without a norm " +
+        std::string(unstable > 0 ? std::to_string(unstable) + " of the 2 models failed to learn the task (unstable, as the seed says)."
+                                 : "both depths still learned the task at this size, learning rate and step budget; "
+                                   "compare the largest gradient norms above for how much rougher the ride was.") +
+        " RMSNorm against LayerNorm: held-out accuracy " + pct(find(runs, "depth " + std::to_string(s.depth(12)) + ", rmsnorm")->result.final.accuracy) +
+        " vs " + pct(find(runs, "depth " + std::to_string(s.depth(12)) + ", layernorm")->result.final.accuracy) +
+        " at depth " + std::to_string(s.depth(12)) + " (the seed's *\"works just as well\"*; its *\"10% faster\"* is a speed "
+        "claim: see docs/benchmarks.md).\n\n";
   for (const Figure& f : rep.figures) md += figure_md(f);
   rep.markdown = md;
   rep.run_ids = s.run_ids();
@@ -295,8 +312,28 @@ Result<Report> pre_vs_post(RunStore& store, const ExperimentOptions& opt) {
   md += "## Results\n\n" + runs_table(runs) + "\n## What happened\n\n";
   for (const Trained& t : runs)
     md += "- " + t.label + ": " + t.result.status + ", held-out accuracy " + pct(t.result.final.accuracy) +
-          ", loss " + g4(t.result.final.loss) + ".\n";
-  md += "\n";
+          ", first 99% training batch at step " + first_99(t.result.history) +
+          ", largest gradient norm " + g4(max_grad_norm(t.result.history)) + ".\n";
+  const Trained &post_cold = runs[2], &post_warm = runs[3], &pre_cold = runs[0];
+  md += "\nAgainst the seeds: ";
+  if (!learned(post_cold) && learned(post_warm))
+    md += "post-LN without warm-up failed and with warm-up learned: warm-up was critical for post-LN here.";
+  else if (!learned(post_cold))
+    md += "post-LN failed with and without warm-up here.";
+  else
+    md += "post-LN learned the task without warm-up too, so at this size (d_model " + std::to_string(s.model(12).d_model) +
+          ", 12 layers, lr " + g4(o.optimizer.lr) + ") warm-up was not critical; it was " +
+          (first_step_at(post_cold.result.history, 0.99) > first_step_at(pre_cold.result.history, 0.99) ? "slower" : "not slower") +
+          " than pre-LN to reach 99%, and its gradients were larger (" + g4(max_grad_norm(post_cold.result.history)) +
+          " vs " + g4(max_grad_norm(pre_cold.result.history)) + ").";
+  auto step1_ratio = [&](const Trained& t) {  // last block / first block, parameter gradient at step 1
+    Result<std::vector<RunStore::StepLayers>> layers = store.layer_grad_norms(t.result.run_id);
+    if (!layers || layers->empty()) return double(NAN);
+    return layers->front().layers.back().grad_norm_params / layers->front().layers.front().grad_norm_params;
+  };
+  md += " At step 1 the last block's parameter gradient is " + g4(step1_ratio(post_cold)) +
+        "x the first block's in post-LN and " + g4(step1_ratio(pre_cold)) +
+        "x in pre-LN (Xiong et al. 2020 trace post-LN's need for warm-up to gradients that grow toward the output).\n\n";
   for (const Figure& f : rep.figures) md += figure_md(f);
   rep.markdown = md;
   rep.run_ids = s.run_ids();
@@ -353,9 +390,19 @@ Result<Report> gradient_flow(RunStore& store, const ExperimentOptions& opt) {
                               ", freshly initialised).");
   md += "## Results\n\n| config | depth | block grad norm, first layer | last layer | last / first | "
         "dLoss/dx at the first block | at the last | first / last |\n|---|---|---|---|---|---|---|---|\n";
+  std::string flow_findings;
   for (int64_t depth : s.quick() ? std::vector<int64_t>{3, 5, 8} : std::vector<int64_t>{6, 24, 100}) {
     Result<std::vector<GradFlowResult>> all = measure_all(s, depth, batch, seq);
     if (!all) return all.status();
+    auto ratio = [&](size_t k) {
+      return (*all)[k].layers.back().grad_norm_params / (*all)[k].layers.front().grad_norm_params;
+    };
+    flow_findings += "- Depth " + std::to_string(all->front().config.n_layers) + ": the last block's parameter gradient is " +
+                     g4(ratio(0)) + "x the first block's in post-LN, " + g4(ratio(1)) + "x in pre-LN. Without residuals "
+                     "and norms the gradient reaching the first block's input is " +
+                     g4((*all)[5].layers.front().grad_norm_resid / (*all)[5].layers.back().grad_norm_resid) +
+                     "x the one at the last block's (vanishing); with residuals but no norm " +
+                     g4((*all)[2].layers.front().grad_norm_resid / (*all)[2].layers.back().grad_norm_resid) + "x.\n";
     LineChart params{"Depth " + std::to_string(all->front().config.n_layers) + ": gradient norm of each block's parameters",
                      "layer (0 = nearest the input)", "L2 norm", true, {}, 760, 420};
     LineChart resid{"Depth " + std::to_string(all->front().config.n_layers) + ": gradient reaching each block's input",
@@ -383,6 +430,7 @@ Result<Report> gradient_flow(RunStore& store, const ExperimentOptions& opt) {
   }
   md += "\nRead \"last / first\" > 1 as gradients growing toward the output (post-LN in Xiong et al.), about 1 as flat "
         "(pre-LN), and \"first / last\" << 1 as the gradient vanishing on its way back to the input.\n\n";
+  md += "## What happened\n\n" + flow_findings + "\n";
   for (const Figure& f : rep.figures) md += figure_md(f);
   rep.markdown = md;
   return rep;
@@ -425,6 +473,12 @@ Result<Report> drift(RunStore& store, const ExperimentOptions& opt) {
     chart.series.push_back(std::move(ser));
   }
   rep.figures.push_back({"std.svg", chart.title, render_svg(chart)});
+  const GradFlowResult& plain = (*all)[2];  // no norm, residual
+  md += "\nWithout a norm but with residuals the stream's std goes from " + g4(plain.layers.front().act_std) +
+        " after block 1 to " + g4(plain.layers.back().act_std) + " after block " + std::to_string(plain.layers.size()) +
+        " — it drifts upward as every block adds its output, but nothing like the seed's 4312 by layer 10. Without "
+        "residuals and norms it goes from " + g4((*all)[5].layers.front().act_std) + " to " +
+        g4((*all)[5].layers.back().act_std) + ".";
   md += "\nLayers are numbered from 1 as in the seed. Post-LN normalises every block's output, so its stream stays at "
         "std 1 by construction; pre-LN and no-norm stacks add each block's output to an unnormalised stream.\n\n";
   for (const Figure& f : rep.figures) md += figure_md(f);
