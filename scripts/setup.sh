@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing
   libsqlite3-dev           # the run store
+  libcpp-httplib-dev       # the HTTP server
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
 )

@@ -9,6 +9,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "lab/run_json.h"
 #include "lab/run_store.h"
 
 namespace blocklab::cli {
@@ -25,35 +26,6 @@ struct RunsArgs {
 };
 
 json maybe(std::optional<double> v) { return v ? json(*v) : json(nullptr); }
-
-json run_json(const lab::RunRecord& r) {
-  return {{"id", r.id},
-          {"created_at", r.created_at},
-          {"updated_at", r.updated_at},
-          {"kind", r.kind},
-          {"task", r.task},
-          {"experiment", r.experiment},
-          {"label", r.label},
-          {"config", json::parse(r.config_json, nullptr, false)},
-          {"options", json::parse(r.options_json, nullptr, false)},
-          {"seed", r.seed},
-          {"status", r.status},
-          {"steps_done", r.steps_done},
-          {"steps_total", r.steps_total},
-          {"final", {{"loss", maybe(r.final_loss)}, {"accuracy", maybe(r.final_accuracy)}}},
-          {"wall_s", r.wall_s},
-          {"tokens_per_s", r.tokens_per_s},
-          {"checkpoint", {{"path", r.checkpoint_path}, {"step", r.checkpoint_step}}},
-          {"error", r.error}};
-}
-
-json history_json(const std::vector<lab::StepRecord>& steps) {
-  json out = json::array();
-  for (const lab::StepRecord& s : steps)
-    out.push_back({{"step", s.step}, {"loss", s.loss}, {"accuracy", s.accuracy}, {"lr", s.lr},
-                   {"grad_norm", s.grad_norm}, {"wall_s", s.wall_s}});
-  return out;
-}
 
 std::string fixed(std::optional<double> v, const char* fmt) {
   if (!v || !std::isfinite(*v)) return "-";
@@ -74,7 +46,7 @@ int list_runs(lab::RunStore& store, const RunsArgs& a) {
   if (!runs) return fail("runs list", runs.status());
   if (a.json) {
     json out = json::array();
-    for (const lab::RunRecord& r : runs.value()) out.push_back(run_json(r));
+    for (const lab::RunRecord& r : runs.value()) out.push_back(lab::to_json(r));
     std::cout << out.dump() << std::endl;
     return 0;
   }
@@ -97,8 +69,8 @@ int show_run(lab::RunStore& store, const RunsArgs& a) {
   Result<std::vector<lab::StepRecord>> steps = store.steps(a.id);
   if (!steps) return fail("runs show", steps.status());
   if (a.json) {
-    json j = run_json(r.value());
-    j["history"] = history_json(steps.value());
+    json j = lab::to_json(r.value());
+    j["history"] = lab::to_json(steps.value());
     std::cout << j.dump() << std::endl;
     return 0;
   }
@@ -131,26 +103,13 @@ int export_run(lab::RunStore& store, const RunsArgs& a) {
   if (!steps) return fail(cmd, steps.status());
   std::string text;
   if (a.csv) {
-    text = "step,loss,accuracy,lr,grad_norm,wall_s\n";
-    char line[256];
-    for (const lab::StepRecord& s : steps.value()) {
-      std::snprintf(line, sizeof line, "%lld,%.9g,%.9g,%.9g,%.9g,%.6f\n", (long long)s.step, s.loss, s.accuracy, s.lr,
-                    s.grad_norm, s.wall_s);
-      text += line;
-    }
+    text = lab::to_csv(steps.value());
   } else {
     Result<std::vector<lab::RunStore::StepLayers>> layers = store.layer_grad_norms(a.id);
     if (!layers) return fail(cmd, layers.status());
-    json j = run_json(r.value());
-    j["history"] = history_json(steps.value());
-    json lj = json::array();
-    for (const auto& sl : layers.value()) {
-      json per = json::array();
-      for (const lab::LayerGradNorm& l : sl.layers)
-        per.push_back({{"layer", l.layer}, {"grad_norm_params", l.grad_norm_params}, {"grad_norm_resid", l.grad_norm_resid}});
-      lj.push_back({{"step", sl.step}, {"layers", per}});
-    }
-    j["layer_grad_norms"] = lj;
+    json j = lab::to_json(r.value());
+    j["history"] = lab::to_json(steps.value());
+    j["layer_grad_norms"] = lab::to_json(layers.value());
     text = j.dump() + "\n";
   }
   if (a.output.empty()) {

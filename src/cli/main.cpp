@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
        nullptr, {}},
       {"experiment", "run one of the seed pages' claims as an experiment; stores its runs, writes a report",
        add_experiment_command, nullptr, {}},
+      {"serve", "the HTTP API and the web app", add_serve_command, nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
     if (!known)
-      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment bench");
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment serve bench");
   }
   try {
     app.parse(argc, argv);

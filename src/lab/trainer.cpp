@@ -144,6 +144,13 @@ Result<Task> task_for(ModelConfig& config, const TrainOptions& options) {
 
 }  // namespace
 
+Result<ModelConfig> training_config(ModelConfig config, const TrainOptions& options) {
+  Result<Task> task = task_for(config, options);
+  if (!task) return task.status();
+  BLOCKLAB_RETURN_IF_ERROR(validate(config));
+  return config;
+}
+
 Result<Trainer> Trainer::create(ModelConfig config, const TrainOptions& options) {
   Result<Task> task = task_for(config, options);
   if (!task) return task.status();

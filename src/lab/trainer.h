@@ -71,6 +71,10 @@ class Trainer {
   std::vector<std::vector<std::pair<int64_t, int64_t>>> layer_ranges_;  // per block: (offset, numel) of its parameters
 };
 
+// The model config a run of `options` trains: the task's vocabulary, positions for the tasks that need
+// them; an error for what cannot train (a vocabulary of another size, chars without a causal mask).
+Result<ModelConfig> training_config(ModelConfig config, const TrainOptions& options);
+
 // The fraction of rows of logits [N, V] whose argmax is the target.
 double argmax_accuracy(const std::vector<float>& logits, const std::vector<int32_t>& targets, int64_t vocab);
 

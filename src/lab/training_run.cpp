@@ -110,22 +110,34 @@ Result<TrainResult> train_loop(RunStore& store, Trainer& trainer, int64_t run_id
 
 }  // namespace
 
-Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, const ProgressFn& on_step,
-                                 const std::atomic<bool>* cancel) {
-  Result<Trainer> trainer = Trainer::create(spec.config, spec.options);
-  if (!trainer) return trainer.status();
+RunRecord run_record(const TrainRunSpec& spec, const std::string& status) {
   RunRecord run;
   run.task = std::string(name_of(spec.options.task));
   run.experiment = spec.experiment;
   run.label = spec.label;
-  run.config_json = io::config_to_json(trainer->model().config()).dump();
+  run.config_json = io::config_to_json(spec.config).dump();
   run.options_json = to_json(spec.options).dump();
   run.seed = spec.options.seed;
   run.steps_total = spec.options.steps;
   run.pid = ::getpid();
+  run.status = status;
+  return run;
+}
+
+Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, const ProgressFn& on_step,
+                                 const std::atomic<bool>* cancel) {
+  Result<Trainer> trainer = Trainer::create(spec.config, spec.options);
+  if (!trainer) return trainer.status();
   if (!spec.checkpoint_path.empty()) BLOCKLAB_RETURN_IF_ERROR(check_writable(spec.checkpoint_path));
-  Result<int64_t> id = store.create_run(run);
-  if (!id) return id.status();
+  Result<int64_t> id = spec.run_id;
+  if (spec.run_id > 0) {
+    BLOCKLAB_RETURN_IF_ERROR(store.resume_run(spec.run_id, 0, spec.options.steps, ::getpid()));
+  } else {
+    TrainRunSpec recorded = spec;
+    recorded.config = trainer->model().config();  // with the task's vocabulary and positions
+    id = store.create_run(run_record(recorded, "running"));
+    if (!id) return id.status();
+  }
   const std::string path = spec.checkpoint_path.empty() ? default_checkpoint_path(store, *id) : spec.checkpoint_path;
   return train_loop(store, trainer.value(), *id, spec.options.steps, spec.checkpoint_every, path, on_step, cancel);
 }

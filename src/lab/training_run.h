@@ -19,7 +19,11 @@ struct TrainRunSpec {
   std::string label, experiment;
   std::string checkpoint_path;   // "" : checkpoints/run-<id>.safetensors beside the store
   int64_t checkpoint_every = 0;  // 0 : about ten checkpoints over the run (and always one at the end)
+  int64_t run_id = 0;            // > 0: a run already in the store (queued by the server), started now
 };
+
+// The store's record of a run about to train (status "queued" when it must wait for its turn).
+RunRecord run_record(const TrainRunSpec& spec, const std::string& status);
 
 struct TrainProgress {
   const StepRecord& step;

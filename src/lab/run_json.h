@@ -1,0 +1,17 @@
+// The run store's records as JSON: one shape for `blocklab runs ... --json` and the server's /api/runs.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "lab/run_store.h"
+
+namespace blocklab::lab {
+
+nlohmann::json to_json(const RunRecord& run);
+nlohmann::json to_json(const std::vector<StepRecord>& history);                  // [{"step", "loss", ...}]
+nlohmann::json to_json(const std::vector<RunStore::StepLayers>& layer_norms);    // [{"step", "layers": [...]}]
+// step,loss,accuracy,lr,grad_norm,wall_s — one line per step, with a header.
+std::string to_csv(const std::vector<StepRecord>& history);
+
+}  // namespace blocklab::lab

@@ -1,0 +1,28 @@
+// The widgets' computations, without a socket: each takes the request body (JSON) and returns the
+// response body, computed by the engine; bad input throws ApiError naming the field. The server's
+// handlers only parse, call these, and serialise. Request and response shapes: docs/api.md and
+// docs/openapi.json.
+#pragma once
+
+#include "server/api_input.h"
+#include "server/model_registry.h"
+
+namespace blocklab::server {
+
+json compute_residual(const json& req, const ModelRegistry& models, const Limits& limits);
+json compute_layernorm(const json& req, const Limits& limits);
+json compute_rmsnorm(const json& req, const Limits& limits);
+json compute_batchnorm(const json& req, const Limits& limits);
+json compute_ffn(const json& req, const ModelRegistry& models, const Limits& limits);
+json compute_block(const json& req, const ModelRegistry& models, const Limits& limits);
+json compute_gradient_flow(const json& req, const Limits& limits);
+
+// A model config from the contract's keys in `req` (unknown keys among them are the caller's business),
+// checked against the limits.
+ModelConfig read_model_config(const json& req, const Limits& limits, const std::string& prefix = "");
+// Estimated floating-point work of a forward and backward pass, in GFLOP.
+double estimate_gflop(const ModelConfig& config, int64_t tokens, bool backward);
+
+json model_info_json(const ModelInfo& info);
+
+}  // namespace blocklab::server

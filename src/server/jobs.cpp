@@ -1,0 +1,173 @@
+#include "server/jobs.h"
+
+#include <chrono>
+
+#include "io/model_file.h"
+
+namespace blocklab::server {
+
+// ---- Job -----------------------------------------------------------------------------------------
+
+std::vector<std::string> Job::events_since(size_t from, int wait_ms, bool* done) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return done_ || events_.size() > from; });
+  *done = done_;
+  if (from >= events_.size()) return {};
+  return std::vector<std::string>(events_.begin() + std::ptrdiff_t(from), events_.end());
+}
+
+void Job::publish(const std::string& event, const json& data) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back("event: " + event + "\ndata: " + data.dump() + "\n\n");
+  }
+  cv_.notify_all();
+}
+
+void Job::finish(const std::string& status, const json& data) {
+  {
+    std::lock_guard lock(mu_);
+    status_ = status;
+    events_.push_back("event: end\ndata: " + data.dump() + "\n\n");
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::string Job::status() {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+void Job::set_status(const std::string& s) {
+  std::lock_guard lock(mu_);
+  status_ = s;
+}
+
+// ---- JobManager ----------------------------------------------------------------------------------
+
+JobManager::JobManager(lab::RunStore& store, const Limits& limits) : store_(store), limits_(limits) {
+  for (int i = 0; i < limits_.max_running_jobs; ++i) workers_.emplace_back([this] { worker(); });
+}
+
+JobManager::~JobManager() { shutdown(); }
+
+int64_t JobManager::submit(lab::TrainRunSpec spec) {
+  std::lock_guard lock(mu_);
+  if (stopping_) throw ApiError(503, "shutting_down", "the server is shutting down: expected no new jobs");
+  if (int(queue_.size()) >= limits_.max_queued_jobs)
+    throw ApiError(429, "queue_full",
+                   "training queue is full (" + std::to_string(queue_.size()) + " waiting, " + std::to_string(running_) +
+                       " running): expected a retry after a job finishes");
+  Result<int64_t> id = store_.create_run(lab::run_record(spec, "queued"));
+  if (!id) throw ApiError(503, "store_unavailable", id.status().message());
+  spec.run_id = *id;
+  auto job = std::make_shared<Job>(*id, std::move(spec));
+  queue_.push_back(job);
+  jobs_.push_back(job);
+  job->publish("status", {{"status", "queued"}, {"run_id", *id}, {"position", queue_.size()}});
+  cv_.notify_one();
+  return *id;
+}
+
+bool JobManager::cancel(int64_t run_id) {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it)
+      if ((*it)->run_id() == run_id) {
+        job = *it;
+        queue_.erase(it);
+        (void)store_.finish_run(run_id, "cancelled", std::nullopt, std::nullopt, 0, 0);
+        job->finish("cancelled", {{"status", "cancelled"}, {"run_id", run_id}, {"steps", 0}});
+        return true;
+      }
+    for (const auto& j : jobs_)
+      if (j->run_id() == run_id) job = j;
+  }
+  if (!job) return false;
+  job->cancel = true;
+  return true;
+}
+
+std::shared_ptr<Job> JobManager::find(int64_t run_id) {
+  std::lock_guard lock(mu_);
+  for (const auto& j : jobs_)
+    if (j->run_id() == run_id) return j;
+  return nullptr;
+}
+
+int JobManager::running() {
+  std::lock_guard lock(mu_);
+  return running_;
+}
+
+int JobManager::queued() {
+  std::lock_guard lock(mu_);
+  return int(queue_.size());
+}
+
+void JobManager::shutdown() {
+  std::vector<std::shared_ptr<Job>> queued;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+    queued.assign(queue_.begin(), queue_.end());
+    queue_.clear();
+    for (const auto& j : jobs_) j->cancel = true;
+  }
+  for (const auto& job : queued) {
+    (void)store_.finish_run(job->run_id(), "cancelled", std::nullopt, std::nullopt, 0, 0, "server shut down");
+    job->finish("cancelled", {{"status", "cancelled"}, {"run_id", job->run_id()}, {"steps", 0}});
+  }
+  cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+}
+
+void JobManager::worker() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      ++running_;
+    }
+    run(job);
+    std::lock_guard lock(mu_);
+    --running_;
+  }
+}
+
+void JobManager::run(const std::shared_ptr<Job>& job) {
+  job->set_status("running");
+  job->publish("status", {{"status", "running"}, {"run_id", job->run_id()}});
+  lab::ProgressFn on_step = [&](const lab::TrainProgress& p) {
+    json layers = json::array();
+    for (const lab::LayerGradNorm& l : p.layers)
+      layers.push_back({{"layer", l.layer}, {"grad_norm_params", l.grad_norm_params}, {"grad_norm_resid", l.grad_norm_resid}});
+    json data = {{"step", p.step.step},         {"steps", p.steps_total}, {"loss", p.step.loss},
+                 {"accuracy", p.step.accuracy}, {"lr", p.step.lr},        {"grad_norm", p.step.grad_norm},
+                 {"tokens_per_s", p.tokens_per_s}, {"eta_s", p.eta_s}};
+    if (!layers.empty()) data["layers"] = layers;
+    job->publish("step", data);
+  };
+  Result<lab::TrainResult> r = lab::run_training(store_, job->spec(), on_step, &job->cancel);
+  if (!r) {
+    (void)store_.finish_run(job->run_id(), "failed", std::nullopt, std::nullopt, 0, 0, r.status().message());
+    job->finish("failed", {{"status", "failed"}, {"run_id", job->run_id()}, {"error", r.status().message()}});
+    return;
+  }
+  job->finish(r->status, {{"status", r->status},
+                          {"run_id", job->run_id()},
+                          {"steps", r->history.empty() ? 0 : r->history.back().step},
+                          {"final", {{"loss", r->final.loss}, {"accuracy", r->final.accuracy}}},
+                          {"wall_s", r->wall_s},
+                          {"tokens_per_s", r->tokens_per_s}});
+}
+
+}  // namespace blocklab::server

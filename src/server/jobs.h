@@ -1,0 +1,78 @@
+// Training jobs for the server: a bounded queue (429 when full) feeding a fixed number of worker
+// threads, each job a recorded training run (lab/training_run.h) whose progress is kept as
+// Server-Sent Events for every listener, from the first step on. Cancelling a queued job removes it;
+// cancelling a running one stops it after its current step (it checkpoints and is marked cancelled).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lab/training_run.h"
+#include "server/api_input.h"
+
+namespace blocklab::server {
+
+class Job {
+ public:
+  Job(int64_t run_id, lab::TrainRunSpec spec) : run_id_(run_id), spec_(std::move(spec)) {}
+  int64_t run_id() const { return run_id_; }
+  const lab::TrainRunSpec& spec() const { return spec_; }
+
+  // SSE-formatted events ("event: step\ndata: {...}\n\n") from index `from`; waits up to `wait_ms`
+  // for new ones. `done` says the job has ended and every event is in.
+  std::vector<std::string> events_since(size_t from, int wait_ms, bool* done);
+  void publish(const std::string& event, const json& data);
+  void finish(const std::string& status, const json& data);  // publishes "end" and wakes every listener
+  std::string status();
+  void set_status(const std::string& s);
+
+  std::atomic<bool> cancel{false};
+
+ private:
+  const int64_t run_id_;
+  const lab::TrainRunSpec spec_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> events_;
+  bool done_ = false;
+  std::string status_ = "queued";
+};
+
+class JobManager {
+ public:
+  JobManager(lab::RunStore& store, const Limits& limits);
+  ~JobManager();
+
+  // Records the run as queued and queues it; throws ApiError 429 when the queue is full, 503 when
+  // shutting down.
+  int64_t submit(lab::TrainRunSpec spec);
+  // True when the run was a job of this server (queued: now cancelled; running: stopping).
+  bool cancel(int64_t run_id);
+  std::shared_ptr<Job> find(int64_t run_id);
+  int running();
+  int queued();
+  // Cancels every job, waits for the running ones to checkpoint and stop.
+  void shutdown();
+
+ private:
+  void worker();
+  void run(const std::shared_ptr<Job>& job);
+
+  lab::RunStore& store_;
+  const Limits limits_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::vector<std::shared_ptr<Job>> jobs_;  // every job of this server, for its listeners
+  int running_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace blocklab::server

@@ -1,0 +1,57 @@
+// The models the server knows: built-in ones (models/*.safetensors, shipped in the repository) and
+// uploaded ones (saved under the upload folder, named by a hash of their bytes). Every widget names the
+// model it computes with; the same id gives the same weights on every page.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/status.h"
+
+namespace blocklab::server {
+
+struct ModelInfo {
+  std::string id;           // file stem: "chars-small", "upload-3f2a..."
+  std::string source;       // "builtin" | "upload"
+  std::string description;  // from the training state: task, steps, held-out figures
+  ModelConfig config;
+  std::optional<std::string> task;      // the task it was trained on, if a checkpoint
+  std::optional<std::string> alphabet;  // chars task: token i is alphabet[i]
+  int64_t steps = 0;                    // training steps, if a checkpoint
+  int64_t n_params = 0;
+  int64_t bytes = 0;
+  std::string path;
+};
+
+struct LoadedModel {
+  ModelInfo info;
+  Model<float> model;  // a request copies it: activations are per request
+};
+
+class ModelRegistry {
+ public:
+  // Loads every *.safetensors in builtin_dir (may be missing) and upload_dir (created if needed).
+  // A file that does not load is skipped with a message in `warnings`.
+  static Result<std::unique_ptr<ModelRegistry>> open(const std::string& builtin_dir, const std::string& upload_dir);
+
+  std::vector<ModelInfo> list() const;
+  std::shared_ptr<const LoadedModel> get(const std::string& id) const;  // null if unknown
+  // Validates the bytes as a model file, saves them, returns the new (or existing, same bytes) model.
+  Result<ModelInfo> add_upload(const std::string& bytes);
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+ private:
+  Result<std::shared_ptr<const LoadedModel>> load(const std::string& path, const std::string& id,
+                                                  const std::string& source) const;
+  std::string upload_dir_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const LoadedModel>> models_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace blocklab::server
