@@ -11,6 +11,7 @@ namespace blocklab {
 
 // ---- Linear ----------------------------------------------------------------------------------
 
+// [web:linear-forward begin]
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t IC, int64_t OC) {
   // out = inp W^T (+ b): bias first, then the GEMM accumulates onto it.
@@ -19,6 +20,7 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
   }
   gemm<T>(false, true, N, OC, IC, T(1), inp, IC, weight, IC, bias ? T(1) : T(0), out, OC);
 }
+// [web:linear-forward end]
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N,
@@ -135,6 +137,7 @@ constexpr double kInvSqrt2Pi = 0.39894228040143267794;   // 1/sqrt(2 pi)
 constexpr double kGeluTanhCoeff = 0.044715;
 }  // namespace
 
+// [web:activation-forward begin]
 template <typename T>
 void activation_forward(Activation act, T* out, const T* inp, int64_t n) {
   switch (act) {
@@ -156,6 +159,7 @@ void activation_forward(Activation act, T* out, const T* inp, int64_t n) {
       break;
   }
 }
+// [web:activation-forward end]
 
 template <typename T>
 void activation_backward(Activation act, T* dinp, const T* inp, const T* dout, int64_t n) {

@@ -172,6 +172,7 @@ void Model<T>::attention_sublayer_backward(int64_t layer, const T* inp, const T*
                   3 * d);
 }
 
+// [web:ffn-forward begin] (the web app shows this code beside the FFN widget, extracted at build time)
 template <typename T>
 void Model<T>::ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options) {
   BlockActs<T>& a = acts_[size_t(layer)];
@@ -195,6 +196,7 @@ void Model<T>::ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOp
     dropout_forward(a.mlp_out.ptr(), a.mlp_out.ptr(), a.mask_mlp.ptr(), N * d);
   }
 }
+// [web:ffn-forward end]
 
 template <typename T>
 void Model<T>::ffn_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp) {
