@@ -1,6 +1,8 @@
 // blocklab serve [--host 127.0.0.1] [--port 8080] [--db blocklab.db] [...]
-#include <pthread.h>
 #include <signal.h>
+
+#include <atomic>
+#include <chrono>
 
 #include <cstdio>
 #include <memory>
@@ -19,37 +21,41 @@ struct ServeArgs {
   bool quiet = false;
 };
 
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
 int run_serve(ServeArgs a) {
   const std::string cmd = "serve";
   a.options.access_log = !a.quiet;
   if (a.options.port < 0 || a.options.port > 65535)
     return fail(cmd, "--port: expected 0..65535, got " + std::to_string(a.options.port));
-  // SIGINT and SIGTERM are taken by one thread (sigwait), which stops the server cleanly: every
-  // other thread starts with them blocked.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   Result<std::unique_ptr<server::Server>> srv = server::Server::create(a.options);
   if (!srv) return fail(cmd, srv.status());
   Result<int> port = srv.value()->bind();
   if (!port) return fail(cmd, port.status());
+  // SIGINT / SIGTERM (delivered to whichever thread: the BLAS has its own) only raise a flag; a watcher
+  // thread sees it and stops the server cleanly.
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   std::fprintf(stderr, "blocklab serve: http://%s:%d/ (store %s, %zu models); Ctrl-C stops\n", a.options.host.c_str(),
                port.value(), a.options.db.c_str(), srv.value()->models().list().size());
   std::fflush(stderr);
   server::Server* s = srv.value().get();
-  std::thread watcher([s, stop_signals] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    std::fprintf(stderr, "blocklab serve: %s: stopping (training jobs checkpoint and stop)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    s->stop();
+  std::atomic<bool> done{false};
+  std::thread watcher([s, &done] {
+    while (!done.load() && g_stop_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (const int sig = g_stop_signal.load()) {
+      std::fprintf(stderr, "blocklab serve: %s: stopping (training jobs checkpoint and stop)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      s->stop();
+    }
   });
   s->serve();
-  s->stop();
-  pthread_kill(watcher.native_handle(), SIGTERM);  // wakes the watcher if the server stopped by itself
+  done = true;
   watcher.join();
+  s->stop();
   std::fprintf(stderr, "blocklab serve: stopped\n");
   return 0;
 }

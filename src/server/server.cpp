@@ -113,13 +113,15 @@ Result<int> Server::bind() {
 void Server::serve() {
   serving_ = true;
   if (!stopped_) http_->listen_after_bind();
+  served_ = true;
 }
 
 void Server::stop() {
   stopped_ = true;
-  if (http_ && serving_) {
+  if (http_ && serving_ && !served_) {
     // httplib's stop() only stops a server already listening: wait for serve() to get there.
-    for (int i = 0; i < 2000 && !http_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 2000 && !http_->is_running() && !served_; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     http_->stop();
   }
   if (jobs_) jobs_->shutdown();

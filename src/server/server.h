@@ -55,7 +55,7 @@ class Server {
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<httplib::Server> http_;
   double started_at_ = 0;
-  std::atomic<bool> serving_{false}, stopped_{false};
+  std::atomic<bool> serving_{false}, served_{false}, stopped_{false};
 };
 
 }  // namespace blocklab::server

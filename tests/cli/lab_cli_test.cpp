@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <httplib.h>
+
 #include "cli_fixture.h"
 #include "lab/run_store.h"
 
@@ -230,6 +232,45 @@ TEST_F(Cli, SigkillLosesNoCommittedStepAndResumeFinishesExactly) {
   auto store = lab::RunStore::open(db).value();
   EXPECT_EQ(store->get_run(1).value().status, "finished");
   EXPECT_EQ(store->integrity_check(), "ok");
+}
+
+TEST_F(Cli, ServeStopsCleanlyOnSigtermCheckpointingItsJobs) {
+  const std::string db = path("serve.db"), log = path("serve.log");
+  const pid_t pid = spawn({"serve", "--port", "0", "--db", db, "--models", path("no-models"), "--quiet"}, log);
+  int port = 0;
+  for (int i = 0; i < 500 && port == 0; ++i) {  // "blocklab serve: http://127.0.0.1:PORT/ ..."
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const std::string text = slurp(log);
+    const size_t at = text.find("http://127.0.0.1:");
+    if (at != std::string::npos) port = std::atoi(text.c_str() + at + 17);
+  }
+  ASSERT_GT(port, 0) << slurp(log);
+  httplib::Client client("127.0.0.1", port);
+  const json body = {{"steps", 20000}, {"batch", 4}, {"seq_len", 8},
+                     {"config", {{"d_model", 16}, {"n_heads", 2}, {"d_ff", 32}, {"n_layers", 1}}}};
+  httplib::Result r = client.Post("/api/runs", body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  for (int i = 0; i < 500; ++i) {  // until it is training
+    httplib::Result h = client.Get("/api/health");
+    if (h && json::parse(h->body)["jobs"]["running"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  client.stop();  // close our keep-alive connection, or the server waits for it to time out
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(log);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(slurp(log).find("stopped"), std::string::npos);
+  auto store = lab::RunStore::open(db).value();
+  EXPECT_EQ(store->integrity_check(), "ok");
+  const lab::RunRecord run = store->get_run(1).value();
+  EXPECT_EQ(run.status, "cancelled");
+  EXPECT_GT(run.steps_done, 0);
+  EXPECT_EQ(run.checkpoint_step, run.steps_done);
+  EXPECT_TRUE(fs::exists(run.checkpoint_path));
 }
 
 }  // namespace
