@@ -75,21 +75,20 @@ std::function<void()> norm_case(Norm norm, bool with_backward) {
   auto dy = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 2));
   auto w = std::make_shared<std::vector<float>>(random_values(kD, 3, 0.1));
   auto b = std::make_shared<std::vector<float>>(random_values(kD, 4, 0.1));
-  auto buf = std::make_shared<std::vector<float>>(size_t(4 * kTokens * kD + 4 * kD + 2 * kTokens));
+  auto buf = std::make_shared<std::vector<float>>(size_t(3 * kTokens * kD + 4 * kD + 2 * kTokens));
   return [=] {
     float* out = buf->data();
-    float* normalized = out + kTokens * kD;
-    float* dx = normalized + kTokens * kD;
+    float* dx = out + kTokens * kD;
     float* dw = dx + kTokens * kD;
     float* db = dw + kD;
     float* mean = db + kD;
     float* rstd = mean + kTokens;
     if (norm == Norm::layernorm) {
-      layernorm_forward(out, normalized, mean, rstd, x->data(), w->data(), b->data(), kTokens, kD, 1e-5);
-      if (with_backward) layernorm_backward(dx, dw, db, dy->data(), normalized, w->data(), rstd, kTokens, kD);
+      layernorm_forward(out, mean, rstd, x->data(), w->data(), b->data(), kTokens, kD, 1e-5);
+      if (with_backward) layernorm_backward(dx, dw, db, dy->data(), x->data(), w->data(), mean, rstd, kTokens, kD);
     } else {
-      rmsnorm_forward(out, normalized, rstd, x->data(), w->data(), kTokens, kD, 1e-5);
-      if (with_backward) rmsnorm_backward(dx, dw, dy->data(), normalized, w->data(), rstd, kTokens, kD);
+      rmsnorm_forward(out, rstd, x->data(), w->data(), kTokens, kD, 1e-5);
+      if (with_backward) rmsnorm_backward(dx, dw, dy->data(), x->data(), w->data(), rstd, kTokens, kD);
     }
   };
 }

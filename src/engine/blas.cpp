@@ -1,6 +1,7 @@
 #include "engine/blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 extern "C" {
 void openblas_set_num_threads(int);
@@ -25,7 +26,11 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads < 1 ? 1 : threads); }
+void set_blas_threads(int threads) {
+  threads = threads < 1 ? 1 : threads;
+  openblas_set_num_threads(threads);
+  omp_set_num_threads(threads);  // the engine's own row-parallel kernels (kernels_avx2.cpp)
+}
 int blas_threads() { return openblas_get_num_threads(); }
 
 }  // namespace blocklab

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "engine/blas.h"
+#include "engine/kernels_avx2.h"
 #include "engine/rng.h"
 
 namespace blocklab {
@@ -36,11 +38,13 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   }
 }
 
-// ---- LayerNorm -------------------------------------------------------------------------------
+// ---- The portable versions of the dispatched kernels ----------------------------------------------
+
+namespace portable {
 
 template <typename T>
-void layernorm_forward(T* out, T* normalized, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
-                       int64_t N, int64_t C, double eps) {
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
+                       double eps) {
   for (int64_t n = 0; n < N; ++n) {
     const T* x = inp + n * C;
     // Accumulate in double: the statistics are what the seed pages show to four digits.
@@ -51,84 +55,73 @@ void layernorm_forward(T* out, T* normalized, T* mean, T* rstd, const T* inp, co
     for (int64_t c = 0; c < C; ++c) sq += (x[c] - mu) * (x[c] - mu);
     const double var = sq / double(C);  // biased, as PyTorch
     const double rs = 1.0 / std::sqrt(var + eps);
-    T* xhat = normalized + n * C;
     T* y = out + n * C;
-    for (int64_t c = 0; c < C; ++c) {
-      xhat[c] = T((x[c] - mu) * rs);
-      y[c] = xhat[c] * weight[c] + bias[c];
-    }
+    for (int64_t c = 0; c < C; ++c) y[c] = T((x[c] - mu) * rs) * weight[c] + bias[c];
     mean[n] = T(mu);
     rstd[n] = T(rs);
   }
 }
 
 template <typename T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* normalized, const T* weight,
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, const T* mean,
                         const T* rstd, int64_t N, int64_t C) {
-  // dxhat = dout * w ; dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+  // xhat = (x - mean) * rstd ; dxhat = dout * w ; dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
   for (int64_t n = 0; n < N; ++n) {
     const T* dy = dout + n * C;
-    const T* xhat = normalized + n * C;
+    const T* x = inp + n * C;
     double mean_dxhat = 0, mean_dxhat_xhat = 0;
     for (int64_t c = 0; c < C; ++c) {
-      const double dxhat = double(dy[c]) * weight[c];
+      const double xhat = (double(x[c]) - mean[n]) * rstd[n], dxhat = double(dy[c]) * weight[c];
       mean_dxhat += dxhat;
-      mean_dxhat_xhat += dxhat * xhat[c];
+      mean_dxhat_xhat += dxhat * xhat;
     }
     mean_dxhat /= double(C);
     mean_dxhat_xhat /= double(C);
     for (int64_t c = 0; c < C; ++c) {
+      const double xhat = (double(x[c]) - mean[n]) * rstd[n];
       if (dbias) dbias[c] += dy[c];
-      if (dweight) dweight[c] += dy[c] * xhat[c];
+      if (dweight) dweight[c] += T(dy[c] * xhat);
       if (dinp) {
         const double dxhat = double(dy[c]) * weight[c];
-        dinp[n * C + c] += T(rstd[n] * (dxhat - mean_dxhat - xhat[c] * mean_dxhat_xhat));
+        dinp[n * C + c] += T(rstd[n] * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
       }
     }
   }
 }
 
-// ---- RMSNorm ---------------------------------------------------------------------------------
-
 template <typename T>
-void rmsnorm_forward(T* out, T* normalized, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C,
-                     double eps) {
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, double eps) {
   for (int64_t n = 0; n < N; ++n) {
     const T* x = inp + n * C;
     double sq = 0;
     for (int64_t c = 0; c < C; ++c) sq += double(x[c]) * x[c];
     const double rs = 1.0 / std::sqrt(sq / double(C) + eps);
-    T* xhat = normalized + n * C;
     T* y = out + n * C;
-    for (int64_t c = 0; c < C; ++c) {
-      xhat[c] = T(x[c] * rs);
-      y[c] = xhat[c] * weight[c];
-    }
+    for (int64_t c = 0; c < C; ++c) y[c] = T(x[c] * rs) * weight[c];
     rstd[n] = T(rs);
   }
 }
 
 template <typename T>
-void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* normalized, const T* weight, const T* rstd,
-                      int64_t N, int64_t C) {
-  // dxhat = dout * w ; dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N,
+                      int64_t C) {
+  // xhat = x * rstd ; dxhat = dout * w ; dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
   for (int64_t n = 0; n < N; ++n) {
     const T* dy = dout + n * C;
-    const T* xhat = normalized + n * C;
+    const T* x = inp + n * C;
     double mean_dxhat_xhat = 0;
-    for (int64_t c = 0; c < C; ++c) mean_dxhat_xhat += double(dy[c]) * weight[c] * xhat[c];
+    for (int64_t c = 0; c < C; ++c) mean_dxhat_xhat += double(dy[c]) * weight[c] * x[c] * rstd[n];
     mean_dxhat_xhat /= double(C);
     for (int64_t c = 0; c < C; ++c) {
-      if (dweight) dweight[c] += dy[c] * xhat[c];
+      const double xhat = double(x[c]) * rstd[n];
+      if (dweight) dweight[c] += T(dy[c] * xhat);
       if (dinp) {
         const double dxhat = double(dy[c]) * weight[c];
-        dinp[n * C + c] += T(rstd[n] * (dxhat - xhat[c] * mean_dxhat_xhat));
+        dinp[n * C + c] += T(rstd[n] * (dxhat - xhat * mean_dxhat_xhat));
       }
     }
   }
 }
-
-// ---- Activations -----------------------------------------------------------------------------
 
 namespace {
 constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
@@ -186,8 +179,6 @@ void activation_backward(Activation act, T* dinp, const T* inp, const T* dout, i
   }
 }
 
-// ---- Softmax ---------------------------------------------------------------------------------
-
 template <typename T>
 void softmax_forward(T* out, const T* inp, int64_t N, int64_t C) {
   for (int64_t n = 0; n < N; ++n) {
@@ -207,6 +198,78 @@ void softmax_forward(T* out, const T* inp, int64_t N, int64_t C) {
     const T inv = T(1) / sum;
     for (int64_t c = 0; c < C; ++c) y[c] *= inv;
   }
+}
+
+}  // namespace portable
+
+// ---- Dispatch: AVX2 for float when the CPU has it --------------------------------------------------
+
+bool simd_available() { return avx2::available(); }
+
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
+                       double eps) {
+  if constexpr (std::is_same_v<T, float>)
+    if (avx2::available()) return avx2::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, float(eps));
+  portable::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+template <typename T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, const T* mean,
+                        const T* rstd, int64_t N, int64_t C) {
+  if constexpr (std::is_same_v<T, float>)
+    if (avx2::available()) return avx2::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  portable::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+template <typename T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, double eps) {
+  if constexpr (std::is_same_v<T, float>)
+    if (avx2::available()) return avx2::rmsnorm_forward(out, rstd, inp, weight, N, C, float(eps));
+  portable::rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+}
+
+template <typename T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N,
+                      int64_t C) {
+  if constexpr (std::is_same_v<T, float>)
+    if (avx2::available()) return avx2::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+  portable::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+}
+
+template <typename T>
+void activation_forward(Activation act, T* out, const T* inp, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx2::available()) {
+      switch (act) {
+        case Activation::relu: return avx2::relu_forward(out, inp, n);
+        case Activation::gelu: return avx2::gelu_forward(out, inp, n);
+        case Activation::gelu_tanh: return avx2::gelu_tanh_forward(out, inp, n);
+      }
+    }
+  }
+  portable::activation_forward(act, out, inp, n);
+}
+
+template <typename T>
+void activation_backward(Activation act, T* dinp, const T* inp, const T* dout, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx2::available()) {
+      switch (act) {
+        case Activation::relu: return avx2::relu_backward(dinp, inp, dout, n);
+        case Activation::gelu: return avx2::gelu_backward(dinp, inp, dout, n);
+        case Activation::gelu_tanh: return avx2::gelu_tanh_backward(dinp, inp, dout, n);
+      }
+    }
+  }
+  portable::activation_backward(act, dinp, inp, dout, n);
+}
+
+template <typename T>
+void softmax_forward(T* out, const T* inp, int64_t N, int64_t C) {
+  if constexpr (std::is_same_v<T, float>)
+    if (avx2::available()) return avx2::softmax_forward(out, inp, N, C);
+  portable::softmax_forward(out, inp, N, C);
 }
 
 template <typename T>
@@ -423,10 +486,21 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWHyp
 #define BLOCKLAB_INSTANTIATE_KERNELS(T)                                                                    \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);              \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);     \
-  template void layernorm_forward<T>(T*, T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, double); \
-  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);  \
-  template void rmsnorm_forward<T>(T*, T*, T*, const T*, const T*, int64_t, int64_t, double);                \
+  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, double);    \
+  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
+                                      int64_t);                                                              \
+  template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);                    \
   template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t, int64_t);       \
+  template void portable::layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,   \
+                                               double);                                                      \
+  template void portable::layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
+                                                int64_t, int64_t);                                           \
+  template void portable::rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);          \
+  template void portable::rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t,       \
+                                              int64_t);                                                      \
+  template void portable::activation_forward<T>(Activation, T*, const T*, int64_t);                         \
+  template void portable::activation_backward<T>(Activation, T*, const T*, const T*, int64_t);              \
+  template void portable::softmax_forward<T>(T*, const T*, int64_t, int64_t);                               \
   template void activation_forward<T>(Activation, T*, const T*, int64_t);                                   \
   template void activation_backward<T>(Activation, T*, const T*, const T*, int64_t);                        \
   template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                                         \

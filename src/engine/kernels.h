@@ -15,6 +15,11 @@
 
 namespace blocklab {
 
+// The float32 versions of the norms, activations and softmax use AVX2 + FMA when this CPU has them
+// (kernels_avx2.cpp), else the portable code, which double always uses. `portable::` reaches the
+// portable code directly (the tests compare the two).
+bool simd_available();
+
 // ---- Linear: out[N, OC] = inp[N, IC] * weight[OC, IC]^T + bias[OC]  (PyTorch layout) ----------
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t IC, int64_t OC);
@@ -23,22 +28,21 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                      int64_t IC, int64_t OC);
 
 // ---- LayerNorm over the last axis, biased variance ------------------------------------------
-// mean[N], rstd[N] = 1/sqrt(var + eps), normalized[N, C] = (x - mean) * rstd,
-// out[N, C] = normalized * weight + bias.
+// mean[N], rstd[N] = 1/sqrt(var + eps), out[N, C] = (x - mean) * rstd * weight + bias.
+// The backward recomputes xhat = (x - mean) * rstd from the input: one write less in the forward.
 template <typename T>
-void layernorm_forward(T* out, T* normalized, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
-                       int64_t N, int64_t C, double eps);
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
+                       double eps);
 template <typename T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* normalized, const T* weight,
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, const T* mean,
                         const T* rstd, int64_t N, int64_t C);
 
-// ---- RMSNorm: rstd[N] = 1/sqrt(mean(x^2) + eps), normalized = x * rstd, out = normalized * weight --
+// ---- RMSNorm: rstd[N] = 1/sqrt(mean(x^2) + eps), out = x * rstd * weight -------------------
 template <typename T>
-void rmsnorm_forward(T* out, T* normalized, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C,
-                     double eps);
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, double eps);
 template <typename T>
-void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* normalized, const T* weight, const T* rstd,
-                      int64_t N, int64_t C);
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N,
+                      int64_t C);
 
 // ---- Activations, elementwise over n values --------------------------------------------------
 // relu(x) = max(0, x)
@@ -110,5 +114,25 @@ struct AdamWHyper {
 };
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWHyper& h, int64_t step);
+
+namespace portable {
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
+                       double eps);
+template <typename T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, const T* mean,
+                        const T* rstd, int64_t N, int64_t C);
+template <typename T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, double eps);
+template <typename T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int64_t N,
+                      int64_t C);
+template <typename T>
+void activation_forward(Activation act, T* out, const T* inp, int64_t n);
+template <typename T>
+void activation_backward(Activation act, T* dinp, const T* inp, const T* dout, int64_t n);
+template <typename T>
+void softmax_forward(T* out, const T* inp, int64_t N, int64_t C);
+}  // namespace portable
 
 }  // namespace blocklab

@@ -68,7 +68,6 @@ void Model<T>::resize_workspace(int64_t batch, int64_t seq_len) {
   auto resize_norm = [&](NormActs<T>& n, bool with_out) {
     n.mean.resize({config_.norm == Norm::layernorm ? N : 0});
     n.rstd.resize({N});
-    n.normalized.resize({N, d});
     n.out.resize({with_out ? N : 0, d});
   };
   acts_.resize(size_t(config_.n_layers));
@@ -106,22 +105,21 @@ template <typename T>
 void Model<T>::norm_forward(const T* weight, const T* bias, NormActs<T>& acts, T* out, const T* inp) {
   const int64_t N = batch_ * seq_len_, d = config_.d_model;
   if (config_.norm == Norm::layernorm)
-    layernorm_forward(out, acts.normalized.ptr(), acts.mean.ptr(), acts.rstd.ptr(), inp, weight, bias, N, d,
-                      config_.eps);
+    layernorm_forward(out, acts.mean.ptr(), acts.rstd.ptr(), inp, weight, bias, N, d, config_.eps);
   else if (config_.norm == Norm::rmsnorm)
-    rmsnorm_forward(out, acts.normalized.ptr(), acts.rstd.ptr(), inp, weight, N, d, config_.eps);
+    rmsnorm_forward(out, acts.rstd.ptr(), inp, weight, N, d, config_.eps);
   else
     copy_n(out, inp, N * d);
 }
 
 template <typename T>
-void Model<T>::norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* dout,
-                             T* dinp) {
+void Model<T>::norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* inp,
+                             const T* dout, T* dinp) {
   const int64_t N = batch_ * seq_len_, d = config_.d_model;
   if (config_.norm == Norm::layernorm)
-    layernorm_backward(dinp, dweight, dbias, dout, acts.normalized.ptr(), weight, acts.rstd.ptr(), N, d);
+    layernorm_backward(dinp, dweight, dbias, dout, inp, weight, acts.mean.ptr(), acts.rstd.ptr(), N, d);
   else if (config_.norm == Norm::rmsnorm)
-    rmsnorm_backward(dinp, dweight, dout, acts.normalized.ptr(), weight, acts.rstd.ptr(), N, d);
+    rmsnorm_backward(dinp, dweight, dout, inp, weight, acts.rstd.ptr(), N, d);
   else
     for (int64_t i = 0; i < N * d; ++i) dinp[i] += dout[i];
 }
@@ -280,7 +278,7 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
     if (has_norm) {
       std::fill(d_sub, d_sub + n, T(0));
       ffn_sublayer_backward(layer, a.ln2.out.ptr(), d_inc_.ptr(), d_sub);
-      norm_backward(P(o.norm2_weight), G(o.norm2_weight), G(o.norm2_bias), a.ln2, d_sub, d_mid);
+      norm_backward(P(o.norm2_weight), G(o.norm2_weight), G(o.norm2_bias), a.ln2, a.resid_mid.ptr(), d_sub, d_mid);
     } else {
       ffn_sublayer_backward(layer, a.resid_mid.ptr(), d_inc_.ptr(), d_mid);
     }
@@ -289,20 +287,20 @@ void Model<T>::block_backward(int64_t layer, T* dresid_post, T* dresid_pre) {
     if (has_norm) {
       std::fill(d_sub, d_sub + n, T(0));
       attention_sublayer_backward(layer, a.ln1.out.ptr(), d_inc_.ptr(), d_sub);
-      norm_backward(P(o.norm1_weight), G(o.norm1_weight), G(o.norm1_bias), a.ln1, d_sub, dresid_pre);
+      norm_backward(P(o.norm1_weight), G(o.norm1_weight), G(o.norm1_bias), a.ln1, a.resid_pre.ptr(), d_sub, dresid_pre);
     } else {
       attention_sublayer_backward(layer, a.resid_pre.ptr(), d_inc_.ptr(), dresid_pre);
     }
   } else {
     T* d_sum = d_sub;
     std::fill(d_sum, d_sum + n, T(0));
-    norm_backward(P(o.norm2_weight), G(o.norm2_weight), G(o.norm2_bias), a.ln2, dresid_post, d_sum);
+    norm_backward(P(o.norm2_weight), G(o.norm2_weight), G(o.norm2_bias), a.ln2, a.sum2.ptr(), dresid_post, d_sum);
     std::fill(d_mid, d_mid + n, T(0));
     d_inc_.fill(0);
     residual_backward(d_mid, d_inc_.ptr(), dalpha, d_sum, a.mlp_out.ptr(), alpha, res, n);
     ffn_sublayer_backward(layer, a.resid_mid.ptr(), d_inc_.ptr(), d_mid);
     std::fill(d_sum, d_sum + n, T(0));
-    norm_backward(P(o.norm1_weight), G(o.norm1_weight), G(o.norm1_bias), a.ln1, d_mid, d_sum);
+    norm_backward(P(o.norm1_weight), G(o.norm1_weight), G(o.norm1_bias), a.ln1, a.sum1.ptr(), d_mid, d_sum);
     d_inc_.fill(0);
     residual_backward(dresid_pre, d_inc_.ptr(), dalpha, d_sum, a.attn_out.ptr(), alpha, res, n);
     attention_sublayer_backward(layer, a.resid_pre.ptr(), d_inc_.ptr(), dresid_pre);
@@ -342,7 +340,7 @@ void Model<T>::backward(const T* dy, T* dx) {
   if (config_.final_norm) {
     d_cur->fill(0);
     norm_backward(P(layout_.final_norm_weight()), G(layout_.final_norm_weight()), G(layout_.final_norm_bias()),
-                  ln_final_, dy, d_cur->ptr());
+                  ln_final_, acts_.back().resid_post.ptr(), dy, d_cur->ptr());
   } else {
     copy_n(d_cur->ptr(), dy, n);
   }
@@ -431,10 +429,17 @@ std::vector<NamedTensor<T>> Model<T>::trace(bool batched) const {
   auto add = [&](std::string name, const Tensor<T>& t, Shape shape) {
     out.push_back({std::move(name), Tensor<T>(std::move(shape), t.data)});
   };
-  auto add_norm = [&](const std::string& prefix, const NormActs<T>& n, const Tensor<T>& norm_out) {
-    if (config_.norm == Norm::layernorm) add(prefix + "hook_mean", n.mean, per_token({}));
+  auto add_norm = [&](const std::string& prefix, const NormActs<T>& n, const Tensor<T>& norm_in,
+                      const Tensor<T>& norm_out) {
+    const bool layernorm = config_.norm == Norm::layernorm;
+    if (layernorm) add(prefix + "hook_mean", n.mean, per_token({}));
     add(prefix + "hook_rstd", n.rstd, per_token({}));
-    add(prefix + "hook_normalized", n.normalized, per_token({d}));
+    Tensor<T> normalized(per_token({d}));  // (x - mean) * rstd, or x * rstd: recomputed, not stored
+    for (int64_t row = 0; row < N; ++row)
+      for (int64_t c = 0; c < d; ++c)
+        normalized.data[size_t(row * d + c)] =
+            (norm_in.data[size_t(row * d + c)] - (layernorm ? n.mean.data[size_t(row)] : T(0))) * n.rstd.data[size_t(row)];
+    out.push_back({prefix + "hook_normalized", std::move(normalized)});
     add(prefix + "hook_out", norm_out, per_token({d}));
   };
   auto add_attention = [&](const std::string& p, const BlockActs<T>& a) {
@@ -464,25 +469,25 @@ std::vector<NamedTensor<T>> Model<T>::trace(bool batched) const {
     const std::string p = "blocks." + std::to_string(i) + ".";
     add(p + "hook_resid_pre", a.resid_pre, per_token({d}));
     if (config_.placement == Placement::pre) {
-      if (has_norm) add_norm(p + "ln1.", a.ln1, a.ln1.out);
+      if (has_norm) add_norm(p + "ln1.", a.ln1, a.resid_pre, a.ln1.out);
       add_attention(p, a);
       add(p + "hook_attn_out", a.attn_out, per_token({d}));
       add(p + "hook_resid_mid", a.resid_mid, per_token({d}));
-      if (has_norm) add_norm(p + "ln2.", a.ln2, a.ln2.out);
+      if (has_norm) add_norm(p + "ln2.", a.ln2, a.resid_mid, a.ln2.out);
       add_mlp(p, a, has_norm ? a.ln2.out : a.resid_mid);
     } else {
       add_attention(p, a);
       add(p + "hook_attn_out", a.attn_out, per_token({d}));
       add(p + "hook_sum1", a.sum1, per_token({d}));
-      if (has_norm) add_norm(p + "ln1.", a.ln1, a.resid_mid);
+      if (has_norm) add_norm(p + "ln1.", a.ln1, a.sum1, a.resid_mid);
       add(p + "hook_resid_mid", a.resid_mid, per_token({d}));
       add_mlp(p, a, a.resid_mid);
       add(p + "hook_sum2", a.sum2, per_token({d}));
-      if (has_norm) add_norm(p + "ln2.", a.ln2, a.resid_post);
+      if (has_norm) add_norm(p + "ln2.", a.ln2, a.sum2, a.resid_post);
     }
     add(p + "hook_resid_post", a.resid_post, per_token({d}));
   }
-  if (config_.final_norm) add_norm("ln_final.", ln_final_, ln_final_.out);
+  if (config_.final_norm) add_norm("ln_final.", ln_final_, acts_.back().resid_post, ln_final_.out);
   if (lm_ran_) add("hook_logits", logits_, per_token({*config_.vocab_size}));
   return out;
 }

@@ -33,14 +33,14 @@ struct NamedTensor {
   Tensor<T> tensor;
 };
 
-// What one norm saves. `out` is used in pre placement; in post placement the norm writes straight
-// into the residual stream (resid_mid / resid_post).
+// What one norm saves (its input is saved by the block: the backward recomputes the normalised rows).
+// `out` is used in pre placement; in post placement the norm writes straight into the residual stream
+// (resid_mid / resid_post).
 template <typename T>
 struct NormActs {
-  Tensor<T> mean;        // [N]     (LayerNorm only)
-  Tensor<T> rstd;        // [N]
-  Tensor<T> normalized;  // [N, d]  before gamma/beta
-  Tensor<T> out;         // [N, d]  after gamma/beta (pre placement and final norm)
+  Tensor<T> mean;  // [N]     (LayerNorm only)
+  Tensor<T> rstd;  // [N]
+  Tensor<T> out;   // [N, d]  after gamma/beta (pre placement and final norm)
 };
 
 // Everything one block's forward saves; N = B*T rows.
@@ -113,7 +113,8 @@ class Model {
   void block_forward(int64_t layer, const ForwardOptions& options);
   void block_backward(int64_t layer, T* dresid_post, T* dresid_pre);
   void norm_forward(const T* weight, const T* bias, NormActs<T>& acts, T* out, const T* inp);
-  void norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* dout, T* dinp);
+  void norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* inp, const T* dout,
+                     T* dinp);
   void attention_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
   void attention_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp);
   void ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);

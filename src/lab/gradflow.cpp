@@ -29,7 +29,7 @@ Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t
   r.seq_len = seq_len;
   r.seed = seed;
   r.loss = model.loss();
-  std::vector<double> param_sq(size_t(config.n_layers), 0.0);
+  std::vector<double> param_sq(static_cast<size_t>(config.n_layers), 0.0);
   for (const ParamSpec& s : model.layout().specs()) {
     const int64_t layer = ParamLayout::layer_of(s.name);
     if (layer < 0) continue;

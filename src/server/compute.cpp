@@ -100,12 +100,12 @@ Vec sublayer_increment(const LoadedModel& lm, int64_t layer, const std::string& 
   const bool attention = kind == "attention";
   Vec in = x;
   if (c.placement == Placement::pre && c.norm != Norm::none) {
-    Vec normalized(x.size()), mean(static_cast<size_t>(T)), rstd(static_cast<size_t>(T));
+    Vec mean(static_cast<size_t>(T)), rstd(static_cast<size_t>(T));
     const int64_t w = attention ? o.norm1_weight : o.norm2_weight, b = attention ? o.norm1_bias : o.norm2_bias;
     if (c.norm == Norm::layernorm)
-      layernorm_forward(in.data(), normalized.data(), mean.data(), rstd.data(), x.data(), P + w, P + b, T, d, c.eps);
+      layernorm_forward(in.data(), mean.data(), rstd.data(), x.data(), P + w, P + b, T, d, c.eps);
     else
-      rmsnorm_forward(in.data(), normalized.data(), rstd.data(), x.data(), P + w, T, d, c.eps);
+      rmsnorm_forward(in.data(), rstd.data(), x.data(), P + w, T, d, c.eps);
   }
   Vec f(static_cast<size_t>(T * d));
   if (attention) {
@@ -203,14 +203,14 @@ json compute_layernorm(const json& req, const Limits& L) {
   const NormRequest r = read_norm_request(req, L, true);
   const int64_t T = r.x.rows, d = r.x.cols;
   const Vec x = to_float(r.x.data);
-  Vec out(x.size()), normalized(x.size()), mean(static_cast<size_t>(T)), rstd(static_cast<size_t>(T));
-  layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), r.gamma.data(), r.beta.data(), T, d,
-                    r.eps);
-  Vec centered(x.size()), var(static_cast<size_t>(T)), stdv(static_cast<size_t>(T));
+  Vec out(x.size()), mean(static_cast<size_t>(T)), rstd(static_cast<size_t>(T));
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), r.gamma.data(), r.beta.data(), T, d, r.eps);
+  Vec centered(x.size()), normalized(x.size()), var(static_cast<size_t>(T)), stdv(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     double sq = 0;
     for (int64_t k = 0; k < d; ++k) {
       centered[size_t(t * d + k)] = x[size_t(t * d + k)] - mean[size_t(t)];
+      normalized[size_t(t * d + k)] = centered[size_t(t * d + k)] * rstd[size_t(t)];  // as the kernel computes it
       sq += double(centered[size_t(t * d + k)]) * centered[size_t(t * d + k)];
     }
     var[size_t(t)] = float(sq / double(d));  // biased, as the kernel
@@ -235,10 +235,13 @@ json compute_rmsnorm(const json& req, const Limits& L) {
   const int64_t T = r.x.rows, d = r.x.cols;
   const Vec x = to_float(r.x.data);
   Vec out(x.size()), normalized(x.size()), rstd(static_cast<size_t>(T)), rms(static_cast<size_t>(T)), mean_sq(static_cast<size_t>(T));
-  rmsnorm_forward(out.data(), normalized.data(), rstd.data(), x.data(), r.gamma.data(), T, d, r.eps);
+  rmsnorm_forward(out.data(), rstd.data(), x.data(), r.gamma.data(), T, d, r.eps);
   for (int64_t t = 0; t < T; ++t) {
     double sq = 0;
-    for (int64_t k = 0; k < d; ++k) sq += double(x[size_t(t * d + k)]) * x[size_t(t * d + k)];
+    for (int64_t k = 0; k < d; ++k) {
+      sq += double(x[size_t(t * d + k)]) * x[size_t(t * d + k)];
+      normalized[size_t(t * d + k)] = x[size_t(t * d + k)] * rstd[size_t(t)];
+    }
     mean_sq[size_t(t)] = float(sq / double(d));
     rms[size_t(t)] = 1.0f / rstd[size_t(t)];  // sqrt(mean(x^2) + eps)
   }
@@ -264,8 +267,8 @@ json compute_batchnorm(const json& req, const Limits& L) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t k = 0; k < d; ++k) xt[size_t(k * T + t)] = x[size_t(t * d + k)];
   const Vec ones(size_t(T), 1.0f), zeros(size_t(T), 0.0f);
-  Vec nt(x.size()), ot(x.size()), mean(static_cast<size_t>(d)), rstd(static_cast<size_t>(d));
-  layernorm_forward(ot.data(), nt.data(), mean.data(), rstd.data(), xt.data(), ones.data(), zeros.data(), d, T, r.eps);
+  Vec nt(x.size()), mean(static_cast<size_t>(d)), rstd(static_cast<size_t>(d));
+  layernorm_forward(nt.data(), mean.data(), rstd.data(), xt.data(), ones.data(), zeros.data(), d, T, r.eps);
   Vec normalized(x.size()), out(x.size()), var(static_cast<size_t>(d)), stdv(static_cast<size_t>(d));
   for (int64_t k = 0; k < d; ++k) {
     double sq = 0;
@@ -421,10 +424,13 @@ json tracker_json(const Model<float>& m, int64_t p, int64_t T) {
     const BlockActs<float>& a = m.block_acts(i);
     const BlockOffsets& o = m.layout().block(i);
     const double alpha = o.alpha >= 0 ? double(m.params()[size_t(o.alpha)]) : c.residual_alpha;
-    auto norm_extra = [&](const NormActs<float>& n) {
+    auto norm_extra = [&](const NormActs<float>& n, const Tensor<float>& in) {
       json e = {{"rstd", nested(n.rstd.ptr() + p, {})}};
+      const float mu = c.norm == Norm::layernorm ? n.mean.data[size_t(p)] : 0.0f;
       if (c.norm == Norm::layernorm) e["mean"] = nested(n.mean.ptr() + p, {});
-      e["normalized"] = row_of(n.normalized, p, d);
+      std::vector<float> normalized(static_cast<size_t>(d));
+      for (int64_t k = 0; k < d; ++k) normalized[size_t(k)] = (in.data[size_t(p * d + k)] - mu) * n.rstd.data[size_t(p)];
+      e["normalized"] = nested(normalized.data(), {d});
       return e;
     };
     json pattern = json::array();
@@ -435,19 +441,19 @@ json tracker_json(const Model<float>& m, int64_t p, int64_t T) {
     if (c.placement == Placement::pre) {
       const Tensor<float>& attn_in = has_norm ? a.ln1.out : a.resid_pre;
       const Tensor<float>& ffn_in = has_norm ? a.ln2.out : a.resid_mid;
-      if (has_norm) step(i, "layernorm", "ln1", row_of(a.resid_pre, p, d), row_of(a.ln1.out, p, d), norm_extra(a.ln1));
+      if (has_norm) step(i, "layernorm", "ln1", row_of(a.resid_pre, p, d), row_of(a.ln1.out, p, d), norm_extra(a.ln1, a.resid_pre));
       step(i, "attention", "attention", row_of(attn_in, p, d), row_of(a.attn_out, p, d), {{"pattern", pattern}});
       step(i, "residual", "residual 1", row_of(a.resid_pre, p, d), row_of(a.resid_mid, p, d), res1);
-      if (has_norm) step(i, "layernorm", "ln2", row_of(a.resid_mid, p, d), row_of(a.ln2.out, p, d), norm_extra(a.ln2));
+      if (has_norm) step(i, "layernorm", "ln2", row_of(a.resid_mid, p, d), row_of(a.ln2.out, p, d), norm_extra(a.ln2, a.resid_mid));
       step(i, "ffn", "ffn", row_of(ffn_in, p, d), row_of(a.mlp_out, p, d), {{"hidden", hidden}});
       step(i, "residual", "residual 2", row_of(a.resid_mid, p, d), row_of(a.resid_post, p, d), res2);
     } else {
       step(i, "attention", "attention", row_of(a.resid_pre, p, d), row_of(a.attn_out, p, d), {{"pattern", pattern}});
       step(i, "residual", "residual 1", row_of(a.resid_pre, p, d), row_of(a.sum1, p, d), res1);
-      if (has_norm) step(i, "layernorm", "ln1", row_of(a.sum1, p, d), row_of(a.resid_mid, p, d), norm_extra(a.ln1));
+      if (has_norm) step(i, "layernorm", "ln1", row_of(a.sum1, p, d), row_of(a.resid_mid, p, d), norm_extra(a.ln1, a.sum1));
       step(i, "ffn", "ffn", row_of(a.resid_mid, p, d), row_of(a.mlp_out, p, d), {{"hidden", hidden}});
       step(i, "residual", "residual 2", row_of(a.resid_mid, p, d), row_of(a.sum2, p, d), res2);
-      if (has_norm) step(i, "layernorm", "ln2", row_of(a.sum2, p, d), row_of(a.resid_post, p, d), norm_extra(a.ln2));
+      if (has_norm) step(i, "layernorm", "ln2", row_of(a.sum2, p, d), row_of(a.resid_post, p, d), norm_extra(a.ln2, a.sum2));
     }
   }
   return steps;

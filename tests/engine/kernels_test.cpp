@@ -61,8 +61,9 @@ TEST(LayerNorm, SeedExampleTokens) {
   // Seed 003: [0.1, 2.3, -1.2] -> mean 0.4, sigma 1.4445 (the page says 1.5);
   //           [5.0, 5.1, 4.9]  -> mean 5.0, sigma 0.08165 (the page says 0.1). Biased variance, eps 1e-5.
   const Vec x = {0.1, 2.3, -1.2, 5.0, 5.1, 4.9}, w = {1, 1, 1}, b = {0, 0, 0};
-  Vec out(6), normalized(6), mean(2), rstd(2);
-  layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 2, 3, 1e-5);
+  Vec out(6), mean(2), rstd(2);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 2, 3, 1e-5);
+  const Vec& normalized = out;  // gamma 1, beta 0
   EXPECT_NEAR(mean[0], 0.4, 1e-12);
   EXPECT_NEAR(mean[1], 5.0, 1e-12);
   // sigma = sqrt(var) is the seed's figure; 1/rstd = sqrt(var + eps) is what divides.
@@ -89,14 +90,14 @@ TEST(LayerNorm, GradientsMatchFiniteDifferences) {
   Vec x = random_vector(N * C, 1), w = random_vector(C, 2), b = random_vector(C, 3);
   const Vec dout = random_vector(N * C, 4);
   auto loss = [&] {
-    Vec out(N * C), normalized(N * C), mean(N), rstd(N);
-    layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+    Vec out(N * C), mean(N), rstd(N);
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
     return dot(out, dout);
   };
-  Vec out(N * C), normalized(N * C), mean(N), rstd(N);
-  layernorm_forward(out.data(), normalized.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+  Vec out(N * C), mean(N), rstd(N);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
   Vec dx(N * C), dw(C), db(C);
-  layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), normalized.data(), w.data(), rstd.data(), N, C);
+  layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), mean.data(), rstd.data(), N, C);
   expect_gradient_close("dx", dx, numeric_gradient(x, loss));
   expect_gradient_close("dweight", dw, numeric_gradient(w, loss));
   expect_gradient_close("dbias", db, numeric_gradient(b, loss));
@@ -106,8 +107,8 @@ TEST(LayerNorm, GradientsMatchFiniteDifferences) {
 
 TEST(RMSNorm, ForwardIsXOverRootMeanSquareTimesWeight) {
   const Vec x = {3, 4}, w = {1, 2};
-  Vec out(2), normalized(2), rstd(1);
-  rmsnorm_forward(out.data(), normalized.data(), rstd.data(), x.data(), w.data(), 1, 2, 0.0 + 1e-12);
+  Vec out(2), rstd(1);
+  rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), 1, 2, 0.0 + 1e-12);
   const double rms = std::sqrt(12.5);
   EXPECT_NEAR(rstd[0], 1 / rms, 1e-9);
   EXPECT_NEAR(out[0], 3 / rms, 1e-9);
@@ -118,18 +119,16 @@ TEST(RMSNorm, GradientsMatchFiniteDifferences) {
   const int64_t N = 4, C = 6;
   Vec x = random_vector(N * C, 1), w = random_vector(C, 2);
   const Vec dout = random_vector(N * C, 4);
-  auto run = [&](Vec& out, Vec& normalized, Vec& rstd) {
-    rmsnorm_forward(out.data(), normalized.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
-  };
+  auto run = [&](Vec& out, Vec& rstd) { rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5); };
   auto loss = [&] {
-    Vec out(N * C), normalized(N * C), rstd(N);
-    run(out, normalized, rstd);
+    Vec out(N * C), rstd(N);
+    run(out, rstd);
     return dot(out, dout);
   };
-  Vec out(N * C), normalized(N * C), rstd(N);
-  run(out, normalized, rstd);
+  Vec out(N * C), rstd(N);
+  run(out, rstd);
   Vec dx(N * C), dw(C);
-  rmsnorm_backward(dx.data(), dw.data(), dout.data(), normalized.data(), w.data(), rstd.data(), N, C);
+  rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
   expect_gradient_close("dx", dx, numeric_gradient(x, loss));
   expect_gradient_close("dweight", dw, numeric_gradient(w, loss));
 }
@@ -373,6 +372,94 @@ TEST(AdamW, FirstStepMovesEachParameterByLrTimesSignOfGradient) {
   EXPECT_NEAR(p[1], -2.0 * (1 - 0.001) + 0.01, 1e-9);
   EXPECT_NEAR(p[2], 3.0 * (1 - 0.001), 1e-12);  // zero gradient: only the decay
 }
+
+// ---- The AVX2 float path against the portable one ---------------------------------------------
+
+using Fv = std::vector<float>;
+
+Fv random_floats(size_t n, uint64_t seed, double scale) {
+  const Vec v = random_vector(n, seed, scale);
+  return Fv(v.begin(), v.end());
+}
+
+// Worst |a - b| / max(1, |b|).
+double worst(const Fv& a, const Fv& b) {
+  double w = 0;
+  for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(double(a[i]) - b[i]) / std::max(1.0, std::abs(double(b[i]))));
+  return w;
+}
+
+class FastPath : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {
+ protected:
+  void SetUp() override {
+    if (!simd_available()) GTEST_SKIP() << "this CPU has no AVX2 + FMA: float uses the portable kernels";
+  }
+};
+
+TEST_P(FastPath, NormsMatchThePortableKernels) {
+  const auto [N, C] = GetParam();
+  const Fv x = random_floats(size_t(N * C), 1, 3.0), w = random_floats(size_t(C), 2, 1.0), b = random_floats(size_t(C), 3, 1.0);
+  const Fv dy = random_floats(size_t(N * C), 4, 1.0);
+  Fv o1(x.size()), o2(x.size()), m1(static_cast<size_t>(N)), m2(static_cast<size_t>(N)), r1(static_cast<size_t>(N)), r2(static_cast<size_t>(N));
+  layernorm_forward(o1.data(), m1.data(), r1.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+  portable::layernorm_forward(o2.data(), m2.data(), r2.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+  EXPECT_LT(worst(o1, o2), 2e-5);
+  EXPECT_LT(worst(m1, m2), 2e-6);
+  EXPECT_LT(worst(r1, r2), 2e-5);
+  Fv dx1(x.size(), 0.5f), dx2(x.size(), 0.5f), dw1(static_cast<size_t>(C), 1.f), dw2(static_cast<size_t>(C), 1.f), db1(static_cast<size_t>(C)), db2(static_cast<size_t>(C));
+  layernorm_backward(dx1.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), m2.data(), r2.data(), N, C);
+  portable::layernorm_backward(dx2.data(), dw2.data(), db2.data(), dy.data(), x.data(), w.data(), m2.data(), r2.data(), N, C);
+  EXPECT_LT(worst(dx1, dx2), 2e-5);
+  EXPECT_LT(worst(dw1, dw2), 1e-4);
+  EXPECT_LT(worst(db1, db2), 1e-4);
+  rmsnorm_forward(o1.data(), r1.data(), x.data(), w.data(), N, C, 1e-5);
+  portable::rmsnorm_forward(o2.data(), r2.data(), x.data(), w.data(), N, C, 1e-5);
+  EXPECT_LT(worst(o1, o2), 2e-5);
+  Fv dwa(static_cast<size_t>(C)), dwb(static_cast<size_t>(C));
+  std::fill(dx1.begin(), dx1.end(), 0.f);
+  std::fill(dx2.begin(), dx2.end(), 0.f);
+  rmsnorm_backward(dx1.data(), dwa.data(), dy.data(), x.data(), w.data(), r2.data(), N, C);
+  portable::rmsnorm_backward(dx2.data(), dwb.data(), dy.data(), x.data(), w.data(), r2.data(), N, C);
+  EXPECT_LT(worst(dx1, dx2), 2e-5);
+  EXPECT_LT(worst(dwa, dwb), 1e-4);
+}
+
+TEST_P(FastPath, ActivationsAndSoftmaxMatchThePortableKernels) {
+  const auto [N, C] = GetParam();
+  Fv x = random_floats(static_cast<size_t>(N * C), 5, 3.0);
+  x[0] = 30.f;  // the tails: tanh and erf saturate, exp clamps
+  x[1] = -30.f;
+  if (x.size() > 3) x[2] = 0.f, x[3] = -1e-7f;
+  const Fv dy = random_floats(x.size(), 6, 1.0);
+  // Against the portable kernels in double (the truth): the float paths may differ from each other by
+  // rounding (the portable float tanh loses 1 - t^2 near saturation; the AVX2 path does not).
+  const Vec xd(x.begin(), x.end()), dyd(dy.begin(), dy.end());
+  for (Activation a : {Activation::relu, Activation::gelu, Activation::gelu_tanh}) {
+    Fv y1(x.size()), g1(x.size(), 1.f);
+    Vec y2(x.size()), g2(x.size(), 1.0);
+    activation_forward(a, y1.data(), x.data(), int64_t(x.size()));
+    portable::activation_forward(a, y2.data(), xd.data(), int64_t(x.size()));
+    EXPECT_LT(worst(y1, Fv(y2.begin(), y2.end())), 1e-6) << name_of(a);
+    activation_backward(a, g1.data(), x.data(), dy.data(), int64_t(x.size()));
+    portable::activation_backward(a, g2.data(), xd.data(), dyd.data(), int64_t(x.size()));
+    EXPECT_LT(worst(g1, Fv(g2.begin(), g2.end())), 2e-6) << name_of(a);
+  }
+  Fv s = random_floats(x.size(), 7, 4.0);
+  for (size_t i = 0; i < s.size(); i += 3) s[i] = -INFINITY;  // masked scores
+  Fv p1(s.size()), p2(s.size());
+  softmax_forward(p1.data(), s.data(), N, C);
+  portable::softmax_forward(p2.data(), s.data(), N, C);
+  EXPECT_LT(worst(p1, p2), 2e-6);
+  for (size_t i = 0; i < s.size(); i += 3) EXPECT_EQ(p1[i], 0.f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FastPath,
+                         ::testing::Values(std::pair<int64_t, int64_t>{2, 3}, std::pair<int64_t, int64_t>{3, 8},
+                                           std::pair<int64_t, int64_t>{5, 37}, std::pair<int64_t, int64_t>{4, 512},
+                                           std::pair<int64_t, int64_t>{300, 512}),  // 300 x 512: split over threads
+                         [](const auto& info) {
+                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
+                         });
 
 }  // namespace
 }  // namespace blocklab

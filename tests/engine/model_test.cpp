@@ -48,7 +48,7 @@ void check_stack_gradients(const ModelConfig& config, const ForwardOptions& opti
   Model<double>& m = created.value();
   randomize(m, 3);
   const int64_t B = 2, T = 3, d = config.d_model;
-  Vec x = random_vector(size_t(B * T * d), 4);
+  Vec x = random_vector(static_cast<size_t>(B * T * d), 4);
   const Vec dy = random_vector(size_t(B * T * d), 5);
   auto loss = [&] {
     EXPECT_TRUE(m.forward(x.data(), B, T, options).is_ok());
