@@ -12,6 +12,7 @@ packages=(
   libcpp-httplib-dev       # the HTTP server
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
+  chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)
 )
 
 missing=()

@@ -7,6 +7,9 @@ scripts/setup.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j2)
 
+echo "== the web app: unit and browser tests (docs/web.md) =="
+scripts/web.sh test
+
 echo "== the same suite under ASan + UBSan =="
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBLOCKLAB_SANITIZE=ON >/dev/null
 cmake --build build-asan -j2

@@ -1,0 +1,252 @@
+// The HTTP API (docs/api.md): JSON in and out, every refusal `{"error": {"code", "message", "field"}}`.
+// Types are the parts of docs/openapi.json the app reads.
+
+export class ApiRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field: string | null,
+  ) {
+    super(message);
+    this.name = 'ApiRefusal';
+  }
+}
+
+/** One line for the page: what the engine refused and why (or that the server cannot be reached). */
+export function describeError(e: unknown): string {
+  if (e instanceof ApiRefusal) {
+    const where = e.field ? ` (field “${e.field}”)` : '';
+    return `The engine refused the request — ${e.message}${where}. [${e.status} ${e.code}]`;
+  }
+  if (e instanceof TypeError) return `The server could not be reached (${e.message}). Is blocklab serve running?`;
+  return `Something went wrong: ${(e as Error)?.message ?? String(e)}`;
+}
+
+/** Turns a non-2xx response into an ApiRefusal, whatever its body. */
+export async function refusalOf(res: Response): Promise<ApiRefusal> {
+  const text = await res.text().catch(() => '');
+  try {
+    const j = JSON.parse(text);
+    if (j && typeof j === 'object' && j.error && typeof j.error.message === 'string')
+      return new ApiRefusal(res.status, String(j.error.code ?? 'error'), j.error.message, j.error.field ?? null);
+  } catch {
+    /* not JSON: fall through */
+  }
+  return new ApiRefusal(res.status, 'http_' + res.status, text.trim().slice(0, 200) || res.statusText, null);
+}
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+let fetchImpl: FetchLike = (input, init) => fetch(input, init);
+/** Tests swap the transport. */
+export function setFetch(f: FetchLike): void {
+  fetchImpl = f;
+}
+
+export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetchImpl(path, { signal, headers: { Accept: 'application/json' } });
+  if (!res.ok) throw await refusalOf(res);
+  return (await res.json()) as T;
+}
+
+export async function postJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+  const res = await fetchImpl(path, {
+    method: 'POST',
+    signal,
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw await refusalOf(res);
+  return (await res.json()) as T;
+}
+
+export async function deleteJson<T>(path: string): Promise<T> {
+  const res = await fetchImpl(path, { method: 'DELETE', headers: { Accept: 'application/json' } });
+  if (!res.ok) throw await refusalOf(res);
+  return (await res.json()) as T;
+}
+
+export async function getBytes(path: string, signal?: AbortSignal): Promise<ArrayBuffer> {
+  const res = await fetchImpl(path, { signal });
+  if (!res.ok) throw await refusalOf(res);
+  return await res.arrayBuffer();
+}
+
+// ---- response types (docs/openapi.json) ----------------------------------------------------------
+
+export type Vec = (number | null)[];
+export type Mat = Vec[];
+
+export interface ModelConfig {
+  d_model: number;
+  n_heads: number;
+  d_ff: number;
+  n_layers: number;
+  norm: 'layernorm' | 'rmsnorm' | 'none';
+  placement: 'pre' | 'post';
+  activation: 'relu' | 'gelu' | 'gelu_tanh';
+  residual: boolean;
+  residual_alpha: number;
+  alpha_learnable: boolean;
+  eps: number;
+  final_norm: boolean;
+  causal: boolean;
+  dropout: number;
+  vocab_size: number | null;
+  max_seq_len: number | null;
+}
+
+export interface ModelInfo {
+  id: string;
+  source: 'builtin' | 'upload';
+  description: string;
+  config: ModelConfig;
+  task: string | null;
+  alphabet: string | null;
+  steps: number;
+  n_params: number;
+  bytes: number;
+}
+
+export interface LayerNormResponse {
+  mean: Vec;
+  var: Vec;
+  std: Vec;
+  rstd: Vec;
+  centered: Mat;
+  normalized: Mat;
+  out: Mat;
+  gamma: Vec;
+  beta: Vec;
+  eps: number;
+  row: number;
+  formula: string;
+}
+
+export interface RmsNormResponse {
+  mean_square: Vec;
+  rms: Vec;
+  rstd: Vec;
+  normalized: Mat;
+  out: Mat;
+  gamma: Vec;
+  eps: number;
+  row: number;
+  formula: string;
+}
+
+export interface BatchNormResponse {
+  mean: Vec;
+  var: Vec;
+  std: Vec;
+  normalized: Mat;
+  out: Mat;
+  gamma: Vec;
+  beta: Vec;
+  eps: number;
+  row: number;
+  formula: string;
+}
+
+export interface ResidualResponse {
+  x: Mat;
+  f: Mat;
+  alpha: number;
+  residual: boolean;
+  out: Mat;
+  norms: { x: number; f: number; out: number; cos_x_out: number | null }[];
+  increment_source: string | object;
+  formula: string;
+}
+
+export interface FfnResponse {
+  pre: Mat;
+  act: Mat;
+  out: Mat;
+  top_units: { position: number; active_fraction: number; units: { unit: number; pre: number; act: number }[] }[];
+  activation: 'relu' | 'gelu' | 'gelu_tanh';
+  d_model: number;
+  d_ff: number;
+  weights: string | { model: string; layer: number };
+  formula: string;
+}
+
+export interface TrackerStep {
+  block: number;
+  component: 'layernorm' | 'attention' | 'residual' | 'ffn';
+  name: string;
+  before: Vec;
+  after: Vec;
+  increment?: Vec;
+  alpha?: number;
+  residual?: boolean;
+  mean?: number;
+  rstd?: number;
+  normalized?: Vec;
+  pattern?: Mat;
+  hidden?: { pre: Vec; post: Vec };
+}
+
+export interface BlockResponse {
+  model: string;
+  config: ModelConfig;
+  track: number;
+  tokens?: number[];
+  text?: string;
+  trace?: Record<string, unknown[]>;
+  tracker: TrackerStep[];
+  output: Mat;
+  logits?: Mat;
+  predictions?: { position: number; top: { token: number; prob: number; text?: string }[] }[];
+}
+
+export interface GradFlowLayer {
+  layer: number;
+  grad_norm_params: number | null;
+  grad_norm_resid: number | null;
+  act_mean: number | null;
+  act_std: number | null;
+}
+
+export interface GradFlowResponse {
+  config: ModelConfig;
+  batch: number;
+  seq_len: number;
+  seed: number;
+  loss: number | null;
+  layers: GradFlowLayer[];
+}
+
+export interface RunSubmitted {
+  run_id: number;
+  status: 'queued';
+  events: string;
+}
+
+export interface StepEvent {
+  step: number;
+  steps: number;
+  loss: number | null;
+  accuracy: number | null;
+  lr: number | null;
+  grad_norm: number | null;
+  tokens_per_s: number | null;
+  eta_s: number | null;
+  layers?: { layer: number; grad_norm_params: number | null; grad_norm_resid: number | null }[];
+}
+
+export interface EndEvent {
+  run_id: number;
+  status: string;
+  steps?: number;
+  final: { loss: number | null; accuracy: number | null };
+  wall_s?: number | null;
+  tokens_per_s?: number | null;
+  error?: string;
+}
+
+export interface StatusEvent {
+  run_id: number;
+  status: string;
+  position?: number;
+}

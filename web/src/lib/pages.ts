@@ -1,0 +1,103 @@
+// Every page's state fields (the URL's keys), defaults and bounds. The pages read nothing else.
+import type { Schema } from './state';
+
+export const MODEL_ID = 'chars-small';
+export const DEFAULT_TEXT = 'Four score and seven';
+/** Seed 003's two example tokens (inputs; every number derived from them comes from the engine). */
+export const SEED_TOKENS: number[][] = [
+  [0.1, 2.3, -1.2],
+  [5.0, 5.1, 4.9],
+];
+
+const text = { kind: 'str', def: DEFAULT_TEXT, maxLen: 64 } as const;
+/** Tracked position; −1 = the last token. */
+const pos = { kind: 'int', def: -1, min: -1, max: 511 } as const;
+const norm = { kind: 'enum', def: 'layernorm', values: ['layernorm', 'rmsnorm', 'none'] } as const;
+const placement = { kind: 'enum', def: 'pre', values: ['pre', 'post'] } as const;
+const activation = { kind: 'enum', def: 'gelu_tanh', values: ['relu', 'gelu', 'gelu_tanh'] } as const;
+
+function runConfig(prefix: 'a' | 'b', over: { layers: number; placement: string }): Schema {
+  return {
+    [`${prefix}_layers`]: { kind: 'int', def: over.layers, min: 1, max: 24 },
+    [`${prefix}_norm`]: norm,
+    [`${prefix}_place`]: { ...placement, def: over.placement },
+    [`${prefix}_res`]: { kind: 'bool', def: true },
+    [`${prefix}_alpha`]: { kind: 'num', def: 1, min: 0, max: 2 },
+    [`${prefix}_act`]: { ...activation, def: 'gelu' },
+    [`${prefix}_warm`]: { kind: 'int', def: 0, min: 0, max: 1000 },
+    [`${prefix}_lr`]: { kind: 'num', def: 0.001, min: 1e-5, max: 0.1 },
+  };
+}
+
+export const PAGES = {
+  'other-half': {
+    comp: { kind: 'enum', def: 'residual', values: ['residual', 'layernorm', 'ffn'] },
+    text,
+    pos,
+    block: { kind: 'int', def: 0, min: 0, max: 127 },
+    sub: { kind: 'enum', def: 'attn', values: ['attn', 'ffn'] },
+    alpha: { kind: 'num', def: 1, min: 0, max: 2 },
+  },
+  ffn: {
+    text,
+    pos,
+    layer: { kind: 'int', def: 0, min: 0, max: 127 },
+    act: activation,
+    dff: { kind: 'int', def: 128, min: 1, max: 4096 },
+  },
+  layernorm: {
+    tab: { kind: 'enum', def: 'mean', values: ['mean', 'centre', 'variance', 'normalise', 'affine'] },
+    norm: { kind: 'enum', def: 'layernorm', values: ['layernorm', 'rmsnorm'] },
+    x: { kind: 'matrix', def: SEED_TOKENS, maxRows: 8, maxCols: 8 },
+    row: { kind: 'int', def: 0, min: 0, max: 7 },
+    gamma: { kind: 'num', def: 1, min: -3, max: 3 },
+    beta: { kind: 'num', def: 0, min: -3, max: 3 },
+    eps: { kind: 'num', def: 1e-5, min: 1e-12, max: 1 },
+    shift: { kind: 'num', def: 0, min: -10, max: 10 },
+  },
+  gradflow: {
+    layers: { kind: 'int', def: 24, min: 1, max: 100 },
+    residual: { kind: 'bool', def: true },
+    compare: { kind: 'bool', def: true },
+    norm,
+    placement,
+    metric: { kind: 'enum', def: 'resid', values: ['resid', 'params'] },
+    seed: { kind: 'int', def: 0, min: 0, max: 1_000_000 },
+  },
+  addnorm: {
+    placement,
+    norm,
+    residual: { kind: 'bool', def: true },
+    step: { kind: 'int', def: 0, min: 0, max: 1000 },
+    text,
+    pos,
+    block: { kind: 'int', def: 0, min: 0, max: 127 },
+    depth: { kind: 'int', def: 12, min: 1, max: 100 },
+  },
+  train: {
+    preset: { kind: 'enum', def: 'prepost', values: ['custom', 'residual', 'layernorm', 'prepost'] },
+    steps: { kind: 'int', def: 200, min: 1, max: 2000 },
+    dmodel: { kind: 'int', def: 32, min: 8, max: 128 },
+    seed: { kind: 'int', def: 0, min: 0, max: 1_000_000 },
+    ...runConfig('a', { layers: 12, placement: 'pre' }),
+    ...runConfig('b', { layers: 12, placement: 'post' }),
+    run_a: { kind: 'int', def: 0, min: 0, max: 2 ** 31 - 1 },
+    run_b: { kind: 'int', def: 0, min: 0, max: 2 ** 31 - 1 },
+  },
+} satisfies Record<string, Schema>;
+
+export type PageId = keyof typeof PAGES;
+
+export const PAGE_TITLES: Record<PageId, { title: string; seed: string }> = {
+  'other-half': { title: 'The other half', seed: 'seed 000' },
+  ffn: { title: 'FFN', seed: 'seed 002' },
+  layernorm: { title: 'LayerNorm step by step', seed: 'seeds 004, 003' },
+  gradflow: { title: 'Gradient flow', seed: 'seeds 003, 004' },
+  addnorm: { title: 'Add & Norm', seed: 'seeds 001, 004' },
+  train: { title: 'Train', seed: 'seed 003' },
+};
+
+/** The tracked position for a text of `n` tokens: −1 or out of range means the last. */
+export function effectivePos(pos: number, n: number): number {
+  return pos < 0 || pos >= n ? n - 1 : pos;
+}

@@ -1,0 +1,139 @@
+// Seed 000's page: component × token tracker, the residual slider, LayerNorm matrices, the FFN hidden layer.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { launch, openPage, screenshot, type Browser, type WatchedPage } from './browser';
+import { api, apiStatus, choose, expectNoErrors, expectNum, expectText, params, press, tableTexts, waitReady } from './helpers';
+import { fmt } from '../../src/lib/format';
+import type { BlockResponse, FfnResponse, ResidualResponse, TrackerStep } from '../../src/lib/api';
+
+const base = inject('baseUrl');
+const TEXT = 'Four score and seven';
+let browser: Browser;
+let w: WatchedPage;
+
+async function tracker(track: number): Promise<TrackerStep[]> {
+  const b = await api<BlockResponse>(base, '/api/compute/block', { model: 'chars-small', text: TEXT, track, trace: false });
+  expect(b.track).toBe(track);
+  return b.tracker;
+}
+const step = (t: TrackerStep[], block: number, name: string) => t.find((s) => s.block === block && s.name === name)!;
+
+beforeAll(async () => {
+  browser = await launch();
+  w = await openPage(browser, base, '?page=other-half');
+});
+afterAll(async () => browser?.close());
+
+describe('The other half (seed 000)', () => {
+  it('loads with the residual of the last token and the engine’s numbers', async () => {
+    await waitReady(w.page);
+    await expectText(w.page, '[data-testid="tracked"]', '19');
+    await expect(w.page.locator('[data-testid="model-badge"]').textContent()).resolves.toContain('chars-small');
+    const s = step(await tracker(19), 0, 'residual 1');
+    const r = await api<ResidualResponse>(base, '/api/compute/residual', { x: [s.before], f: [s.increment], alpha: 1 });
+    await expectNum(w.page, 'norm-x', r.norms[0].x);
+    await expectNum(w.page, 'norm-f', r.norms[0].f);
+    await expectNum(w.page, 'norm-out', r.norms[0].out);
+    await expectNum(w.page, 'cos', r.norms[0].cos_x_out);
+    // α = 1 is the model itself: the residual's output is the tracker's `after`.
+    expect(r.out[0]).toEqual(s.after);
+    await screenshot(w.page, 'other-half-residual');
+  });
+
+  it('the α slider (keyboard) recomputes out = x + αΔ, debounced', async () => {
+    let sent = 0;
+    const count = (req: { url(): string }) => {
+      if (req.url().endsWith('/api/compute/residual')) sent++;
+    };
+    w.page.on('request', count);
+    await w.page.focus('[data-testid="alpha"]');
+    await press(w.page, 'ArrowRight', 10); // 1 → 1.5 in steps of 0.05
+    await waitReady(w.page);
+    w.page.off('request', count);
+    expect(params(w.page).get('alpha')).toBe('1.5');
+    expect(sent).toBeGreaterThanOrEqual(1);
+    expect(sent).toBeLessThan(10);
+    const s = step(await tracker(19), 0, 'residual 1');
+    const r = await api<ResidualResponse>(base, '/api/compute/residual', { x: [s.before], f: [s.increment], alpha: 1.5 });
+    await expectNum(w.page, 'alpha-used', 1.5);
+    await expectNum(w.page, 'norm-out', r.norms[0].out);
+    await expectNum(w.page, 'cos', r.norms[0].cos_x_out);
+  });
+
+  it('picks a token, a block and the residual around the FFN', async () => {
+    await w.page.click('[data-testid="token-3"]');
+    await choose(w.page, 'block', '1');
+    await choose(w.page, 'sub', 'ffn');
+    await waitReady(w.page);
+    await expectText(w.page, '[data-testid="tracked"]', '3');
+    const s = step(await tracker(3), 1, 'residual 2');
+    const r = await api<ResidualResponse>(base, '/api/compute/residual', { x: [s.before], f: [s.increment], alpha: 1.5 });
+    await expectNum(w.page, 'norm-x', r.norms[0].x);
+    await expectNum(w.page, 'norm-out', r.norms[0].out);
+    // the arrow keys move the tracked token
+    await w.page.focus('[data-testid="token-3"]');
+    await w.page.keyboard.press('ArrowRight');
+    await expectText(w.page, '[data-testid="tracked"]', '4');
+    expect(params(w.page).get('pos')).toBe('4');
+  });
+
+  it('LayerNorm: the tracked row’s mean and rstd, the matrices before and after', async () => {
+    await choose(w.page, 'component', 'layernorm');
+    await waitReady(w.page);
+    const ln = step(await tracker(4), 1, 'ln2');
+    await expectNum(w.page, 'ln-mean', ln.mean!);
+    await expectNum(w.page, 'ln-rstd', ln.rstd!);
+    await expectNum(w.page, 'ln-std', 1 / ln.rstd!);
+    await expect(w.page.locator('[data-testid="heat-before"] rect').count()).resolves.toBeGreaterThan(20 * 64);
+    await choose(w.page, 'sub', 'attn');
+    await choose(w.page, 'block', '0');
+    await waitReady(w.page);
+    const ln1 = step(await tracker(4), 0, 'ln1');
+    await expectNum(w.page, 'ln-mean', ln1.mean!);
+    await expectNum(w.page, 'ln-rstd', ln1.rstd!);
+    // the heatmap picks the tracked row with the keyboard
+    await w.page.focus('[data-testid="heat-before"] svg');
+    await w.page.keyboard.press('ArrowDown');
+    await expectText(w.page, '[data-testid="tracked"]', '5');
+    await waitReady(w.page);
+    await screenshot(w.page, 'other-half-layernorm');
+  });
+
+  it('FFN: the token’s hidden layer and its most active units', async () => {
+    await choose(w.page, 'component', 'ffn');
+    await waitReady(w.page);
+    const f = step(await tracker(5), 0, 'ffn');
+    const r = await api<FfnResponse>(base, '/api/compute/ffn', { model: 'chars-small', layer: 0, x: [f.before], top_k: 8 });
+    await expectNum(w.page, 'active-fraction', r.top_units[0].active_fraction);
+    expect(await tableTexts(w.page, '[data-testid="top-units"]')).toEqual(
+      r.top_units[0].units.map((u) => [String(u.unit), fmt(u.pre), fmt(u.act)]),
+    );
+    // the hidden layer drawn is the tracker's hidden.post: read unit 2 with the keyboard
+    await w.page.focus('[data-testid="ffn-hidden"] svg');
+    await press(w.page, 'ArrowDown', 2);
+    await expectNum(w.page, 'ffn-hidden-readout', f.hidden!.post[2]);
+    await screenshot(w.page, 'other-half-ffn');
+  });
+
+  it('the take-aways link to their widgets', async () => {
+    await w.page.click('[data-testid="takeaway-residual"]');
+    expect(params(w.page).get('comp')).toBeNull(); // residual is the default
+    await waitReady(w.page);
+    await expect(w.page.locator('[data-testid="norm-x"]').count()).resolves.toBe(1);
+    await w.page.click('[data-testid="takeaway-layernorm"]');
+    expect(params(w.page).get('comp')).toBe('layernorm');
+    expectNoErrors(w.errors);
+  });
+
+  it('an API refusal is a clear message', async () => {
+    const bad = 'Zebra Z';
+    await w.page.fill('[data-testid="text-input"]', bad);
+    await w.page.waitForSelector('[data-testid="error"]');
+    const refused = await apiStatus(base, '/api/compute/block', { model: 'chars-small', text: bad, track: 6, trace: true, top_k: 3 });
+    expect(refused.status).toBe(400);
+    const msg = await w.page.locator('[data-testid="error"]').textContent();
+    expect(msg).toContain('The engine refused');
+    expect(msg).toContain(refused.json.error.message);
+    await screenshot(w.page, 'other-half-refusal');
+    expectNoErrors(w.errors, [/status of 400/]);
+  });
+});

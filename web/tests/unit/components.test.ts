@@ -1,0 +1,70 @@
+// Each visual component takes data in and draws it, testable alone: rendered here with svelte/server.
+import { describe, expect, it } from 'vitest';
+import { render } from 'svelte/server';
+import Num from '../../src/components/Num.svelte';
+import DivergingBars from '../../src/components/DivergingBars.svelte';
+import LineChart from '../../src/components/LineChart.svelte';
+import Heatmap from '../../src/components/Heatmap.svelte';
+import BlockDiagram from '../../src/components/BlockDiagram.svelte';
+import ErrorBanner from '../../src/components/ErrorBanner.svelte';
+import CodeView from '../../src/components/CodeView.svelte';
+import { logSeries } from '../../src/lib/chart';
+
+const count = (html: string, re: RegExp) => (html.match(re) ?? []).length;
+
+describe('components, rendered alone', () => {
+  it('Num: the formatted value, the raw value, the formula as a tooltip', () => {
+    const { body } = render(Num, { props: { value: 1.4445333, formula: 'σ = √σ²', testid: 's' } });
+    expect(body).toContain('data-raw="1.4445333"');
+    expect(body).toMatch(/>1\.4445<span class="tip" role="tooltip"/);
+    expect(body).toContain('σ = √σ²');
+    expect(body).toContain('tabindex="0"');
+    expect(render(Num, { props: { value: null, formula: 'f' } }).body).toContain('data-raw="null"');
+  });
+
+  it('DivergingBars: one bar per value, positive and negative classes', () => {
+    const { body } = render(DivergingBars, { props: { title: 'pre', values: [1, -2, 0, 0.5], halfWidth: 2, formula: (i: number) => `v${i}` } });
+    expect(count(body, /<rect class="bar/g)).toBe(4);
+    expect(count(body, /class="bar pos/g)).toBe(2);
+    expect(count(body, /class="bar neg/g)).toBe(1);
+    expect(body).toContain('role="slider"');
+  });
+
+  it('LineChart: a path per series, log ticks as decades, dropped points said', () => {
+    const a = { ...logSeries('a', 'with', [1, 2, 3], [0.1, 0.01, 0.001]), color: 'red' };
+    const b = { ...logSeries('b', 'without', [1, 2, 3], [1, 0, 2]), color: 'blue', dashed: true };
+    const { body } = render(LineChart, { props: { title: 'g', series: [a, b], log: true, xLabel: 'layer', yLabel: 'g', formula: 'f' } });
+    expect(count(body, /<path d="M/g)).toBe(2);
+    expect(body).toContain('1e-3');
+    expect(body).toContain('(1 point not drawable on a log scale)');
+  });
+
+  it('Heatmap: a cell per entry and the tracked row outlined', () => {
+    const m = [
+      [1, -1],
+      [0.5, null],
+      [0, 2],
+    ];
+    const { body } = render(Heatmap, { props: { title: 'h', matrix: m, row: 1, formula: 'x' } });
+    expect(count(body, /<rect x=/g)).toBe(6);
+    expect(body).toMatch(/class="row-outline"[^>]*y="12\.5"/);
+  });
+
+  it('BlockDiagram: the config’s components in data-flow order, the selected one pressed', () => {
+    const config = { placement: 'post', norm: 'layernorm', residual: true, residual_alpha: 1, activation: 'relu', n_heads: 2, d_ff: 8, d_model: 4 } as const;
+    const { body } = render(BlockDiagram, { props: { config, selected: 2, onselect: () => {} } });
+    const order = [...body.matchAll(/data-testid="(node-[^"]+)"/g)].map((m) => m[1]);
+    expect(order).toEqual(['node-attention', 'node-residual-1', 'node-ln1', 'node-ffn', 'node-residual-2', 'node-ln2']);
+    expect(body).toMatch(/aria-pressed="true"[^>]*aria-label="LayerNorm 1/);
+    expect(count(body, /class="skip/g)).toBe(2);
+  });
+
+  it('ErrorBanner and CodeView', () => {
+    expect(render(ErrorBanner, { props: { message: 'refused' } }).body).toContain('role="alert"');
+    expect(render(ErrorBanner, { props: { message: null } }).body).not.toContain('role="alert"');
+    const { body } = render(CodeView, { props: { excerpts: [{ name: 'x', file: 'a.cpp', firstLine: 10, lastLine: 11, code: 'int a;\nint b;' }] } });
+    expect(body).toContain('a.cpp');
+    expect(body).toContain('  10');
+    expect(body).toContain('int b;');
+  });
+});
