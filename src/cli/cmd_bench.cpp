@@ -65,6 +65,8 @@ struct Case {
   std::string name, shape;
   // Prepares its data and returns the function to time.
   std::function<std::function<void()>()> setup;
+  double bytes = 0;  // memory traffic a call needs at least (the memory-bound cases)
+  double flops = 0;  // floating-point operations of a call (the GEMM-bound cases)
 };
 
 // The contract's shapes: 4096 tokens (32 sequences of 128), d_model 512, d_ff 2048, 8 heads.
@@ -178,24 +180,104 @@ std::function<void()> copy_train_step_case() {
   };
 }
 
+// The interactive shape of the web pages: 16 tokens, d_model 64, d_ff 256.
+constexpr int64_t kSmallT = 16, kSmallD = 64, kSmallFF = 256;
+
+std::function<void()> small_ffn_case() {
+  // The FFN widget's computation: act(x W1^T + b1) W2^T + b2 for 16 tokens.
+  auto x = std::make_shared<std::vector<float>>(random_values(kSmallT * kSmallD, 1));
+  auto w1 = std::make_shared<std::vector<float>>(random_values(kSmallFF * kSmallD, 2, 0.1));
+  auto b1 = std::make_shared<std::vector<float>>(random_values(kSmallFF, 3, 0.1));
+  auto w2 = std::make_shared<std::vector<float>>(random_values(kSmallD * kSmallFF, 4, 0.05));
+  auto b2 = std::make_shared<std::vector<float>>(random_values(kSmallD, 5, 0.05));
+  auto pre = std::make_shared<std::vector<float>>(size_t(kSmallT * kSmallFF));
+  auto post = std::make_shared<std::vector<float>>(pre->size());
+  auto out = std::make_shared<std::vector<float>>(size_t(kSmallT * kSmallD));
+  return [=] {
+    linear_forward(pre->data(), x->data(), w1->data(), b1->data(), kSmallT, kSmallD, kSmallFF);
+    activation_forward(Activation::gelu_tanh, post->data(), pre->data(), kSmallT * kSmallFF);
+    linear_forward(out->data(), post->data(), w2->data(), b2->data(), kSmallT, kSmallFF, kSmallD);
+  };
+}
+
+std::function<void()> gradflow_100_case() {
+  // The gradient-flow page's computation: a 100-layer language model (vocabulary 10) forward and
+  // backward on one sequence of 16 tokens.
+  ModelConfig c;
+  c.d_model = kSmallD;
+  c.n_heads = 4;
+  c.d_ff = kSmallFF;
+  c.n_layers = 100;
+  c.vocab_size = 10;
+  auto model = std::make_shared<Model<float>>(std::move(Model<float>::create(c).value()));
+  init_parameters(model->layout(), 1, model->params().data());
+  auto tokens = std::make_shared<std::vector<int32_t>>();
+  Rng rng(3);
+  for (int i = 0; i < kSmallT; ++i) tokens->push_back(int32_t(rng.below(5)));
+  return [=] {
+    model->zero_grads();
+    (void)model->forward_lm(tokens->data(), tokens->data(), 1, kSmallT);
+    model->backward_lm();
+  };
+}
+
+std::function<void()> stream_triad_case() {
+  // a = b + s * c over 3 x 32 MiB: the machine's memory bandwidth, as STREAM measures it.
+  constexpr int64_t n = 8 << 20;
+  auto a = std::make_shared<std::vector<float>>(size_t(n), 0.f);
+  auto b = std::make_shared<std::vector<float>>(size_t(n), 1.f);
+  auto c = std::make_shared<std::vector<float>>(size_t(n), 2.f);
+  return [=] {
+    float* pa = a->data();
+    const float* pb = b->data();
+    const float* pc = c->data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+  };
+}
+
+std::function<void()> sgemm_case() {
+  // C[4096, 2048] = A[4096, 512] B[2048, 512]^T: the best GEMM rate, the FLOP limit of the GEMM-bound cases.
+  auto a = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
+  auto b = std::make_shared<std::vector<float>>(random_values(kFF * kD, 2));
+  auto c = std::make_shared<std::vector<float>>(size_t(kTokens * kFF));
+  return [=] { gemm<float>(false, true, kTokens, kFF, kD, 1.f, a->data(), kD, b->data(), kD, 0.f, c->data(), kFF); };
+}
+
+// FLOPs of one block's forward and backward: linears 3 x 2 N (4 d^2 + 2 d f), attention 3 x 4 B T^2 d.
+double block_flops(double B, double T, double d, double f) {
+  return 3 * (2 * B * T * (4 * d * d + 2 * d * f) + 4 * B * T * T * d);
+}
+
 std::vector<Case> all_cases() {
   const std::string nd = "[4096, 512]", blk = "B 32 x T 128, d 512, 8 heads, d_ff 2048";
+  const double nd_bytes = double(kTokens * kD) * 4;
   return {
-      {"layernorm_fwd", nd, [] { return norm_case(Norm::layernorm, false); }},
-      {"layernorm_fwdbwd", nd, [] { return norm_case(Norm::layernorm, true); }},
-      {"rmsnorm_fwd", nd, [] { return norm_case(Norm::rmsnorm, false); }},
-      {"rmsnorm_fwdbwd", nd, [] { return norm_case(Norm::rmsnorm, true); }},
+      {"stream_triad", "3 x 8M floats", stream_triad_case, 3.0 * (8 << 20) * 4, 0},
+      {"sgemm", "4096 x 2048 x 512", sgemm_case, 0, 2.0 * kTokens * kFF * kD},
+      // forward: read x, write out; backward also: read dy and x, read and write dx
+      {"layernorm_fwd", nd, [] { return norm_case(Norm::layernorm, false); }, 2 * nd_bytes, 0},
+      {"layernorm_fwdbwd", nd, [] { return norm_case(Norm::layernorm, true); }, 6 * nd_bytes, 0},
+      {"rmsnorm_fwd", nd, [] { return norm_case(Norm::rmsnorm, false); }, 2 * nd_bytes, 0},
+      {"rmsnorm_fwdbwd", nd, [] { return norm_case(Norm::rmsnorm, true); }, 6 * nd_bytes, 0},
       {"gelu_tanh_fwd", "[4096, 2048]",
        [] {
          auto x = std::make_shared<std::vector<float>>(random_values(kTokens * kFF, 1));
          auto y = std::make_shared<std::vector<float>>(size_t(kTokens * kFF));
          return std::function<void()>(
              [=] { activation_forward(Activation::gelu_tanh, y->data(), x->data(), kTokens * kFF); });
-       }},
-      {"ffn_fwdbwd", "4096 tokens, 512 -> 2048 (gelu) -> 512", ffn_case},
-      {"block_pre_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::pre); }},
-      {"block_post_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::post); }},
-      {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam", copy_train_step_case},
+       },
+       2.0 * kTokens * kFF * 4, 0},
+      {"ffn_fwdbwd", "4096 tokens, 512 -> 2048 (gelu) -> 512", ffn_case, 0, 12.0 * kTokens * kD * kFF},
+      {"block_pre_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::pre); }, 0,
+       block_flops(kBatch, kSeq, kD, kFF)},
+      {"block_post_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::post); }, 0,
+       block_flops(kBatch, kSeq, kD, kFF)},
+      {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam", copy_train_step_case, 0,
+       block_flops(32, 20, kD, kFF) + 3 * 2.0 * 640 * kD * 10},
+      {"ffn_small_fwd", "16 tokens, 64 -> 256 (gelu_tanh) -> 64", small_ffn_case, 0, 4.0 * kSmallT * kSmallD * kSmallFF},
+      {"gradflow_100", "100 layers, 16 tokens, d 64, d_ff 256, fwd+bwd", gradflow_100_case, 0,
+       100 * block_flops(1, kSmallT, kSmallD, kSmallFF)},
   };
 }
 
@@ -203,14 +285,20 @@ int run_bench(const BenchArgs& a) {
   if (a.threads < 1) return fail("bench", "--threads: expected an integer >= 1, got " + std::to_string(a.threads));
   set_blas_threads(a.threads);
   nlohmann::json cases = nlohmann::json::array();
-  if (!a.json) std::printf("%-20s %-44s %12s %12s %8s\n", "case", "shape", "ms_min", "ms_median", "repeats");
+  if (!a.json)
+    std::printf("%-20s %-44s %12s %12s %8s %10s\n", "case", "shape", "ms_min", "ms_median", "repeats", "rate");
   for (const Case& c : all_cases()) {
     if (!a.filter.empty() && c.name.find(a.filter) == std::string::npos) continue;
     const Timing t = time_calls(c.setup(), a.min_repeats, a.budget_s);
     cases.push_back({{"name", c.name}, {"shape", c.shape}, {"ms_min", t.ms_min}, {"ms_median", t.ms_median},
-                     {"repeats", t.repeats}});
-    if (!a.json) std::printf("%-20s %-44s %12.3f %12.3f %8d\n", c.name.c_str(), c.shape.c_str(), t.ms_min, t.ms_median,
-                             t.repeats);
+                     {"repeats", t.repeats}, {"bytes", c.bytes}, {"flops", c.flops}});
+    if (!a.json) {
+      char rate[32] = "";
+      if (c.bytes > 0) std::snprintf(rate, sizeof rate, "%.1f GB/s", c.bytes / t.ms_min / 1e6);
+      if (c.flops > 0) std::snprintf(rate, sizeof rate, "%.1f GFLOP/s", c.flops / t.ms_min / 1e6);
+      std::printf("%-20s %-44s %12.3f %12.3f %8d %10s\n", c.name.c_str(), c.shape.c_str(), t.ms_min, t.ms_median,
+                  t.repeats, rate);
+    }
   }
   if (a.json) std::cout << nlohmann::json{{"threads", a.threads}, {"cases", cases}}.dump(2) << std::endl;
   return 0;

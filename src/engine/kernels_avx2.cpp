@@ -451,4 +451,53 @@ void softmax_forward(float* out, const float* inp, int64_t N, int64_t C) {
   }
 }
 
+// ---- Small GEMM ----------------------------------------------------------------------------------
+
+void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (beta == 0)
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
+  if (!tb) {
+    // op(B) rows are contiguous: C[i, :] += a(i, kk) * B[kk, :], vectorised along the row of C.
+    for (int64_t i = 0; i < m; ++i) {
+      float* crow = c + i * ldc;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const float aik = alpha * (ta ? a[kk * lda + i] : a[i * lda + kk]);
+        const float* brow = b + kk * ldb;
+        const __m256 va = _mm256_set1_ps(aik);
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+          _mm256_storeu_ps(crow + j, _mm256_fmadd_ps(va, _mm256_loadu_ps(brow + j), _mm256_loadu_ps(crow + j)));
+        for (; j < n; ++j) crow[j] += aik * brow[j];
+      }
+    }
+  } else if (!ta) {
+    // C[i, j] += alpha * dot(A[i, :], B[j, :]), both rows contiguous.
+    for (int64_t i = 0; i < m; ++i) {
+      const float* arow = a + i * lda;
+      float* crow = c + i * ldc;
+      for (int64_t j = 0; j < n; ++j) {
+        const float* brow = b + j * ldb;
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        int64_t kk = 0;
+        for (; kk + 16 <= k; kk += 16) {
+          s0 = _mm256_fmadd_ps(_mm256_loadu_ps(arow + kk), _mm256_loadu_ps(brow + kk), s0);
+          s1 = _mm256_fmadd_ps(_mm256_loadu_ps(arow + kk + 8), _mm256_loadu_ps(brow + kk + 8), s1);
+        }
+        for (; kk + 8 <= k; kk += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(arow + kk), _mm256_loadu_ps(brow + kk), s0);
+        float dot = hsum(_mm256_add_ps(s0, s1));
+        for (; kk < k; ++kk) dot += arow[kk] * brow[kk];
+        crow[j] += alpha * dot;
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        float dot = 0;
+        for (int64_t kk = 0; kk < k; ++kk) dot += a[kk * lda + i] * b[j * ldb + kk];
+        c[i * ldc + j] += alpha * dot;
+      }
+  }
+}
+
 }  // namespace blocklab::avx2
