@@ -296,7 +296,7 @@ json compute_batchnorm(const json& req, const Limits& L) {
 // ---- FFN -----------------------------------------------------------------------------------------
 
 json compute_ffn(const json& req, const ModelRegistry& models, const Limits& L) {
-  reject_unknown_keys(req, {"x", "model", "layer", "activation", "w1", "b1", "w2", "b2", "top_k"});
+  reject_unknown_keys(req, {"x", "model", "layer", "activation", "w1", "b1", "w2", "b2", "init", "top_k"});
   const Matrix xm = read_matrix(req, "x", L.max_tokens, L.max_d_model);
   const int64_t T = xm.rows, d = xm.cols;
   const int64_t top_k = read_integer(req, "top_k", 8, 1, 64);
@@ -304,9 +304,33 @@ json compute_ffn(const json& req, const ModelRegistry& models, const Limits& L) 
   int64_t F = 0;
   json source;
   Activation act = Activation::gelu;
-  if (optional_field(req, "model")) {
-    for (const char* k : {"w1", "b1", "w2", "b2"})
-      if (optional_field(req, k)) throw ApiError(400, "bad_request", std::string(k) + ": expected either model or explicit weights, not both", k);
+  const int sources = int(optional_field(req, "model") != nullptr) + int(optional_field(req, "init") != nullptr) +
+                      int(optional_field(req, "w1") != nullptr);
+  if (sources > 1)
+    throw ApiError(400, "bad_request", "weights: expected one of model, init or explicit w1/b1/w2/b2, got " +
+                                           std::to_string(sources), "model");
+  if (const json* init = optional_field(req, "init")) {
+    // Fresh weights of any width, PyTorch's nn.Linear initialisation, deterministic per seed.
+    if (!init->is_object()) bad_field("init", "an object {d_ff, seed}", *init);
+    reject_unknown_keys(*init, {"d_ff", "seed"}, "init");
+    ModelConfig c;
+    c.d_model = d;
+    c.n_heads = 1;
+    c.d_ff = read_integer(*init, "d_ff", 2 * d, 1, L.max_d_ff, "init");
+    c.n_layers = 1;
+    c.norm = Norm::none;
+    Model<float> fresh = std::move(Model<float>::create(c).value());
+    init_parameters(fresh.layout(), uint64_t(read_integer(*init, "seed", 0, 0, int64_t(1) << 53, "init")),
+                    fresh.params().data());
+    const BlockOffsets& o = fresh.layout().block(0);
+    F = c.d_ff;
+    const float* P = fresh.params().data();
+    w1.assign(P + o.linear1_weight, P + o.linear1_weight + F * d);
+    b1.assign(P + o.linear1_bias, P + o.linear1_bias + F);
+    w2.assign(P + o.linear2_weight, P + o.linear2_weight + d * F);
+    b2.assign(P + o.linear2_bias, P + o.linear2_bias + d);
+    source = {{"init", {{"d_ff", F}, {"seed", read_integer(*init, "seed", 0, 0, int64_t(1) << 53, "init")}}}};
+  } else if (optional_field(req, "model")) {
     std::shared_ptr<const LoadedModel> lm = need_model(req, models);
     const ModelConfig& c = lm->model.config();
     if (d != c.d_model)
@@ -526,7 +550,19 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
   const int64_t T = config.is_language_model() ? int64_t(tokens.size()) : xm.rows;
   check_cost(estimate_gflop(config, T, false), L, config.is_language_model() ? "tokens" : "x");
   const int64_t track = read_integer(req, "track", T - 1, 0, T - 1);
-  const bool with_trace = read_bool(req, "trace", true);
+  // trace: true (everything, the default), false, or a list of name prefixes ("blocks.0.ln1.", "hook_embed").
+  std::vector<std::string> trace_prefixes;
+  bool with_trace = true;
+  if (const json* t = optional_field(req, "trace")) {
+    if (t->is_array()) {
+      for (size_t i = 0; i < t->size(); ++i) {
+        if (!(*t)[i].is_string()) bad_field("trace[" + std::to_string(i) + "]", "an activation name or prefix", (*t)[i]);
+        trace_prefixes.push_back((*t)[i].get<std::string>());
+      }
+    } else {
+      with_trace = read_bool(req, "trace", true);
+    }
+  }
   const int64_t top_k = read_integer(req, "top_k", 5, 1, 50);
 
   Status st = config.is_language_model() ? m.forward_lm(tokens.data(), nullptr, 1, T)
@@ -540,7 +576,11 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
   }
   if (with_trace) {
     json trace = json::object();
-    for (const NamedTensor<float>& t : m.trace(false)) trace[t.name] = nested(t.tensor.ptr(), t.tensor.shape);
+    for (const NamedTensor<float>& t : m.trace(false)) {
+      bool wanted = trace_prefixes.empty();
+      for (const std::string& p : trace_prefixes) wanted = wanted || t.name.rfind(p, 0) == 0;
+      if (wanted) trace[t.name] = nested(t.tensor.ptr(), t.tensor.shape);
+    }
     out["trace"] = std::move(trace);
   }
   out["tracker"] = tracker_json(m, track, T);

@@ -139,6 +139,16 @@ void Server::routes() {
 
   h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = now_s();
+    // Compression: httplib picks brotli at its highest quality when the client accepts it, which costs
+    // more than a second for a few hundred kB. Static files get gzip; API answers go uncompressed
+    // (they are computed per request and mostly served on loopback or a LAN, where latency wins).
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    auto enc = headers.find("Accept-Encoding");
+    if (enc != headers.end())
+      enc->second = req.path.rfind("/api/", 0) == 0 ? "identity"
+                                                     : (enc->second.find("gzip") != std::string::npos ? "gzip" : "identity");
+    if (req.path.rfind("/assets/", 0) == 0)  // Vite's content-hashed files never change
+      res.set_header("Cache-Control", "public, max-age=31536000, immutable");
     if (!options_.cors_origin.empty()) {
       res.set_header("Access-Control-Allow-Origin", options_.cors_origin);
       res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");

@@ -153,6 +153,15 @@ std::vector<double> flat(const json& nested) {
 
 // ---- Service --------------------------------------------------------------------------------------
 
+TEST_F(ServerTest, ApiAnswersAreNotCompressed) {
+  // httplib would pick brotli at its slowest quality; API answers go out as they are.
+  httplib::Headers h = {{"Accept-Encoding", "br, gzip"}};
+  httplib::Result r = client_->Post("/api/compute/layernorm", h, R"({"x": [[1, 2, 3]]})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(r->has_header("Content-Encoding"));
+}
+
 TEST_F(ServerTest, HealthAndVersion) {
   const json h = call("GET", "/api/health", nullptr, 200);
   EXPECT_EQ(h["status"], "ok");
@@ -261,6 +270,13 @@ TEST_F(ServerTest, FfnOfAModelEqualsTheSameWeightsGivenAndANaiveComputation) {
                                                {"w2", rows(P + o.linear2_weight, d, F)},
                                                {"b2", std::vector<double>(P + o.linear2_bias, P + o.linear2_bias + d)}});
   EXPECT_EQ(given["out"], j["out"]);
+  // Fresh weights of another width, deterministic per seed.
+  const json wide = post("/api/compute/ffn", {{"x", x}, {"init", {{"d_ff", 64}, {"seed", 5}}}});
+  EXPECT_EQ(wide["d_ff"], 64);
+  EXPECT_EQ(wide["pre"][0].size(), 64u);
+  EXPECT_EQ(post("/api/compute/ffn", {{"x", x}, {"init", {{"d_ff", 64}, {"seed", 5}}}})["out"], wide["out"]);
+  EXPECT_NE(post("/api/compute/ffn", {{"x", x}, {"init", {{"d_ff", 64}, {"seed", 6}}}})["out"], wide["out"]);
+  expect_error("/api/compute/ffn", {{"x", x}, {"init", {{"d_ff", 64}}}, {"model", "chars-tiny"}}, 400, "model");
   const json relu = post("/api/compute/ffn", {{"x", x}, {"model", "chars-tiny"}, {"activation", "relu"}});
   for (double v : flat(relu["act"])) EXPECT_GE(v, 0.0);
   expect_error("/api/compute/ffn", {{"x", {{1, 2}}}, {"model", "chars-tiny"}}, 400, "x");
@@ -299,6 +315,11 @@ TEST_F(ServerTest, BlockTraceTrackerAndLogitsEqualTheEngine) {
 TEST_F(ServerTest, BlockOverridesAndParameterEdits) {
   const json base = post("/api/compute/block", {{"model", "chars-tiny"}, {"tokens", {1, 2, 3}}, {"trace", false}});
   EXPECT_FALSE(base.contains("trace"));
+  const json some = post("/api/compute/block", {{"model", "chars-tiny"}, {"tokens", {1, 2, 3}},
+                                                {"trace", {"blocks.1.ln1.", "hook_embed"}}});
+  EXPECT_EQ(some["trace"].size(), 5u);  // hook_embed, blocks.1.ln1.{hook_mean, hook_rstd, hook_normalized, hook_out}
+  EXPECT_TRUE(some["trace"].contains("blocks.1.ln1.hook_normalized"));
+  expect_error("/api/compute/block", {{"model", "chars-tiny"}, {"tokens", {1}}, {"trace", {1}}}, 400, "trace[0]");
   const json alpha0 = post("/api/compute/block", {{"model", "chars-tiny"}, {"tokens", {1, 2, 3}}, {"overrides", {{"alpha", 0.0}}}});
   // alpha 0: every block passes its input through.
   EXPECT_EQ(alpha0["trace"]["blocks.1.hook_resid_post"], alpha0["trace"]["blocks.0.hook_resid_pre"]);
