@@ -74,6 +74,7 @@ void BM_LinearForward(benchmark::State& state) {
 }
 BENCHMARK(BM_LinearForward)->Args({16, 64, 256})->Args({640, 512, 2048});
 
+
 void BM_AttentionForward(benchmark::State& state) {
   const int64_t B = state.range(0), T = state.range(1), C = state.range(2), H = state.range(3);
   set_blas_threads(1);

@@ -122,6 +122,48 @@ def torch_cases():
         loss.backward()
         opt.step()
     cases["copy_train_step"] = copy_train_step
+
+    # The limits: memory bandwidth (STREAM triad, a = b + s c) and the best sgemm rate.
+    n = 8 << 20
+    ta, tb, tc = torch.zeros(n), torch.ones(n), torch.full((n,), 2.0)
+
+    def stream_triad():
+        torch.add(tb, tc, alpha=3.0, out=ta)
+    cases["stream_triad"] = stream_triad
+    ga, gb = torch.randn(4096, 512), torch.randn(2048, 512)
+    gc = torch.empty(4096, 2048)
+
+    def sgemm():
+        torch.matmul(ga, gb.t(), out=gc)
+    cases["sgemm"] = sgemm
+
+    # The interactive shape (16 tokens, d_model 64, d_ff 256): the FFN widget and a 100-layer gradient flow.
+    sx = torch.randn(16, 64)
+    small_ffn = nn.Sequential(nn.Linear(64, 256), nn.GELU(approximate="tanh"), nn.Linear(256, 64))
+
+    def ffn_small_fwd():
+        with torch.no_grad():
+            small_ffn(sx)
+    cases["ffn_small_fwd"] = ffn_small_fwd
+
+    class Deep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 64)
+            self.blocks = nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True), 100, enable_nested_tensor=False)
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, tokens):
+            return self.head(self.blocks(self.embed(tokens)))
+    deep = Deep()
+    dtok = torch.randint(0, 5, (1, 16))
+
+    def gradflow_100():
+        deep.zero_grad(set_to_none=True)
+        F.cross_entropy(deep(dtok).reshape(-1, 10), dtok.reshape(-1)).backward()
+    cases["gradflow_100"] = gradflow_100
     return cases
 
 
@@ -164,23 +206,36 @@ def main():
             [args.binary, "bench", "--json", "--threads", str(threads), "--budget-s", str(args.budget_s)],
             env=env, check=True, capture_output=True, text=True).stdout)
         ours_by_name = {c["name"]: c for c in ours["cases"]}
-        print(f"\nthreads {threads} (PyTorch {torch_res['torch']} reports {torch_res['threads']})")
-        header = ["case", "shape", "PyTorch ms min", "PyTorch ms median", "BlockLab ms min", "BlockLab ms median",
-                  "PyTorch/BlockLab (min)"]
+        # The machine's limits in this run: the best of both sides' triad bandwidth and sgemm rate.
+        tri, gem = ours_by_name["stream_triad"], ours_by_name["sgemm"]
+        bandwidth = max(tri["bytes"] / tri["ms_min"], tri["bytes"] / torch_res["cases"]["stream_triad"][0]) / 1e6  # GB/s
+        flop_rate = max(gem["flops"] / gem["ms_min"], gem["flops"] / torch_res["cases"]["sgemm"][0]) / 1e6  # GFLOP/s
+        print(f"\nthreads {threads} (PyTorch {torch_res['torch']} reports {torch_res['threads']}); "
+              f"memory bandwidth {bandwidth:.1f} GB/s (STREAM triad), sgemm {flop_rate:.1f} GFLOP/s")
+        header = ["case", "PyTorch ms min", "PyTorch ms median", "BlockLab ms min", "BlockLab ms median",
+                  "PyTorch/BlockLab (min)", "bound", "BlockLab % of bound", "PyTorch % of bound"]
         rows = []
         for name, (t_min, t_med) in torch_res["cases"].items():
             c = ours_by_name[name]
-            rows.append([name, c["shape"], f"{t_min:.3f}", f"{t_med:.3f}", f"{c['ms_min']:.3f}",
-                         f"{c['ms_median']:.3f}", f"{t_min / c['ms_min']:.2f}x"])
+
+            def share(ms):
+                if c["bytes"] > 0:
+                    return f"{100 * c['bytes'] / ms / 1e6 / bandwidth:.0f}%"
+                if c["flops"] > 0:
+                    return f"{100 * c['flops'] / ms / 1e6 / flop_rate:.0f}%"
+                return "-"
+            bound = "memory" if c["bytes"] > 0 else ("FLOPs" if c["flops"] > 0 else "-")
+            rows.append([name, f"{t_min:.3f}", f"{t_med:.3f}", f"{c['ms_min']:.3f}", f"{c['ms_median']:.3f}",
+                         f"{t_min / c['ms_min']:.2f}x", bound, share(c["ms_min"]), share(t_min)])
         if args.markdown:
             print("| " + " | ".join(header) + " |")
             print("|" + "---|" * len(header))
             for r in rows:
                 print("| " + " | ".join(r) + " |")
         else:
-            print(f"{header[0]:20s} {header[2]:>15s} {header[3]:>18s} {header[4]:>16s} {header[5]:>19s} {header[6]:>10s}")
+            print("  ".join(f"{h:>14s}" if i else f"{h:18s}" for i, h in enumerate(header)))
             for r in rows:
-                print(f"{r[0]:20s} {r[2]:>15s} {r[3]:>18s} {r[4]:>16s} {r[5]:>19s} {r[6]:>10s}")
+                print("  ".join(f"{v:>14s}" if i else f"{v:18s}" for i, v in enumerate(r)))
     return 0
 
 

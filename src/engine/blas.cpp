@@ -1,7 +1,5 @@
 #include "engine/blas.h"
 
-#include "engine/kernels_avx2.h"
-
 #include <cblas.h>
 #include <omp.h>
 
@@ -12,18 +10,10 @@ int openblas_get_num_threads(void);
 
 namespace blocklab {
 
-namespace {
-constexpr int64_t kSmallGemmMacs = 1 << 17;  // multiply-adds below which the AVX2 loops win
-}  // namespace
-
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  // Small products (the interactive shapes, attention heads of short sequences) cost less than the
-  // BLAS's packing and dispatch: measured in docs/performance.md.
-  if (m * n * k <= kSmallGemmMacs && (beta == 0.f || beta == 1.f) && avx2::available())
-    return avx2::small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }

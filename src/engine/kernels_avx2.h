@@ -26,9 +26,5 @@ void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_
 
 void softmax_forward(float* out, const float* inp, int64_t N, int64_t C);
 
-// C = alpha op(A) op(B) + beta C, row-major, for small products (a few hundred thousand multiply-adds),
-// where a BLAS's packing and dispatch cost more than the arithmetic. REQUIRES: beta is 0 or 1.
-void small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace blocklab::avx2
