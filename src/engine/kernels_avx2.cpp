@@ -109,31 +109,35 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   parallel_rows(N, N * C, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       const float* x = inp + n * C;
-      __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+      // One pass for both statistics, on values shifted by the row's first element (var is shift-free,
+      // and the shift keeps E[d^2] - E[d]^2 from cancelling when the mean is large next to the spread).
+      const float shift = x[0];
+      const __m256 vshift = _mm256_set1_ps(shift);
+      __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
       int64_t c = 0;
       for (; c + 16 <= C; c += 16) {
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + c));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + c + 8));
-      }
-      for (; c + 8 <= C; c += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + c));
-      float sum = hsum(_mm256_add_ps(s0, s1));
-      for (; c < C; ++c) sum += x[c];
-      const float mu = sum / float(C);
-      const __m256 vmu = _mm256_set1_ps(mu);
-      __m256 q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
-      c = 0;
-      for (; c + 16 <= C; c += 16) {
-        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), vmu), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + c + 8), vmu);
+        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), vshift), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + c + 8), vshift);
+        s0 = _mm256_add_ps(s0, d0);
+        s1 = _mm256_add_ps(s1, d1);
         q0 = _mm256_fmadd_ps(d0, d0, q0);
         q1 = _mm256_fmadd_ps(d1, d1, q1);
       }
       for (; c + 8 <= C; c += 8) {
-        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), vmu);
+        const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), vshift);
+        s0 = _mm256_add_ps(s0, d0);
         q0 = _mm256_fmadd_ps(d0, d0, q0);
       }
-      float sq = hsum(_mm256_add_ps(q0, q1));
-      for (; c < C; ++c) sq += (x[c] - mu) * (x[c] - mu);
-      const float rs = float(1.0 / std::sqrt(double(sq) / double(C) + double(eps)));
+      double sum = hsum(_mm256_add_ps(s0, s1)), sq = hsum(_mm256_add_ps(q0, q1));
+      for (; c < C; ++c) {
+        const double d = double(x[c]) - shift;
+        sum += d;
+        sq += d * d;
+      }
+      const double mean_d = sum / double(C);
+      const double var = std::max(0.0, sq / double(C) - mean_d * mean_d);
+      const float mu = float(shift + mean_d);
+      const __m256 vmu = _mm256_set1_ps(mu);
+      const float rs = float(1.0 / std::sqrt(var + double(eps)));
       const __m256 vrs = _mm256_set1_ps(rs);
       float* y = out + n * C;
       c = 0;
