@@ -156,6 +156,14 @@ std::string header(const std::string& name, const std::string& title, const Sess
 
 std::string figure_md(const Figure& f) { return "![" + f.caption + "](" + f.file + ")\n\n"; }
 
+// The report: its markdown followed by every figure, and the runs it stored.
+Report finish(Report rep, std::string md, const Session& s) {
+  for (const Figure& f : rep.figures) md += figure_md(f);
+  rep.markdown = std::move(md);
+  rep.run_ids = s.run_ids();
+  return rep;
+}
+
 const Trained* find(const std::vector<Trained>& runs, const std::string& label) {
   for (const Trained& t : runs)
     if (t.label == label) return &t;
@@ -207,10 +215,7 @@ Result<Report> residual_ablation(RunStore& store, const ExperimentOptions& opt) 
   md += "\nAgainst the seed: without residuals the deepest model that still learned the task (>= 99% held-out) here "
         "has depth " + std::to_string(deepest_plain) + (deepest_plain > 6 ? " — more than the seed's 6: the claim does not "
         "hold at this size and step budget." : deepest_plain == 0 ? "; none learned it." : ".") + "\n\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  rep.run_ids = s.run_ids();
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- norm-ablation -------------------------------------------------------------------------------
@@ -257,11 +262,8 @@ Result<Report> norm_ablation(RunStore& store, const ExperimentOptions& opt) {
         " RMSNorm against LayerNorm: held-out accuracy " + pct(find(runs, "depth " + std::to_string(s.depth(12)) + ", rmsnorm")->result.final.accuracy) +
         " vs " + pct(find(runs, "depth " + std::to_string(s.depth(12)) + ", layernorm")->result.final.accuracy) +
         " at depth " + std::to_string(s.depth(12)) + " (the seed's *\"works just as well\"*; its *\"10% faster\"* is a speed "
-        "claim: see docs/benchmarks.md).\n\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  rep.run_ids = s.run_ids();
-  return rep;
+        "claim: see docs/performance.md).\n\n";
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- pre-vs-post ----------------------------------------------------------------------------------
@@ -334,10 +336,7 @@ Result<Report> pre_vs_post(RunStore& store, const ExperimentOptions& opt) {
   md += " At step 1 the last block's parameter gradient is " + g4(step1_ratio(post_cold)) +
         "x the first block's in post-LN and " + g4(step1_ratio(pre_cold)) +
         "x in pre-LN (Xiong et al. 2020 trace post-LN's need for warm-up to gradients that grow toward the output).\n\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  rep.run_ids = s.run_ids();
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- gradient-flow (at initialisation, no training) ----------------------------------------------
@@ -431,9 +430,7 @@ Result<Report> gradient_flow(RunStore& store, const ExperimentOptions& opt) {
   md += "\nRead \"last / first\" > 1 as gradients growing toward the output (post-LN in Xiong et al.), about 1 as flat "
         "(pre-LN), and \"first / last\" << 1 as the gradient vanishing on its way back to the input.\n\n";
   md += "## What happened\n\n" + flow_findings + "\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- drift ---------------------------------------------------------------------------------------
@@ -481,9 +478,7 @@ Result<Report> drift(RunStore& store, const ExperimentOptions& opt) {
         g4((*all)[5].layers.back().act_std) + ".";
   md += "\nLayers are numbered from 1 as in the seed. Post-LN normalises every block's output, so its stream stays at "
         "std 1 by construction; pre-LN and no-norm stacks add each block's output to an unnormalised stream.\n\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- alpha-sweep ---------------------------------------------------------------------------------
@@ -524,10 +519,7 @@ Result<Report> alpha_sweep(RunStore& store, const ExperimentOptions& opt) {
       md += " " + fmt("%.3f", double(ck->model.params()[size_t(ck->model.layout().block(i).alpha)]));
     md += ".\n\n";
   }
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  rep.run_ids = s.run_ids();
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 // ---- x-fx ----------------------------------------------------------------------------------------
@@ -584,10 +576,7 @@ Result<Report> x_fx(RunStore& store, const ExperimentOptions& opt) {
   }
   md += "\ncos(x, x + f(x)) near 1 means the sub-layer refined the token's vector rather than replaced it (seed 003's "
         "*\"remember x, refine with f(x)\"*).\n\n";
-  for (const Figure& f : rep.figures) md += figure_md(f);
-  rep.markdown = md;
-  rep.run_ids = s.run_ids();
-  return rep;
+  return finish(std::move(rep), std::move(md), s);
 }
 
 using ExperimentFn = Result<Report> (*)(RunStore&, const ExperimentOptions&);
