@@ -167,7 +167,8 @@ export interface FfnResponse {
   activation: 'relu' | 'gelu' | 'gelu_tanh';
   d_model: number;
   d_ff: number;
-  weights: string | { model: string; layer: number };
+  /** "given" (explicit w1, b1, w2, b2), the model's layer, or fresh weights `init: {d_ff, seed}` */
+  weights: string | { model: string; layer: number } | { init: { d_ff: number; seed: number } };
   formula: string;
 }
 

@@ -1,48 +1,46 @@
-// The FFN page's d_ff: the model's FFN has d_ff units; a smaller d_ff keeps the layer's first d_ff hidden
-// units (rows of linear1, columns of linear2) and drops the rest — the engine then computes that narrower FFN
-// from the explicit weights (POST /api/compute/ffn with w1, b1, w2, b2 in PyTorch's layout).
-import { tensor, type SafetensorsFile } from './safetensors';
+// The FFN page's d_ff and where its weights come from (POST /api/compute/ffn takes exactly one source):
+// at the model's own width, the model's trained layer (`model`, `layer`); at any other width, fresh weights the
+// engine initialises like PyTorch's nn.Linear (`init: {d_ff, seed}`), deterministic per seed.
 
-export interface FfnWeights {
-  w1: number[][]; // [d_ff, d_model]
-  b1: number[]; // [d_ff]
-  w2: number[][]; // [d_model, d_ff]
-  b2: number[]; // [d_model]
-}
+/** The engine's widest FFN (GET /api/version's limits.max_d_ff). */
+export const MAX_DFF = 4096;
 
-/** The d_ff choices offered for a model's FFN of width `modelDff`: halvings down to d_model / 4. */
-export function dffChoices(modelDff: number, dModel: number): number[] {
-  const out: number[] = [];
-  for (let f = modelDff; f >= Math.max(1, Math.floor(dModel / 4)); f = Math.floor(f / 2)) {
-    out.push(f);
-    if (f === 1) break;
+/** The multiples of d_model offered for the FFN's width. */
+export const DFF_FACTORS = [0.25, 0.5, 1, 2, 4, 8, 16];
+
+/**
+ * The d_ff choices: d_model × DFF_FACTORS (whole, 1..MAX_DFF), the model's own d_ff, and `current` when it is
+ * none of those (a shared URL may ask for any width), ascending without repeats.
+ */
+export function dffChoices(modelDff: number, dModel: number, current?: number): number[] {
+  const set = new Set<number>([modelDff]);
+  for (const f of DFF_FACTORS) {
+    const n = dModel * f;
+    if (Number.isInteger(n) && n >= 1 && n <= MAX_DFF) set.add(n);
   }
-  return out;
+  if (current !== undefined && Number.isInteger(current) && current >= 1 && current <= MAX_DFF) set.add(current);
+  return [...set].sort((a, b) => a - b);
 }
 
-/** Layer `layer`'s FFN weights from a model file, keeping the first `keep` hidden units. */
-export function ffnWeights(file: SafetensorsFile, layer: number, dModel: number, dFf: number, keep: number): FfnWeights {
-  if (!(keep >= 1 && keep <= dFf)) throw new Error(`d_ff: expected 1..${dFf}, got ${keep}`);
-  const p = `layers.${layer}.`;
-  const w1 = tensor(file, p + 'linear1.weight', [dFf, dModel]).data;
-  const b1 = tensor(file, p + 'linear1.bias', [dFf]).data;
-  const w2 = tensor(file, p + 'linear2.weight', [dModel, dFf]).data;
-  const b2 = tensor(file, p + 'linear2.bias', [dModel]).data;
-  return pruneFfn({ w1, b1, w2, b2 }, dModel, dFf, keep);
+export type FfnWeightSource = { model: string; layer: number } | { init: { d_ff: number; seed: number } };
+
+/** The weights for width `dff`: the model's trained layer at its own width, fresh initialised ones otherwise. */
+export function ffnWeightSource(model: string, modelDff: number, layer: number, dff: number, seed: number): FfnWeightSource {
+  return dff === modelDff ? { model, layer } : { init: { d_ff: dff, seed } };
 }
 
-/** Keeps the first `keep` hidden units of row-major W1 [F, d], b1 [F], W2 [d, F], b2 [d]. */
-export function pruneFfn(
-  w: { w1: ArrayLike<number>; b1: ArrayLike<number>; w2: ArrayLike<number>; b2: ArrayLike<number> },
-  d: number,
-  F: number,
-  keep: number,
-): FfnWeights {
-  const w1: number[][] = [];
-  for (let u = 0; u < keep; u++) w1.push(Array.from({ length: d }, (_, j) => w.w1[u * d + j]));
-  const b1 = Array.from({ length: keep }, (_, u) => w.b1[u]);
-  const w2: number[][] = [];
-  for (let i = 0; i < d; i++) w2.push(Array.from({ length: keep }, (_, u) => w.w2[i * F + u]));
-  const b2 = Array.from({ length: d }, (_, i) => w.b2[i]);
-  return { w1, b1, w2, b2 };
+/** One line saying which weights an FFN answer was computed with (its `weights` field). */
+export function describeWeights(weights: unknown, dff: number): string {
+  if (weights && typeof weights === 'object') {
+    const w = weights as { model?: string; layer?: number; init?: { d_ff: number; seed: number } };
+    if (w.init)
+      return `fresh, untrained weights of width d_ff = ${w.init.d_ff}: PyTorch's nn.Linear initialisation (weights and biases uniform in ±1/√fan_in), seed ${w.init.seed}`;
+    if (w.model !== undefined) return `${w.model}'s trained FFN of layer ${w.layer ?? 0} (d_ff = ${dff})`;
+  }
+  return `explicit weights (d_ff = ${dff})`;
+}
+
+/** Bar height for a chart of `n` hidden units, so that wide FFNs stay about a screen tall. */
+export function barRowHeight(n: number): number {
+  return n <= 64 ? 6 : n <= 128 ? 3 : n <= 256 ? 2 : 1;
 }

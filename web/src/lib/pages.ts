@@ -44,6 +44,8 @@ export const PAGES = {
     layer: { kind: 'int', def: 0, min: 0, max: 127 },
     act: activation,
     dff: { kind: 'int', def: 128, min: 1, max: 4096 },
+    /** the seed of fresh FFN weights (a d_ff the model does not have) */
+    wseed: { kind: 'int', def: 0, min: 0, max: 1_000_000 },
   },
   layernorm: {
     tab: { kind: 'enum', def: 'mean', values: ['mean', 'centre', 'variance', 'normalise', 'affine'] },
@@ -100,4 +102,15 @@ export const PAGE_TITLES: Record<PageId, { title: string; seed: string }> = {
 /** The tracked position for a text of `n` tokens: −1 or out of range means the last. */
 export function effectivePos(pos: number, n: number): number {
   return pos < 0 || pos >= n ? n - 1 : pos;
+}
+
+/**
+ * The Other-half page's LayerNorm view: the trace activations it draws (docs/trace.md), the residual stream
+ * entering ln1 (`sub` = attn) or ln2 (`sub` = ffn) of `block` and that norm's output. Sent as the block request's
+ * `trace` list, so the answer carries these two matrices and no other.
+ */
+export function lnTraceNames(block: number, sub: 'attn' | 'ffn'): { before: string; after: string } {
+  return sub === 'attn'
+    ? { before: `blocks.${block}.hook_resid_pre`, after: `blocks.${block}.ln1.hook_out` }
+    : { before: `blocks.${block}.hook_resid_mid`, after: `blocks.${block}.ln2.hook_out` };
 }

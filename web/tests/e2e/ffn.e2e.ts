@@ -1,13 +1,10 @@
-// Seed 002's page: click a position → pre-activation, activation, output; ReLU / GELU / tanh-GELU; d_ff; the
-// engine's own source.
-import { readFileSync } from 'node:fs';
+// Seed 002's page: click a position → pre-activation, activation, output; ReLU / GELU / tanh-GELU; d_ff (the
+// model's trained layer at its own width, fresh `init` weights at any other); the engine's own source.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { launch, openPage, screenshot, type Browser, type WatchedPage } from './browser';
 import { api, choose, expectNoErrors, expectNum, expectText, params, press, tableTexts, waitReady } from './helpers';
 import { fmt } from '../../src/lib/format';
-import { parseSafetensors } from '../../src/lib/safetensors';
-import { ffnWeights } from '../../src/lib/ffn';
 import { readEngineExcerpts } from '../../plugins/engine-source';
 import type { BlockResponse, FfnResponse } from '../../src/lib/api';
 
@@ -17,12 +14,25 @@ const repo = path.resolve(__dirname, '../../..');
 let browser: Browser;
 let w: WatchedPage;
 
-/** What the page asks: the tracked position's FFN input row (the tracker), then the FFN on it. */
-async function ffnAt(pos: number, layer: number, activation: string, weights?: object): Promise<FfnResponse> {
+/**
+ * What the page asks: the tracked position's FFN input row (the tracker), then the FFN on it — with layer
+ * `layer`'s trained weights, or with fresh ones (`init: {d_ff, seed}`) when given.
+ */
+async function ffnAt(pos: number, layer: number, activation: string, init?: { d_ff: number; seed: number }): Promise<FfnResponse> {
   const b = await api<BlockResponse>(base, '/api/compute/block', { model: 'chars-small', text: TEXT, track: pos, trace: false });
   const row = b.tracker.find((s) => s.block === layer && s.component === 'ffn')!.before;
-  const body = weights ? { x: [row], ...weights, activation, top_k: 8 } : { model: 'chars-small', layer, x: [row], activation, top_k: 8 };
+  const body = init ? { x: [row], init, activation, top_k: 8 } : { model: 'chars-small', layer, x: [row], activation, top_k: 8 };
   return api<FfnResponse>(base, '/api/compute/ffn', body);
+}
+
+/** The bodies of the /api/compute/ffn requests the page sends from now on. */
+function recordFfnRequests(): { bodies: any[]; stop(): void } {
+  const bodies: any[] = [];
+  const on = (req: { url(): string; postDataJSON(): any }) => {
+    if (req.url().endsWith('/api/compute/ffn')) bodies.push(req.postDataJSON());
+  };
+  w.page.on('request', on);
+  return { bodies, stop: () => w.page.off('request', on) };
 }
 
 async function expectFfn(r: FfnResponse) {
@@ -75,20 +85,69 @@ describe('FFN (seed 002)', () => {
     await expectFfn(await ffnAt(5, 0, 'gelu'));
   });
 
-  it('a narrower d_ff keeps the layer’s first units (explicit weights), and layer 1', async () => {
+  it('a d_ff the model lacks: fresh weights (init) equal to the API’s, said on the page; the seed; the model’s width', async () => {
+    const sent = recordFfnRequests();
+    await w.page.selectOption('[data-testid="dff"]', '256');
+    await waitReady(w.page);
+    expect(params(w.page).get('dff')).toBe('256');
+    const wide = await ffnAt(5, 0, 'gelu', { d_ff: 256, seed: 0 });
+    expect(wide.weights).toEqual({ init: { d_ff: 256, seed: 0 } });
+    await expectFfn(wide);
+    await expect(w.page.locator('[data-testid="bars-pre"] rect.bar').count()).resolves.toBe(256);
+    await w.page.focus('[data-testid="bars-pre"] svg');
+    await press(w.page, 'End', 1);
+    await expectNum(w.page, 'bars-pre-readout', wide.pre[0][255]);
+    const said = await w.page.locator('[data-testid="weights-source"]').innerText();
+    for (const part of ['fresh, untrained', 'd_ff = 256', 'seed 0', 'nn.Linear', 'd_ff = 128']) expect(said).toContain(part);
+    await expect(w.page.locator('[data-testid="model-badge"]').innerText()).resolves.toContain('fresh weights (d_ff = 256, seed 0)');
+    // the page asked for exactly that: fresh weights, no model's, no explicit ones
+    const last = sent.bodies.at(-1);
+    expect(last.init).toEqual({ d_ff: 256, seed: 0 });
+    expect(last.model).toBeUndefined();
+    expect(last.w1).toBeUndefined();
+    await screenshot(w.page, 'ffn-fresh-256');
+
+    // another seed, other weights
+    await w.page.fill('[data-testid="wseed"]', '7');
+    await w.page.press('[data-testid="wseed"]', 'Enter');
+    await waitReady(w.page);
+    expect(params(w.page).get('wseed')).toBe('7');
+    const seven = await ffnAt(5, 0, 'gelu', { d_ff: 256, seed: 7 });
+    expect(seven.pre[0]).not.toEqual(wide.pre[0]);
+    await expectFfn(seven);
+    await expectText(w.page, '[data-testid="weights-source"] strong', 'Weights shown:');
+    await expect(w.page.locator('[data-testid="weights-source"]').innerText()).resolves.toContain('seed 7');
+
+    // narrower than the model's: fresh weights too (no cut-down model weights); layer 1 changes the input row only
     await w.page.selectOption('[data-testid="dff"]', '32');
     await waitReady(w.page);
-    expect(params(w.page).get('dff')).toBe('32');
-    const buf = readFileSync(path.join(repo, 'models/chars-small.safetensors'));
-    const file = parseSafetensors(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    await expectFfn(await ffnAt(5, 0, 'gelu', ffnWeights(file, 0, 64, 128, 32)));
+    await expectFfn(await ffnAt(5, 0, 'gelu', { d_ff: 32, seed: 7 }));
     await expect(w.page.locator('[data-testid="bars-pre"] rect.bar').count()).resolves.toBe(32);
     await choose(w.page, 'layer', '1');
     await waitReady(w.page);
-    await expectFfn(await ffnAt(5, 1, 'gelu', ffnWeights(file, 1, 64, 128, 32)));
+    await expectFfn(await ffnAt(5, 1, 'gelu', { d_ff: 32, seed: 7 }));
+
+    // the model's own width: its trained layer again, and no seed to choose
     await w.page.selectOption('[data-testid="dff"]', '128');
     await waitReady(w.page);
     await expectFfn(await ffnAt(5, 1, 'gelu'));
+    await expect(w.page.locator('[data-testid="weights-source"]').innerText()).resolves.toContain("chars-small's trained FFN of layer 1");
+    await expect(w.page.locator('[data-testid="wseed"]').count()).resolves.toBe(0);
+    expect(sent.bodies.at(-1)).toMatchObject({ model: 'chars-small', layer: 1 });
+    sent.stop();
+    expect(sent.bodies.every((b) => b.w1 === undefined)).toBe(true);
+  });
+
+  it('a shared URL with any width opens with those fresh weights', async () => {
+    const u = await openPage(browser, base, '?page=ffn&dff=100&wseed=3&pos=2&act=relu');
+    await waitReady(u.page);
+    await expect(u.page.locator('[data-testid="dff"]').inputValue()).resolves.toBe('100');
+    await expect(u.page.locator('[data-testid="wseed"]').inputValue()).resolves.toBe('3');
+    const r = await ffnAt(2, 0, 'relu', { d_ff: 100, seed: 3 });
+    await expectNum(u.page, 'active-fraction', r.top_units[0].active_fraction);
+    expect(await tableTexts(u.page, '[data-testid="top-units"]')).toEqual(r.top_units[0].units.map((x) => [String(x.unit), fmt(x.pre), fmt(x.act)]));
+    expectNoErrors(u.errors);
+    await u.page.close();
   });
 
   it('shows the engine’s FFN source, extracted from the tree', async () => {

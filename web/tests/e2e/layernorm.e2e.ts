@@ -125,7 +125,11 @@ describe('LayerNorm step by step (seeds 004, 003)', () => {
   it('edits the tokens: a cell, a new token, the tracked token', async () => {
     await w.page.fill('[data-testid="cell-0-0"]', '0.7');
     await w.page.press('[data-testid="cell-0-0"]', 'Tab');
-    await w.page.click('[data-testid="add-row"]');
+    await w.page.waitForFunction(() => new URL(location.href).searchParams.get('x') === '0.7,2.3,-1.2;5,5.1,4.9');
+    // the buttons from the keyboard (a click's coordinates could race a re-render under load)
+    await w.page.focus('[data-testid="add-row"]');
+    await w.page.keyboard.press('Enter');
+    await w.page.waitForSelector('[data-testid="track-2"]', { timeout: 10_000 });
     await w.page.check('[data-testid="track-2"]');
     await waitReady(w.page);
     const x = [[0.7, 2.3, -1.2], SEED[1], [-0.5, 0.7, 1.9]];

@@ -9,6 +9,8 @@ const base = inject('baseUrl');
 const TEXT = 'Four score and seven';
 let browser: Browser;
 let w: WatchedPage;
+/** Every /api/compute/block request the page sent, with the size of its answer. */
+const blockRequests: { body: any; bytes: number }[] = [];
 
 async function tracker(track: number): Promise<TrackerStep[]> {
   const b = await api<BlockResponse>(base, '/api/compute/block', { model: 'chars-small', text: TEXT, track, trace: false });
@@ -20,6 +22,12 @@ const step = (t: TrackerStep[], block: number, name: string) => t.find((s) => s.
 beforeAll(async () => {
   browser = await launch();
   w = await openPage(browser, base, '?page=other-half');
+  w.page.on('response', async (res) => {
+    const req = res.request();
+    if (!req.url().endsWith('/api/compute/block') || res.status() !== 200) return;
+    const body = await res.body().catch(() => null);
+    if (body) blockRequests.push({ body: req.postDataJSON(), bytes: body.length });
+  });
 });
 afterAll(async () => browser?.close());
 
@@ -76,7 +84,8 @@ describe('The other half (seed 000)', () => {
     expect(params(w.page).get('pos')).toBe('4');
   });
 
-  it('LayerNorm: the tracked row’s mean and rstd, the matrices before and after', async () => {
+  it('LayerNorm: the tracked row’s mean and rstd, the matrices before and after (only those two traced)', async () => {
+    const from = blockRequests.length;
     await choose(w.page, 'component', 'layernorm');
     await waitReady(w.page);
     const ln = step(await tracker(4), 1, 'ln2');
@@ -84,12 +93,36 @@ describe('The other half (seed 000)', () => {
     await expectNum(w.page, 'ln-rstd', ln.rstd!);
     await expectNum(w.page, 'ln-std', 1 / ln.rstd!);
     await expect(w.page.locator('[data-testid="heat-before"] rect').count()).resolves.toBeGreaterThan(20 * 64);
+    // the request names the two activations the heatmaps draw, and the answer carries those and no other
+    const names = ['blocks.1.hook_resid_mid', 'blocks.1.ln2.hook_out'];
+    await expect.poll(() => blockRequests.slice(from).some((r) => Array.isArray(r.body.trace)), { timeout: 5000 }).toBe(true);
+    const asked = blockRequests.slice(from).find((r) => Array.isArray(r.body.trace));
+    expect(asked?.body.trace).toEqual(names);
+    const traced = await api<BlockResponse>(base, '/api/compute/block', asked!.body);
+    expect(Object.keys(traced.trace!).sort()).toEqual(names);
+    const full = await api<BlockResponse>(base, '/api/compute/block', { ...asked!.body, trace: true });
+    expect(Object.keys(full.trace!).length).toBeGreaterThan(40);
+    expect(asked!.bytes).toBeLessThan(JSON.stringify(full).length / 4);
+    // the heatmaps' cells are the trace's numbers: read features 0 and 1 of the tracked row with the keyboard
+    const before = traced.trace![names[0]] as number[][];
+    const after = traced.trace![names[1]] as number[][];
+    await expect(w.page.locator('[data-testid="heat-before"] figcaption').innerText()).resolves.toContain(names[0]);
+    await expect(w.page.locator('[data-testid="heat-after"] figcaption').innerText()).resolves.toContain(names[1]);
+    await w.page.focus('[data-testid="heat-before"] svg');
+    await press(w.page, 'ArrowRight', 2);
+    await expectText(w.page, '[data-testid="heat-before"] .readout b', fmt(before[4][1]));
+    await w.page.focus('[data-testid="heat-after"] svg');
+    await press(w.page, 'ArrowRight', 1);
+    await expectText(w.page, '[data-testid="heat-after"] .readout b', fmt(after[4][0]));
+    expect(after[4]).toEqual(ln.after);
+
     await choose(w.page, 'sub', 'attn');
     await choose(w.page, 'block', '0');
     await waitReady(w.page);
     const ln1 = step(await tracker(4), 0, 'ln1');
     await expectNum(w.page, 'ln-mean', ln1.mean!);
     await expectNum(w.page, 'ln-rstd', ln1.rstd!);
+    await expect(w.page.locator('[data-testid="heat-after"] figcaption').innerText()).resolves.toContain('blocks.0.ln1.hook_out');
     // the heatmap picks the tracked row with the keyboard
     await w.page.focus('[data-testid="heat-before"] svg');
     await w.page.keyboard.press('ArrowDown');
@@ -124,11 +157,21 @@ describe('The other half (seed 000)', () => {
     expectNoErrors(w.errors);
   });
 
+  it('never asks for the full trace: none for Residual and FFN, two activations for LayerNorm', async () => {
+    await waitReady(w.page);
+    expect(blockRequests.length).toBeGreaterThan(5);
+    for (const { body, bytes } of blockRequests) {
+      if (Array.isArray(body.trace)) expect(body.trace).toHaveLength(2);
+      else expect(body.trace).toBe(false);
+      expect(bytes).toBeLessThan(200_000);
+    }
+  });
+
   it('an API refusal is a clear message', async () => {
     const bad = 'Zebra Z';
     await w.page.fill('[data-testid="text-input"]', bad);
     await w.page.waitForSelector('[data-testid="error"]');
-    const refused = await apiStatus(base, '/api/compute/block', { model: 'chars-small', text: bad, track: 6, trace: true, top_k: 3 });
+    const refused = await apiStatus(base, '/api/compute/block', { model: 'chars-small', text: bad, track: 5, trace: ['blocks.0.hook_resid_pre', 'blocks.0.ln1.hook_out'], top_k: 3 });
     expect(refused.status).toBe(400);
     const msg = await w.page.locator('[data-testid="error"]').textContent();
     expect(msg).toContain('The engine refused');

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/lib/safetensors';
-import { dffChoices, ffnWeights, pruneFfn } from '../../src/lib/ffn';
+import { barRowHeight, describeWeights, dffChoices, ffnWeightSource, MAX_DFF } from '../../src/lib/ffn';
+import { lnTraceNames } from '../../src/lib/pages';
 
 /** A safetensors file in memory. */
 function makeFile(tensors: Record<string, { shape: number[]; data: number[] }>, pad = 0): ArrayBuffer {
@@ -43,42 +44,47 @@ describe('safetensors', () => {
     new DataView(bad).setBigUint64(0, 100n, true);
     expect(() => parseSafetensors(bad)).toThrow(/does not fit/);
   });
-  it('reads the built-in model the FFN page uses', () => {
+  it('reads the built-in model (the Train test reads exported checkpoints the same way)', () => {
     const file = path.resolve(__dirname, '../../../models/chars-small.safetensors');
     const buf = readFileSync(file);
     const f = parseSafetensors(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
     expect(f.tensors.get('layers.0.linear1.weight')!.shape).toEqual([128, 64]);
-    const w = ffnWeights(f, 1, 64, 128, 32);
-    expect(w.w1).toHaveLength(32);
-    expect(w.w1[0]).toHaveLength(64);
-    expect(w.w2).toHaveLength(64);
-    expect(w.w2[0]).toHaveLength(32);
-    expect(w.b1).toHaveLength(32);
-    expect(w.b2).toHaveLength(64);
-    expect(() => ffnWeights(f, 0, 64, 128, 0)).toThrow(/d_ff/);
-    expect(() => ffnWeights(f, 5, 64, 128, 8)).toThrow(/no tensor/);
+    expect(f.tensors.get('layers.1.linear2.weight')!.shape).toEqual([64, 128]);
   });
 });
 
 describe('FFN width', () => {
-  it('keeps the first units: rows of W1, entries of b1, columns of W2', () => {
-    // d = 2, F = 3: W1 [3,2], W2 [2,3]
-    const w = pruneFfn({ w1: [1, 2, 3, 4, 5, 6], b1: [7, 8, 9], w2: [10, 11, 12, 13, 14, 15], b2: [16, 17] }, 2, 3, 2);
-    expect(w).toEqual({
-      w1: [
-        [1, 2],
-        [3, 4],
-      ],
-      b1: [7, 8],
-      w2: [
-        [10, 11],
-        [13, 14],
-      ],
-      b2: [16, 17],
-    });
+  it('offers multiples of d_model around the model’s d_ff, and any width a URL asks for', () => {
+    expect(dffChoices(128, 64)).toEqual([16, 32, 64, 128, 256, 512, 1024]);
+    expect(dffChoices(128, 64, 100)).toEqual([16, 32, 64, 100, 128, 256, 512, 1024]);
+    expect(dffChoices(128, 64, 256)).toEqual([16, 32, 64, 128, 256, 512, 1024]);
+    expect(dffChoices(128, 64, 0)).toEqual([16, 32, 64, 128, 256, 512, 1024]);
+    expect(dffChoices(128, 64, MAX_DFF + 1)).not.toContain(MAX_DFF + 1);
+    expect(dffChoices(8, 2)).toEqual([1, 2, 4, 8, 16, 32]); // 0.5 is not a width
+    expect(dffChoices(3000, 1024)).toEqual([256, 512, 1024, 2048, 3000, 4096]);
   });
-  it('offers halvings down to d_model / 4', () => {
-    expect(dffChoices(128, 64)).toEqual([128, 64, 32, 16]);
-    expect(dffChoices(8, 4)).toEqual([8, 4, 2, 1]);
+  it('uses the model’s trained layer at its own width, fresh weights (init) at any other', () => {
+    expect(ffnWeightSource('chars-small', 128, 1, 128, 7)).toEqual({ model: 'chars-small', layer: 1 });
+    expect(ffnWeightSource('chars-small', 128, 1, 256, 7)).toEqual({ init: { d_ff: 256, seed: 7 } });
+    expect(ffnWeightSource('chars-small', 128, 0, 32, 0)).toEqual({ init: { d_ff: 32, seed: 0 } });
+  });
+  it('says which weights an answer was computed with', () => {
+    expect(describeWeights({ model: 'chars-small', layer: 1 }, 128)).toBe('chars-small\'s trained FFN of layer 1 (d_ff = 128)');
+    const fresh = describeWeights({ init: { d_ff: 256, seed: 3 } }, 256);
+    expect(fresh).toContain('fresh, untrained');
+    expect(fresh).toContain('d_ff = 256');
+    expect(fresh).toContain('seed 3');
+    expect(fresh).toContain('nn.Linear');
+    expect(describeWeights('given', 4)).toBe('explicit weights (d_ff = 4)');
+  });
+  it('keeps wide FFNs’ bars about a screen tall', () => {
+    expect([16, 64, 128, 256, 512, 1024].map(barRowHeight)).toEqual([6, 6, 3, 2, 1, 1]);
+  });
+});
+
+describe('trace selection', () => {
+  it('the Other-half LayerNorm view asks for the stream before the norm and the norm’s output', () => {
+    expect(lnTraceNames(0, 'attn')).toEqual({ before: 'blocks.0.hook_resid_pre', after: 'blocks.0.ln1.hook_out' });
+    expect(lnTraceNames(1, 'ffn')).toEqual({ before: 'blocks.1.hook_resid_mid', after: 'blocks.1.ln2.hook_out' });
   });
 });
