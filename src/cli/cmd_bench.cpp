@@ -141,9 +141,8 @@ std::function<void()> block_case(Placement placement) {
   auto dy = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 2));
   auto dx = std::make_shared<std::vector<float>>(size_t(kTokens * kD));
   return [=] {
-    model->zero_grads();
     (void)model->forward(x->data(), kBatch, kSeq);
-    model->backward(dy->data(), dx->data());
+    model->backward(dy->data(), dx->data(), Model<float>::Grads::overwrite);
   };
 }
 
@@ -170,9 +169,8 @@ std::function<void()> copy_train_step_case() {
   Rng rng(7);
   for (int i = 0; i < 32 * 20; ++i) t->tokens.push_back(int32_t(rng.below(5)));
   return [t] {
-    t->model.zero_grads();
     (void)t->model.forward_lm(t->tokens.data(), t->tokens.data(), 32, 20);
-    t->model.backward_lm();
+    t->model.backward_lm(Model<float>::Grads::overwrite);
     AdamWHyper h;
     h.lr = 1e-3;
     adamw_update(t->model.params().data(), t->model.grads().data(), t->m.data(), t->v.data(),
@@ -215,9 +213,8 @@ std::function<void()> gradflow_100_case() {
   Rng rng(3);
   for (int i = 0; i < kSmallT; ++i) tokens->push_back(int32_t(rng.below(5)));
   return [=] {
-    model->zero_grads();
     (void)model->forward_lm(tokens->data(), tokens->data(), 1, kSmallT);
-    model->backward_lm();
+    model->backward_lm(Model<float>::Grads::overwrite);
   };
 }
 

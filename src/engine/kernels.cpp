@@ -26,10 +26,10 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N,
-                     int64_t IC, int64_t OC) {
+                     int64_t IC, int64_t OC, bool accumulate_weight) {
   // dinp += dout W ; dW += dout^T inp ; db += sum_n dout
   if (dinp) gemm<T>(false, false, N, IC, OC, T(1), dout, OC, weight, IC, T(1), dinp, IC);
-  if (dweight) gemm<T>(true, false, OC, IC, N, T(1), dout, OC, inp, IC, T(1), dweight, IC);
+  if (dweight) gemm<T>(true, false, OC, IC, N, T(1), dout, OC, inp, IC, accumulate_weight ? T(1) : T(0), dweight, IC);
   if (dbias) {
     for (int64_t n = 0; n < N; ++n) {
       const T* row = dout + n * OC;
@@ -485,7 +485,7 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWHyp
 
 #define BLOCKLAB_INSTANTIATE_KERNELS(T)                                                                    \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);              \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);     \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, bool); \
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, double);    \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
                                       int64_t);                                                              \

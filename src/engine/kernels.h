@@ -23,9 +23,10 @@ bool simd_available();
 // ---- Linear: out[N, OC] = inp[N, IC] * weight[OC, IC]^T + bias[OC]  (PyTorch layout) ----------
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t IC, int64_t OC);
+// accumulate_weight = false writes dweight instead of adding to it (saves reading it, and zeroing it first).
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N,
-                     int64_t IC, int64_t OC);
+                     int64_t IC, int64_t OC, bool accumulate_weight = true);
 
 // ---- LayerNorm over the last axis, biased variance ------------------------------------------
 // mean[N], rstd[N] = 1/sqrt(var + eps), out[N, C] = (x - mean) * rstd * weight + bias.

@@ -25,7 +25,12 @@ Model<T>::Model(const ModelConfig& config)
     : config_(config),
       layout_(config),
       params_(size_t(layout_.total()), T(0)),
-      grads_(size_t(layout_.total()), T(0)) {}
+      grads_(size_t(layout_.total()), T(0)) {
+  for (const ParamSpec& s : layout_.specs()) {
+    const bool linear_weight = s.shape.size() == 2 && s.name != "embed.weight" && s.name != "pos_embed.weight";
+    if (!linear_weight) small_param_ranges_.push_back({s.offset, s.numel()});
+  }
+}
 
 template <typename T>
 Result<Model<T>> Model<T>::create(const ModelConfig& config) {
@@ -161,13 +166,13 @@ void Model<T>::attention_sublayer_backward(int64_t layer, const T* inp, const T*
   }
   d_z_.fill(0);
   linear_backward(d_z_.ptr(), G(o.out_proj_weight), G(o.out_proj_bias), d_proj, a.z.ptr(), P(o.out_proj_weight), N,
-                  d, d);
+                  d, d, !overwrite_weights_);
   d_qkv_.fill(0);
   attention_backward(d_qkv_.ptr(), d_z_.ptr(), a.qkv.ptr(), a.pattern.ptr(),
                      dropout_was_active_ ? a.mask_pattern.ptr() : nullptr, attn_scratch_.ptr(), batch_, seq_len_, d,
                      H);
   linear_backward(dinp, G(o.in_proj_weight), G(o.in_proj_bias), d_qkv_.ptr(), inp, P(o.in_proj_weight), N, d,
-                  3 * d);
+                  3 * d, !overwrite_weights_);
 }
 
 // [web:ffn-forward begin] (the web app shows this code beside the FFN widget, extracted at build time)
@@ -211,13 +216,14 @@ void Model<T>::ffn_sublayer_backward(int64_t layer, const T* inp, const T* dout,
   }
   d_hidden_.fill(0);
   linear_backward(d_hidden_.ptr(), G(o.linear2_weight), G(o.linear2_bias), d_lin2, hidden, P(o.linear2_weight), N,
-                  f, d);
+                  f, d, !overwrite_weights_);
   if (dropout_was_active_) {  // through the hidden layer's mask, in place
     for (int64_t i = 0; i < N * f; ++i) d_hidden_.data[size_t(i)] *= a.mask_hidden.data[size_t(i)];
   }
   d_pre_.fill(0);
   activation_backward(config_.activation, d_pre_.ptr(), a.mlp_pre.ptr(), d_hidden_.ptr(), N * f);
-  linear_backward(dinp, G(o.linear1_weight), G(o.linear1_bias), d_pre_.ptr(), inp, P(o.linear1_weight), N, d, f);
+  linear_backward(dinp, G(o.linear1_weight), G(o.linear1_bias), d_pre_.ptr(), inp, P(o.linear1_weight), N, d, f,
+                  !overwrite_weights_);
 }
 
 // ---- One block ---------------------------------------------------------------------------------
@@ -333,8 +339,11 @@ Status Model<T>::forward(const T* x, int64_t batch, int64_t seq_len, const Forwa
 }
 
 template <typename T>
-void Model<T>::backward(const T* dy, T* dx) {
+void Model<T>::backward(const T* dy, T* dx, Grads mode) {
   const int64_t n = batch_ * seq_len_ * config_.d_model;
+  overwrite_weights_ = mode == Grads::overwrite;
+  if (overwrite_weights_)
+    for (auto [offset, count] : small_param_ranges_) std::fill(grads_.begin() + offset, grads_.begin() + offset + count, T(0));
   Tensor<T>* d_cur = &d_stream_a_;   // dLoss / d(current residual stream)
   Tensor<T>* d_next = &d_stream_b_;
   if (config_.final_norm) {
@@ -398,15 +407,19 @@ Status Model<T>::forward_lm(const int32_t* tokens, const int32_t* targets, int64
 }
 
 template <typename T>
-void Model<T>::backward_lm() {
+void Model<T>::backward_lm(Grads mode) {
   const int64_t V = *config_.vocab_size, N = batch_ * seq_len_, d = config_.d_model;
   d_logits_.resize({N, V});
   d_logits_.fill(0);
   cross_entropy_backward(d_logits_.ptr(), probs_.ptr(), targets_.data(), 1.0, N, V);
+  // backward() zeroes the small gradients in overwrite mode; the head's bias is one of them, so it goes
+  // first and the head comes after.
   d_y_.fill(0);
-  linear_backward(d_y_.ptr(), G(layout_.head_weight()), G(layout_.head_bias()), d_logits_.ptr(), y_.ptr(),
+  linear_backward(d_y_.ptr(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), d_logits_.ptr(), y_.ptr(),
                   P(layout_.head_weight()), N, d, V);
-  backward(d_y_.ptr(), d_x_.ptr());
+  backward(d_y_.ptr(), d_x_.ptr(), mode);
+  linear_backward(static_cast<T*>(nullptr), G(layout_.head_weight()), G(layout_.head_bias()), d_logits_.ptr(), y_.ptr(),
+                  P(layout_.head_weight()), N, d, V, mode == Grads::accumulate);
   embedding_backward(G(layout_.embed_weight()), tokens_.data(), d_x_.ptr(), N, d);
   if (config_.max_seq_len) {
     T* dpos = G(layout_.pos_embed_weight());

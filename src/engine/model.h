@@ -86,9 +86,13 @@ class Model {
   Status forward(const T* x, int64_t batch, int64_t seq_len, const ForwardOptions& options = {});
   // The stack's output y [batch * seq_len, d_model] of the last forward.
   const Tensor<T>& output() const { return y_; }
-  // REQUIRES: forward() ran. dy: [batch, seq_len, d_model] = dLoss/dy. Accumulates parameter
-  // gradients into grads(); writes dLoss/dx into dx (nullable).
-  void backward(const T* dy, T* dx);
+  // How backward treats grads(): add to them (as PyTorch does), or overwrite them (no zero_grads()
+  // needed first, and the large weight gradients are written without being read: faster).
+  enum class Grads { accumulate, overwrite };
+
+  // REQUIRES: forward() ran. dy: [batch, seq_len, d_model] = dLoss/dy. Puts the parameter gradients in
+  // grads(); writes dLoss/dx into dx (nullable).
+  void backward(const T* dy, T* dx, Grads mode = Grads::accumulate);
 
   // ---- The language model (config.vocab_size set) -----------------------------------------------
   // tokens, targets: [batch, seq_len] in [0, vocab). targets may be null (no loss).
@@ -96,8 +100,8 @@ class Model {
                     const ForwardOptions& options = {});
   const Tensor<T>& logits() const { return logits_; }  // [batch * seq_len, vocab]
   double loss() const { return loss_; }                // mean cross-entropy of the last forward_lm
-  // REQUIRES: forward_lm() ran with targets. Accumulates gradients of loss() into grads().
-  void backward_lm();
+  // REQUIRES: forward_lm() ran with targets. Puts the gradients of loss() in grads().
+  void backward_lm(Grads mode = Grads::accumulate);
 
   // dLoss/d blocks.{layer}.hook_resid_pre from the last backward: [batch * seq_len, d_model].
   const Tensor<T>& resid_pre_grad(int64_t layer) const { return resid_pre_grads_[size_t(layer)]; }
@@ -126,6 +130,10 @@ class Model {
   ModelConfig config_;
   ParamLayout layout_;
   std::vector<T> params_, grads_;
+  // Overwrite mode: the linear weights' gradients are written by their GEMM (beta 0); every other
+  // parameter's gradient (biases, norms, embeddings: small) is zeroed first and accumulated.
+  std::vector<std::pair<int64_t, int64_t>> small_param_ranges_;  // (offset, numel)
+  bool overwrite_weights_ = false;
 
   int64_t batch_ = 0, seq_len_ = 0;
   bool dropout_was_active_ = false;

@@ -20,8 +20,7 @@ Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t
   const Task task = Task::create(TaskKind::copy, seq_len).value();
   const Batch b = task.batch(seed, 1, batch);
   BLOCKLAB_RETURN_IF_ERROR(model.forward_lm(b.tokens.data(), b.targets.data(), batch, seq_len));
-  model.zero_grads();
-  model.backward_lm();
+  model.backward_lm(Model<T>::Grads::overwrite);
 
   GradFlowResult r;
   r.config = config;

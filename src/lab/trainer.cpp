@@ -197,7 +197,6 @@ std::vector<LayerGradNorm> Trainer::layer_grad_norms() const {
 StepRecord Trainer::step(std::vector<LayerGradNorm>* layers) {
   const int64_t step = steps_done() + 1;
   const Batch b = task_.batch(options_.seed, step, options_.batch);
-  model_.zero_grads();
   const ForwardOptions fwd{true, mix64(options_.seed ^ 0xD50Full) ^ uint64_t(step)};
   // The batch is valid by construction; forward_lm can only refuse ids outside the vocabulary.
   (void)model_.forward_lm(b.tokens.data(), b.targets.data(), b.batch, b.seq_len, fwd);
@@ -205,7 +204,7 @@ StepRecord Trainer::step(std::vector<LayerGradNorm>* layers) {
   rec.step = step;
   rec.loss = model_.loss();
   rec.accuracy = accuracy(b.targets);
-  model_.backward_lm();
+  model_.backward_lm(Model<float>::Grads::overwrite);
   const bool layers_due = options_.grad_norm_every > 0 && (step == 1 || step % options_.grad_norm_every == 0);
   if (layers) {
     layers->clear();

@@ -419,6 +419,30 @@ TEST(Trace, ResidualStreamLinksBlocks) {
   for (size_t i = 0; i < pre.size(); ++i) EXPECT_NEAR(mid[i], pre[i] + f[i], 1e-15);
 }
 
+TEST(Backward, OverwriteModeEqualsAccumulatingFromZeroAndIgnoresWhatWasThere) {
+  for (Placement p : {Placement::pre, Placement::post}) {
+    ModelConfig c = small_config();
+    c.placement = p;
+    c.vocab_size = 5;
+    c.max_seq_len = 3;
+    c.final_norm = true;
+    c.alpha_learnable = true;
+    Model<double> m = std::move(Model<double>::create(c).value());
+    randomize(m, 4);
+    const std::vector<int32_t> tokens = {0, 4, 2, 2, 1, 3}, targets = {4, 2, 2, 1, 3, 0};
+    ASSERT_TRUE(m.forward_lm(tokens.data(), targets.data(), 2, 3).is_ok());
+    m.zero_grads();
+    m.backward_lm();
+    const Vec accumulated = m.grads();
+    std::fill(m.grads().begin(), m.grads().end(), 123.0);  // garbage
+    m.backward_lm(Model<double>::Grads::overwrite);
+    EXPECT_EQ(m.grads(), accumulated);
+    m.backward_lm();  // and accumulate adds on top
+    for (size_t i = 0; i < accumulated.size(); ++i)
+      EXPECT_NEAR(m.grads()[i], 2 * accumulated[i], 1e-12 * std::max(1.0, std::abs(accumulated[i])));
+  }
+}
+
 TEST(Backward, ResidPreGradientsAreTheStreamGradients) {
   Model<double> m = std::move(Model<double>::create(small_config()).value());
   randomize(m, 2);
