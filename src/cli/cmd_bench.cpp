@@ -225,9 +225,9 @@ std::function<void()> stream_triad_case() {
   auto b = std::make_shared<std::vector<float>>(size_t(n), 1.f);
   auto c = std::make_shared<std::vector<float>>(size_t(n), 2.f);
   return [=] {
-    float* pa = a->data();
-    const float* pb = b->data();
-    const float* pc = c->data();
+    float* __restrict pa = a->data();
+    const float* __restrict pb = b->data();
+    const float* __restrict pc = c->data();
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + 3.0f * pc[i];
   };

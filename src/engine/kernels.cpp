@@ -367,7 +367,7 @@ void attention_backward(T* dqkv, const T* dz, const T* qkv, const T* pattern, co
 // ---- Residual --------------------------------------------------------------------------------
 
 template <typename T>
-void residual_forward(T* out, const T* x, const T* f, T alpha, bool residual, int64_t n) {
+void residual_forward(T* __restrict out, const T* __restrict x, const T* __restrict f, T alpha, bool residual, int64_t n) {
   if (residual) {
     for (int64_t i = 0; i < n; ++i) out[i] = x[i] + alpha * f[i];
   } else {
@@ -376,7 +376,8 @@ void residual_forward(T* out, const T* x, const T* f, T alpha, bool residual, in
 }
 
 template <typename T>
-void residual_backward(T* dx, T* df, T* dalpha, const T* dout, const T* f, T alpha, bool residual, int64_t n) {
+void residual_backward(T* __restrict dx, T* __restrict df, T* dalpha, const T* __restrict dout, const T* __restrict f,
+                       T alpha, bool residual, int64_t n) {
   if (!residual) {
     if (df)
       for (int64_t i = 0; i < n; ++i) df[i] += dout[i];
@@ -465,7 +466,8 @@ void cross_entropy_backward(T* dlogits, const T* probs, const int32_t* targets, 
 // ---- AdamW -----------------------------------------------------------------------------------
 
 template <typename T>
-void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWHyper& h, int64_t step) {
+void adamw_update(T* __restrict param, const T* __restrict grad, T* __restrict m, T* __restrict v, int64_t n,
+                  const AdamWHyper& h, int64_t step) {
   const double bias1 = 1.0 - std::pow(h.beta1, double(step));
   const double bias2 = 1.0 - std::pow(h.beta2, double(step));
   const T step_size = T(h.lr / bias1);
