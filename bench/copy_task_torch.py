@@ -7,7 +7,9 @@ Model (seed 003): Embedding(10, 512) -> one pre-norm Transformer block (8 heads,
 LayerNorm -> Linear(512, 10). Batches of 32 x 20 tokens drawn from 0..4, target = input, cross-entropy, Adam
 lr 1e-3. Each side trains --steps steps and reports the first step whose training batch is >= 99% right, the
 wall time to that step and for all steps, and the held-out accuracy on 8 fresh batches at the end.
-PyTorch uses nn.TransformerEncoderLayer(norm_first=True); BlockLab `blocklab train` with the same config.
+PyTorch uses nn.TransformerEncoderLayer(norm_first=True); BlockLab `blocklab train` with the same config, which
+also commits every step to its run store and measures per-layer gradient norms every 10 steps (its one
+checkpoint is written after the timed steps).
 """
 import argparse
 import json
@@ -70,6 +72,7 @@ def blocklab_run(binary, steps, threads, seed):
              "--n-layers", "1", "--final-norm", "on", "--activation", "gelu", "--placement", "pre",
              "--optimizer", "adam", "--lr", "1e-3", "--batch", "32", "--seq-len", "20", "--steps", str(steps),
              "--seed", str(seed), "--threads", str(threads), "--db", os.path.join(tmp, "runs.db"), "--quiet",
+             "--checkpoint-every", str(steps),  # one checkpoint, after the timed steps (PyTorch writes none)
              "--json"], check=True, capture_output=True, text=True).stdout
     r = json.loads(out)
     first99 = next((h["step"] for h in r["history"] if h["accuracy"] >= 0.99), None)

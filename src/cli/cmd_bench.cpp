@@ -1,5 +1,5 @@
 // blocklab bench [--json] [--threads N] [--filter S] [--min-repeats N] [--budget-s S]
-// Times the contract's cases (docs/benchmarks.md). bench/torch_compare.py runs the same cases in
+// Times the contract's cases (docs/performance.md). bench/torch_compare.py runs the same cases in
 // PyTorch in the same run and prints the ratios.
 #include <algorithm>
 #include <chrono>
@@ -305,7 +305,7 @@ int run_bench(const BenchArgs& a) {
 
 Runner add_bench_command(CLI::App& sub) {
   auto args = std::make_shared<BenchArgs>();
-  sub.footer("Cases and method: docs/benchmarks.md. PyTorch side by side: python3 bench/torch_compare.py");
+  sub.footer("Cases and method: docs/performance.md. PyTorch side by side: python3 bench/torch_compare.py");
   sub.add_flag("--json", args->json, "print {\"threads\", \"cases\": [{name, shape, ms_min, ms_median}]}");
   sub.add_option("--threads", args->threads, "threads for the BLAS (default 1)");
   sub.add_option("--filter", args->filter, "run only the cases whose name contains this");
