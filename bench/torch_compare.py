@@ -146,6 +146,21 @@ def torch_cases():
             small_ffn(sx)
     cases["ffn_small_fwd"] = ffn_small_fwd
 
+    nx = torch.randn(16, 64, requires_grad=True)
+    ndy = torch.randn(16, 64)
+    nw = (torch.randn(64) * 0.1 + 1).requires_grad_()
+    nb = (torch.randn(64) * 0.1).requires_grad_()
+
+    def layernorm_small_fwdbwd():
+        nx.grad = nw.grad = nb.grad = None
+        F.layer_norm(nx, (64,), nw, nb, 1e-5).backward(ndy)
+    cases["layernorm_small_fwdbwd"] = layernorm_small_fwdbwd
+
+    def rmsnorm_small_fwdbwd():
+        nx.grad = nw.grad = None
+        rmsnorm(nx, nw).backward(ndy)
+    cases["rmsnorm_small_fwdbwd"] = rmsnorm_small_fwdbwd
+
     class Deep(nn.Module):
         def __init__(self):
             super().__init__()

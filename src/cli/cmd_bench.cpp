@@ -72,7 +72,7 @@ struct Case {
 // The contract's shapes: 4096 tokens (32 sequences of 128), d_model 512, d_ff 2048, 8 heads.
 constexpr int64_t kBatch = 32, kSeq = 128, kTokens = kBatch * kSeq, kD = 512, kFF = 2048, kHeads = 8;
 
-std::function<void()> norm_case(Norm norm, bool with_backward) {
+std::function<void()> norm_case(Norm norm, bool with_backward, int64_t kTokens = 4096, int64_t kD = 512) {
   auto x = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
   auto dy = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 2));
   auto w = std::make_shared<std::vector<float>>(random_values(kD, 3, 0.1));
@@ -273,6 +273,10 @@ std::vector<Case> all_cases() {
       {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam", copy_train_step_case, 0,
        block_flops(32, 20, kD, kFF) + 3 * 2.0 * 640 * kD * 10},
       {"ffn_small_fwd", "16 tokens, 64 -> 256 (gelu_tanh) -> 64", small_ffn_case, 0, 4.0 * kSmallT * kSmallD * kSmallFF},
+      {"layernorm_small_fwdbwd", "[16, 64]", [] { return norm_case(Norm::layernorm, true, kSmallT, kSmallD); },
+       6.0 * kSmallT * kSmallD * 4, 0},
+      {"rmsnorm_small_fwdbwd", "[16, 64]", [] { return norm_case(Norm::rmsnorm, true, kSmallT, kSmallD); },
+       6.0 * kSmallT * kSmallD * 4, 0},
       {"gradflow_100", "100 layers, 16 tokens, d 64, d_ff 256, fwd+bwd", gradflow_100_case, 0,
        100 * block_flops(1, kSmallT, kSmallD, kSmallFF)},
   };
