@@ -123,6 +123,19 @@ def torch_cases():
         opt.step()
     cases["copy_train_step"] = copy_train_step
 
+    # The same step under autocast to bfloat16 (PyTorch's own bf16 mode: matmuls in bf16, float32 weights).
+    model16 = CopyModel()
+    opt16 = torch.optim.Adam(model16.parameters(), lr=1e-3)
+
+    def copy_train_step_bf16():
+        opt16.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model16(src)
+        loss = F.cross_entropy(logits.float().reshape(-1, 10), src.reshape(-1))
+        loss.backward()
+        opt16.step()
+    cases["copy_train_step_bf16"] = copy_train_step_bf16
+
     # The limits: memory bandwidth (STREAM triad, a = b + s c) and the best sgemm rate.
     n = 8 << 20
     ta, tb, tc = torch.zeros(n), torch.ones(n), torch.full((n,), 2.0)
@@ -136,6 +149,10 @@ def torch_cases():
     def sgemm():
         torch.matmul(ga, gb.t(), out=gc)
     cases["sgemm"] = sgemm
+
+    def gemm_bf16():  # inputs converted to bf16 in the call, as BlockLab's case does
+        torch.matmul(ga.bfloat16(), gb.t().bfloat16())
+    cases["gemm_bf16"] = gemm_bf16
 
     # The interactive shape (16 tokens, d_model 64, d_ff 256): the FFN widget and a 100-layer gradient flow.
     sx = torch.randn(16, 64)
@@ -182,11 +199,16 @@ def torch_cases():
     return cases
 
 
-def run_torch(threads, budget_s):
+LIMITS = ("stream_triad", "sgemm")
+
+
+def run_torch(threads, budget_s, only):
     import torch
     torch.set_num_threads(threads)
     out = {}
     for name, fn in torch_cases().items():
+        if only and name not in only and name not in LIMITS:
+            continue
         out[name] = time_calls(fn, budget_s)
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cases": out}
 
@@ -204,10 +226,12 @@ def main():
     ap.add_argument("--budget-s", type=float, default=1.0)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "blocklab"))
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    ap.add_argument("--cases", nargs="+", default=[],
+                    help="only these cases (the limits, stream_triad and sgemm, are always measured)")
     ap.add_argument("--torch-only", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_only:
-        print(json.dumps(run_torch(args.torch_only, args.budget_s)))
+        print(json.dumps(run_torch(args.torch_only, args.budget_s, args.cases)))
         return 0
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -215,12 +239,15 @@ def main():
     for threads in args.threads:
         env = env_for(threads)
         torch_res = json.loads(subprocess.run(
-            [sys.executable, __file__, "--torch-only", str(threads), "--budget-s", str(args.budget_s)],
+            [sys.executable, __file__, "--torch-only", str(threads), "--budget-s", str(args.budget_s)] +
+            (["--cases"] + args.cases if args.cases else []),
             env=env, check=True, capture_output=True, text=True).stdout)
-        ours = json.loads(subprocess.run(
-            [args.binary, "bench", "--json", "--threads", str(threads), "--budget-s", str(args.budget_s)],
-            env=env, check=True, capture_output=True, text=True).stdout)
-        ours_by_name = {c["name"]: c for c in ours["cases"]}
+        ours_by_name = {}
+        for name in (list(LIMITS) + args.cases) if args.cases else [""]:
+            ours = json.loads(subprocess.run(
+                [args.binary, "bench", "--json", "--threads", str(threads), "--budget-s", str(args.budget_s),
+                 "--filter", name], env=env, check=True, capture_output=True, text=True).stdout)
+            ours_by_name.update({c["name"]: c for c in ours["cases"]})
         # The machine's limits in this run: the best of both sides' triad bandwidth and sgemm rate.
         tri, gem = ours_by_name["stream_triad"], ours_by_name["sgemm"]
         bandwidth = max(tri["bytes"] / tri["ms_min"], tri["bytes"] / torch_res["cases"]["stream_triad"][0]) / 1e6  # GB/s
@@ -234,7 +261,7 @@ def main():
                   "PyTorch/BlockLab (min)", "bound", "BlockLab % of bound", "PyTorch % of bound"]
         rows = []
         for name, (t_min, t_med) in torch_res["cases"].items():
-            if name in ("stream_triad", "sgemm"):
+            if name in LIMITS:
                 continue  # the limits: printed above
             c = ours_by_name[name]
 
@@ -256,6 +283,11 @@ def main():
             print("  ".join(f"{h:>14s}" if i else f"{h:18s}" for i, h in enumerate(header)))
             for r in rows:
                 print("  ".join(f"{v:>14s}" if i else f"{v:18s}" for i, v in enumerate(r)))
+        print(f"BlockLab's BLAS: {ours['blas']}; bf16 matmuls: {ours['bf16']}")
+        if "copy_train_step" in torch_res["cases"] and "copy_train_step_bf16" in ours_by_name:
+            f32_torch, bf16_ours = torch_res["cases"]["copy_train_step"][0], ours_by_name["copy_train_step_bf16"]["ms_min"]
+            print(f"copy step, BlockLab bf16 vs PyTorch float32 (min): {f32_torch:.3f} / {bf16_ours:.3f} ms = "
+                  f"{f32_torch / bf16_ours:.2f}x")
     return 0
 
 

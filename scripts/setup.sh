@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libopenblas-dev          # the engine's BLAS (chosen by measurement: docs/blas.md)
+  libdnnl-dev              # oneDNN: bf16 matmuls on CPUs with AVX512-BF16 or AMX
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing
   libsqlite3-dev           # the run store

@@ -146,7 +146,7 @@ std::function<void()> block_case(Placement placement) {
   };
 }
 
-std::function<void()> copy_train_step_case() {
+std::function<void()> copy_train_step_case(MatmulPrecision precision) {
   // The seeds' copy task: Embedding(10, 512) -> pre-norm block (8 heads, d_ff 2048) -> LayerNorm ->
   // Linear(512, 10); batch 32 x 20 tokens from 0..4; Adam, lr 1e-3.
   ModelConfig c;
@@ -168,7 +168,8 @@ std::function<void()> copy_train_step_case() {
   t->v.assign(t->model.params().size(), 0.f);
   Rng rng(7);
   for (int i = 0; i < 32 * 20; ++i) t->tokens.push_back(int32_t(rng.below(5)));
-  return [t] {
+  return [t, precision] {
+    const ScopedMatmulPrecision scope(precision);
     (void)t->model.forward_lm(t->tokens.data(), t->tokens.data(), 32, 20);
     t->model.backward_lm(Model<float>::Grads::overwrite);
     AdamWHyper h;
@@ -233,12 +234,16 @@ std::function<void()> stream_triad_case() {
   };
 }
 
-std::function<void()> sgemm_case() {
+std::function<void()> sgemm_case(MatmulPrecision precision) {
   // C[4096, 2048] = A[4096, 512] B[2048, 512]^T: the best GEMM rate, the FLOP limit of the GEMM-bound cases.
+  // In bf16 the rounding of A and B to bfloat16 is part of the time, as it is in a bf16 training step.
   auto a = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
   auto b = std::make_shared<std::vector<float>>(random_values(kFF * kD, 2));
   auto c = std::make_shared<std::vector<float>>(size_t(kTokens * kFF));
-  return [=] { gemm<float>(false, true, kTokens, kFF, kD, 1.f, a->data(), kD, b->data(), kD, 0.f, c->data(), kFF); };
+  return [=] {
+    const ScopedMatmulPrecision scope(precision);
+    gemm<float>(false, true, kTokens, kFF, kD, 1.f, a->data(), kD, b->data(), kD, 0.f, c->data(), kFF);
+  };
 }
 
 // FLOPs of one block's forward and backward: linears 3 x 2 N (4 d^2 + 2 d f), attention 3 x 4 B T^2 d.
@@ -251,7 +256,9 @@ std::vector<Case> all_cases() {
   const double nd_bytes = double(kTokens * kD) * 4;
   return {
       {"stream_triad", "3 x 8M floats", stream_triad_case, 3.0 * (8 << 20) * 4, 0},
-      {"sgemm", "4096 x 2048 x 512", sgemm_case, 0, 2.0 * kTokens * kFF * kD},
+      {"sgemm", "4096 x 2048 x 512", [] { return sgemm_case(MatmulPrecision::f32); }, 0, 2.0 * kTokens * kFF * kD},
+      {"gemm_bf16", "4096 x 2048 x 512, inputs rounded to bf16", [] { return sgemm_case(MatmulPrecision::bf16); }, 0,
+       2.0 * kTokens * kFF * kD},
       // forward: read x, write out; backward also: read dy and x, read and write dx
       {"layernorm_fwd", nd, [] { return norm_case(Norm::layernorm, false); }, 2 * nd_bytes, 0},
       {"layernorm_fwdbwd", nd, [] { return norm_case(Norm::layernorm, true); }, 6 * nd_bytes, 0},
@@ -270,8 +277,10 @@ std::vector<Case> all_cases() {
        block_flops(kBatch, kSeq, kD, kFF)},
       {"block_post_fwdbwd", blk + ", layernorm, gelu", [] { return block_case(Placement::post); }, 0,
        block_flops(kBatch, kSeq, kD, kFF)},
-      {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam", copy_train_step_case, 0,
-       block_flops(32, 20, kD, kFF) + 3 * 2.0 * 640 * kD * 10},
+      {"copy_train_step", "LM vocab 10, 1 block d 512, batch 32 x 20, Adam",
+       [] { return copy_train_step_case(MatmulPrecision::f32); }, 0, block_flops(32, 20, kD, kFF) + 3 * 2.0 * 640 * kD * 10},
+      {"copy_train_step_bf16", "the same, matmuls in bf16", [] { return copy_train_step_case(MatmulPrecision::bf16); },
+       0, block_flops(32, 20, kD, kFF) + 3 * 2.0 * 640 * kD * 10},
       {"ffn_small_fwd", "16 tokens, 64 -> 256 (gelu_tanh) -> 64", small_ffn_case, 0, 4.0 * kSmallT * kSmallD * kSmallFF},
       {"layernorm_small_fwdbwd", "[16, 64]", [] { return norm_case(Norm::layernorm, true, kSmallT, kSmallD); },
        6.0 * kSmallT * kSmallD * 4, 0},
@@ -301,7 +310,10 @@ int run_bench(const BenchArgs& a) {
                   t.repeats, rate);
     }
   }
-  if (a.json) std::cout << nlohmann::json{{"threads", a.threads}, {"cases", cases}}.dump(2) << std::endl;
+  if (a.json)
+    std::cout << nlohmann::json{{"threads", a.threads}, {"blas", blas_description()}, {"bf16", bf16_support().how}, {"cases", cases}}.dump(2) << std::endl;
+  else
+    std::printf("BLAS: %s; bf16 cases: %s\n", blas_description().c_str(), bf16_support().how.c_str());
   return 0;
 }
 
@@ -310,7 +322,7 @@ int run_bench(const BenchArgs& a) {
 Runner add_bench_command(CLI::App& sub) {
   auto args = std::make_shared<BenchArgs>();
   sub.footer("Cases and method: docs/performance.md. PyTorch side by side: python3 bench/torch_compare.py");
-  sub.add_flag("--json", args->json, "print {\"threads\", \"cases\": [{name, shape, ms_min, ms_median}]}");
+  sub.add_flag("--json", args->json, "print {\"threads\", \"blas\", \"bf16\" (how bf16 matmuls run), \"cases\": [{name, shape, ms_min, ms_median, ...}]}");
   sub.add_option("--threads", args->threads, "threads for the BLAS (default 1)");
   sub.add_option("--filter", args->filter, "run only the cases whose name contains this");
   sub.add_option("--min-repeats", args->min_repeats, "timed calls per case, at least (default 5)")

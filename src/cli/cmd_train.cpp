@@ -23,7 +23,7 @@ extern "C" void on_sigint(int) {
 
 struct TrainArgs {
   ModelFlags model;
-  std::string task = "copy", optimizer = "adamw", db = "blocklab.db", save, resume, label;
+  std::string task = "copy", optimizer = "adamw", precision = "f32", db = "blocklab.db", save, resume, label;
   int64_t steps = 200, batch = 32, seq_len = 20, warmup = 0, grad_norm_every = 10, checkpoint_every = 0;
   double lr = 1e-3, weight_decay = 0, clip = 0;
   uint64_t seed = 0;
@@ -64,7 +64,7 @@ int run_train(const TrainArgs& a) {
   if (!a.resume.empty()) {
     // A resumed run keeps its model and options; only the length and where things go may change.
     for (const char* flag : {"--task", "--batch", "--seq-len", "--lr", "--warmup", "--weight-decay", "--clip", "--seed",
-                             "--optimizer", "--grad-norm-every", "--save", "--label"})
+                             "--optimizer", "--grad-norm-every", "--save", "--label", "--precision"})
       if (a.app->count(flag))
         return fail(cmd, std::string(flag) + ": a resumed run keeps the options in its checkpoint; expected only "
                                              "--steps, --db, --checkpoint-every, --threads, --json with --resume");
@@ -94,6 +94,7 @@ int run_train(const TrainArgs& a) {
     spec.options.optimizer.clip_norm = a.clip;
     spec.options.seed = a.seed;
     spec.options.grad_norm_every = a.grad_norm_every;
+    spec.options.precision = a.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
     spec.label = a.label;
     spec.checkpoint_path = a.save;
     spec.checkpoint_every = a.checkpoint_every;
@@ -111,6 +112,7 @@ int run_train(const TrainArgs& a) {
     std::printf("run %lld %s after %lld steps: held-out loss %.4f, accuracy %.2f%%; %.1f s, %.0f tokens/s\n",
                 (long long)r.run_id, r.status.c_str(), (long long)(r.history.empty() ? 0 : r.history.back().step),
                 r.final.loss, 100 * r.final.accuracy, r.wall_s, r.tokens_per_s);
+    if (r.options.precision == MatmulPrecision::bf16) std::printf("matmuls in bf16, %s\n", bf16_support().how.c_str());
     std::printf("checkpoint: %s (resume with --resume; a model file for forward/backward)\n", r.checkpoint_path.c_str());
   }
   return r.status == "cancelled" ? 130 : 0;
@@ -139,6 +141,10 @@ Runner add_train_command(CLI::App& sub) {
   sub.add_option("--clip", a->clip, "clip the gradient's global L2 norm to this (default 0: off)");
   sub.add_option("--optimizer", a->optimizer, "adamw (decoupled decay) or adam (L2 in the gradient) (default adamw)")
       ->check(CLI::IsMember({"adamw", "adam"}));
+  sub.add_option("--precision", a->precision,
+                 "f32, or bf16: the matmuls' inputs rounded to bfloat16, float32 accumulation and master weights;\n"
+                 "native on CPUs with AVX512-BF16 or AMX (oneDNN), else emulated: same numbers, no speed (default f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   sub.add_option("--seed", a->seed, "seed of the initialisation, batches and dropout (default 0)");
   sub.add_option("--grad-norm-every", a->grad_norm_every, "record per-layer gradient norms every k steps (default 10)");
   sub.add_option("--checkpoint-every", a->checkpoint_every, "checkpoint every k steps (default: steps / 10)");

@@ -1,11 +1,14 @@
 #include "engine/blas.h"
 
+#include "engine/blas_internal.h"
+
 #include <cblas.h>
 #include <omp.h>
 
 extern "C" {
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
+char* openblas_get_config(void);
 }
 
 namespace blocklab {
@@ -14,6 +17,7 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (matmul_precision() == MatmulPrecision::bf16) return gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
@@ -32,5 +36,6 @@ void set_blas_threads(int threads) {
   omp_set_num_threads(threads);  // the engine's own row-parallel kernels (kernels_avx2.cpp)
 }
 int blas_threads() { return openblas_get_num_threads(); }
+std::string blas_description() { return openblas_get_config(); }
 
 }  // namespace blocklab

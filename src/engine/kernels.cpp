@@ -293,6 +293,9 @@ void attention_forward(T* z, T* scores, T* pattern, const T* qkv, const T* dropo
   const int64_t ld = 3 * C;  // row stride of q, k and v inside qkv
   const T scale = T(1) / std::sqrt(T(D));
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  // The per-sequence, per-head products are tiny (T x T x D): in bf16 a oneDNN call each would cost more
+  // than its work (measured: docs/performance.md). They stay float32; bf16 applies to the linear layers.
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
   for (int64_t b = 0; b < B; ++b) {
     const T* q0 = qkv + b * Tn * ld;
     for (int64_t h = 0; h < H; ++h) {
@@ -325,6 +328,7 @@ void attention_backward(T* dqkv, const T* dz, const T* qkv, const T* pattern, co
   const int64_t D = C / H;
   const int64_t ld = 3 * C;
   const T scale = T(1) / std::sqrt(T(D));
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);  // as in the forward
   T* dp = scratch;             // [T, T]
   T* p_dropped = scratch + Tn * Tn;  // [T, T], with dropout only
   for (int64_t b = 0; b < B; ++b) {

@@ -24,7 +24,8 @@ json to_json(const TrainOptions& o) {
               {"clip", o.optimizer.clip_norm},
               {"seed", o.seed},
               {"grad_norm_every", o.grad_norm_every},
-              {"eval_batches", o.eval_batches}};
+              {"eval_batches", o.eval_batches},
+              {"precision", o.precision == MatmulPrecision::bf16 ? "bf16" : "f32"}};
 }
 
 Status validate(const TrainOptions& o) {
@@ -60,6 +61,9 @@ Result<TrainOptions> train_options_from_json(const json& j) {
       if (k == "task") {
         need(v.is_string() && parse_task(v.get<std::string>()), "one of copy reverse sort chars");
         o.task = *parse_task(v.get<std::string>());
+      } else if (k == "precision") {
+        need(v.is_string() && (v == "f32" || v == "bf16"), "\"f32\" or \"bf16\"");
+        o.precision = v == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
       } else if (k == "optimizer") {
         need(v.is_string() && (v == "adam" || v == "adamw"), "\"adam\" or \"adamw\"");
         o.optimizer.kind = v == "adam" ? OptimizerConfig::Kind::adam : OptimizerConfig::Kind::adamw;
@@ -196,6 +200,7 @@ std::vector<LayerGradNorm> Trainer::layer_grad_norms() const {
 
 StepRecord Trainer::step(std::vector<LayerGradNorm>* layers) {
   const int64_t step = steps_done() + 1;
+  const ScopedMatmulPrecision precision(options_.precision);
   const Batch b = task_.batch(options_.seed, step, options_.batch);
   const ForwardOptions fwd{true, mix64(options_.seed ^ 0xD50Full) ^ uint64_t(step)};
   // The batch is valid by construction; forward_lm can only refuse ids outside the vocabulary.
@@ -217,6 +222,7 @@ StepRecord Trainer::step(std::vector<LayerGradNorm>* layers) {
 
 Evaluation Trainer::evaluate() {
   Evaluation e;
+  const ScopedMatmulPrecision precision(options_.precision);
   for (int64_t i = 0; i < options_.eval_batches; ++i) {
     const Batch b = task_.eval_batch(options_.seed, i, options_.batch);
     (void)model_.forward_lm(b.tokens.data(), b.targets.data(), b.batch, b.seq_len);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "engine/blas.h"
 #include "engine/model.h"
 #include "engine/optimizer.h"
 #include "lab/run_store.h"
@@ -24,6 +25,9 @@ struct TrainOptions {
   uint64_t seed = 0;          // initialisation, batches and dropout
   int64_t grad_norm_every = 10;  // per-layer gradient norms every k steps (and at step 1); 0: never
   int64_t eval_batches = 8;      // held-out batches for the final loss and accuracy
+  // The matmuls' precision (engine/blas.h): bf16 rounds the GEMMs' inputs to bfloat16; the master
+  // weights, the optimizer and every other kernel stay float32.
+  MatmulPrecision precision = MatmulPrecision::f32;
 };
 
 nlohmann::json to_json(const TrainOptions& options);

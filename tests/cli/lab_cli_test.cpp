@@ -13,6 +13,7 @@
 #include <httplib.h>
 
 #include "cli_fixture.h"
+#include "engine/blas.h"
 #include "lab/run_store.h"
 
 extern char** environ;
@@ -51,6 +52,16 @@ TEST_F(Cli, TrainPrintsTheContractsJsonAndKeepsTheRun) {
   const CliRun fwd = run("forward --model " + rec.checkpoint_path + " --input " + make_tokens() + " --output " +
                          path("y.safetensors"));
   EXPECT_EQ(fwd.code, 0) << fwd.err;
+}
+
+TEST_F(Cli, TrainWithBf16MatmulsRecordsThePrecisionAndSaysHowItRan) {
+  const std::string db = path("runs.db");
+  const CliRun r = run("train " + kSmall + " --steps 5 --precision bf16 --db " + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("matmuls in bf16, " + bf16_support().how), std::string::npos) << r.out;
+  const CliRun j = run("runs show 1 --json --db " + db);
+  ASSERT_EQ(j.code, 0) << j.err;
+  EXPECT_NE(j.out.find("\"precision\":\"bf16\""), std::string::npos) << j.out;
 }
 
 TEST_F(Cli, RunsListShowExportCompare) {
@@ -103,10 +114,13 @@ TEST_F(Cli, TrainAndRunsRefuseBadInput) {
   expect_usage_error(run("train --steps 0 --db " + db), "training option 'steps': expected an integer >= 1, got 0");
   expect_usage_error(run("train --task chars --causal off --db " + db), "config key 'causal': expected true for the chars task");
   expect_usage_error(run("train --lr nan --db " + db), "lr");
+  expect_usage_error(run("train --precision fp8 --db " + db), "--precision");
   expect_usage_error(run("train --vocab-size 12 --db " + db), "config key 'vocab_size': expected 10");
   expect_usage_error(run("train --resume " + path("nope.safetensors")), "--resume");
   ASSERT_EQ(run("train " + kSmall + " --steps 3 --db " + db + " --save " + path("ck.safetensors")).code, 0);
   expect_usage_error(run("train --resume " + path("ck.safetensors") + " --lr 0.1 --db " + db), "--lr: a resumed run keeps");
+  expect_usage_error(run("train --resume " + path("ck.safetensors") + " --precision bf16 --db " + db),
+                     "--precision: a resumed run keeps");
   expect_usage_error(run("train --resume " + path("ck.safetensors") + " --n-layers 4 --db " + db), "--n-layers: a resumed run keeps its model");
   expect_usage_error(run("train --resume " + path("ck.safetensors") + " --steps 2 --db " + db), "--steps: expected at least the checkpoint's step 3");
   expect_usage_error(run("train --resume " + path("ck.safetensors") + " --db " + path("other.db")), "run 1 is not in");

@@ -48,6 +48,20 @@ TEST(Trainer, LearnsTheCopyTask) {
   EXPECT_GE(e.accuracy, 0.99);
 }
 
+TEST(Trainer, LearnsTheCopyTaskWithBf16Matmuls) {
+  TrainOptions o = quick(150);
+  o.precision = MatmulPrecision::bf16;
+  Trainer bf16 = Trainer::create(small(), o).value();
+  Trainer f32 = Trainer::create(small(), quick(150)).value();
+  const StepRecord first16 = bf16.step(nullptr), first32 = f32.step(nullptr);
+  // Same start, not the same numbers: the matmuls' inputs were rounded to 8 significant bits.
+  EXPECT_NEAR(first16.loss, first32.loss, 1e-2);
+  EXPECT_NE(first16.loss, first32.loss);
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::f32);  // the step's scope ended with it
+  for (int i = 1; i < 150; ++i) bf16.step(nullptr);
+  EXPECT_GE(bf16.evaluate().accuracy, 0.99);
+}
+
 TEST(Trainer, SameSeedSameCurveBitForBit) {
   auto curve = [](uint64_t seed, double dropout) {
     ModelConfig c = small();
@@ -100,11 +114,15 @@ TEST(TrainOptionsJson, RoundTripAndStrictKeys) {
   o.optimizer.kind = OptimizerConfig::Kind::adam;
   o.optimizer.warmup_steps = 5;
   o.optimizer.clip_norm = 1.0;
+  o.precision = MatmulPrecision::bf16;
   const TrainOptions back = train_options_from_json(to_json(o)).value();
   EXPECT_EQ(to_json(back), to_json(o));
   EXPECT_EQ(train_options_from_json({{"stepz", 3}}).status().message(), "training options: unknown key 'stepz'");
   EXPECT_EQ(train_options_from_json({{"task", "fly"}}).status().message(),
             "training option 'task': expected one of copy reverse sort chars, got \"fly\"");
+  EXPECT_EQ(train_options_from_json({{"precision", "fp8"}}).status().message(),
+            "training option 'precision': expected \"f32\" or \"bf16\", got \"fp8\"");
+  EXPECT_EQ(train_options_from_json(nlohmann::json::object()).value().precision, MatmulPrecision::f32);  // older runs
 }
 
 class TrainingRunTest : public ::testing::Test {

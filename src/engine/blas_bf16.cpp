@@ -1,0 +1,229 @@
+// bf16 GEMMs: oneDNN's bf16 matmul where the CPU has bf16 dot products (AVX512-BF16, AMX), an exact
+// emulation through the float32 GEMM elsewhere. See blas.h for the numbers both compute.
+#include <cblas.h>
+
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/blas.h"
+#include "engine/blas_internal.h"
+
+namespace blocklab {
+
+namespace {
+
+thread_local MatmulPrecision t_precision = MatmulPrecision::f32;
+
+const char* isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+Bf16Support detect_bf16_support() {
+  Bf16Support s;
+  const dnnl_version_t* v = dnnl_version();
+  const std::string onednn = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                             std::to_string(v->patch);
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  const unsigned bf16_bits_mask = dnnl_cpu_isa_avx512_core_bf16;  // AMX's mask contains it
+  const bool has_bf16 = (unsigned(isa) & bf16_bits_mask) == bf16_bits_mask;
+  const char* env = std::getenv("BLOCKLAB_BF16");
+  const bool forced = env && std::strcmp(env, "emulate") == 0;
+  s.native = has_bf16 && !forced;
+  if (s.native)
+    s.how = "native: " + onednn + ", " + isa_name(isa);
+  else if (forced)
+    s.how = "emulated: BLOCKLAB_BF16=emulate (the CPU's ISA is " + std::string(isa_name(isa)) + ")";
+  else
+    s.how = "emulated: this CPU's ISA is " + std::string(isa_name(isa)) + ", without bf16 dot products";
+  return s;
+}
+
+// One row of n values rounded to bfloat16. Cloned per ISA: the loop vectorises.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_row_bits(const float* in, int64_t n,
+                                                                                uint16_t* out) {
+  for (int64_t c = 0; c < n; ++c) out[c] = bf16_bits(in[c]);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void round_row_values(const float* in, int64_t n,
+                                                                                  float* out) {
+  for (int64_t c = 0; c < n; ++c) out[c] = bf16_value(bf16_bits(in[c]));
+}
+
+// Rows of `cols` values at stride `ld`, rounded, written densely; split over the threads when large.
+template <typename Out, void (*round_row)(const float*, int64_t, Out*)>
+void round_rows(const float* src, int64_t rows, int64_t cols, int64_t ld, Out* dst) {
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t(1) << 16))
+  for (int64_t r = 0; r < rows; ++r) round_row(src + r * ld, cols, dst + r * cols);
+}
+
+void round_rows_bits(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
+  round_rows<uint16_t, round_row_bits>(src, rows, cols, ld, dst);
+}
+void round_rows_values(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst) {
+  round_rows<float, round_row_values>(src, rows, cols, ld, dst);
+}
+
+// Rows of `cols` values at stride `ld`, rounded and written transposed: dst[c][r].
+void round_transposed_bits(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = bf16_bits(src[r * ld + c]);
+}
+
+// ---- native: oneDNN matmul, bf16 x bf16 -> f32 ----
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+struct MatmulKey {
+  int64_t m, n, k, ldc;
+  bool ta, tb;
+  uint32_t alpha, beta;
+  bool operator==(const MatmulKey&) const = default;
+};
+
+struct MatmulKeyHash {
+  size_t operator()(const MatmulKey& key) const {
+    size_t h = 1469598103934665603ull;
+    for (uint64_t x : {uint64_t(key.m), uint64_t(key.n), uint64_t(key.k), uint64_t(key.ldc),
+                       uint64_t(key.ta) << 1 | uint64_t(key.tb), uint64_t(key.alpha) << 32 | key.beta})
+      h = (h ^ x) * 1099511628211ull;
+    return h;
+  }
+};
+
+struct PreparedMatmul {
+  dnnl::memory::desc a, b, c;
+  dnnl::matmul matmul;
+  bool plain = false;  // A and B must be given row-major ([m][k], [k][n]): oneDNN took no transposed layout
+  bool available = true;  // false: oneDNN has no bf16 implementation for this shape (it is emulated)
+};
+
+// One primitive per shape, made on first use (oneDNN's JIT) and kept per thread; nullptr where oneDNN has
+// no implementation for it.
+const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float beta) {
+  thread_local std::unordered_map<MatmulKey, PreparedMatmul, MatmulKeyHash> cache;
+  if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
+  if (cache.size() >= 512) cache.clear();  // a bound for long-lived threads that see many shapes
+  using dims = dnnl::memory::dims;
+  using dt = dnnl::memory::data_type;
+  const int64_t m = key.m, n = key.n, k = key.k;
+  dnnl::primitive_attr attr;
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops ops;
+    ops.append_sum(beta);
+    attr.set_post_ops(ops);
+  }
+  PreparedMatmul p;
+  p.c = dnnl::memory::desc(dims{m, n}, dt::f32, dims{key.ldc, 1});
+  // A and B arrive dense in their stored layout: A is [m][k] (or [k][m] when transposed), B [k][n] (or
+  // [n][k]). Where oneDNN has no implementation for a transposed layout, they are transposed while rounded.
+  for (const bool plain : {false, true}) {
+    p.plain = plain;
+    p.a = dnnl::memory::desc(dims{m, k}, dt::bf16, key.ta && !plain ? dims{1, m} : dims{k, 1});
+    p.b = dnnl::memory::desc(dims{k, n}, dt::bf16, key.tb && !plain ? dims{1, k} : dims{n, 1});
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a, p.b, p.c), attr, cpu_engine());
+      p.matmul = dnnl::matmul(pd);
+      break;
+    } catch (const dnnl::error&) {
+      p.available = !plain;
+    }
+  }
+  const PreparedMatmul& kept = cache.emplace(key, std::move(p)).first->second;
+  return kept.available ? &kept : nullptr;
+}
+
+// false where oneDNN has no implementation for the shape (C untouched).
+bool gemm_bf16_native(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  thread_local std::vector<uint16_t> a16, b16;
+  thread_local dnnl::stream stream(cpu_engine());
+  const MatmulKey key{m, n, k, ldc, ta, tb, std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
+  const PreparedMatmul* prepared = prepared_matmul(key, alpha, beta);
+  if (!prepared) return false;
+  const PreparedMatmul& p = *prepared;
+  a16.resize(size_t(m * k));
+  b16.resize(size_t(k * n));
+  if (!ta) round_rows_bits(a, m, k, lda, a16.data());
+  else if (!p.plain) round_rows_bits(a, k, m, lda, a16.data());
+  else round_transposed_bits(a, k, m, lda, a16.data());
+  if (!tb) round_rows_bits(b, k, n, ldb, b16.data());
+  else if (!p.plain) round_rows_bits(b, n, k, ldb, b16.data());
+  else round_transposed_bits(b, n, k, ldb, b16.data());
+  dnnl::memory am(p.a, cpu_engine(), a16.data()), bm(p.b, cpu_engine(), b16.data()), cm(p.c, cpu_engine(), c);
+  try {  // oneDNN checks its arguments before it writes C
+    p.matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  return true;
+}
+
+// ---- emulated: the inputs rounded to bfloat16 values, then the float32 GEMM ----
+
+void gemm_bf16_emulated(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                        int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  thread_local std::vector<float> ra, rb;
+  ra.resize(size_t(m * k));
+  rb.resize(size_t(k * n));
+  if (ta) round_rows_values(a, k, m, lda, ra.data());
+  else round_rows_values(a, m, k, lda, ra.data());
+  if (tb) round_rows_values(b, n, k, ldb, rb.data());
+  else round_rows_values(b, k, n, ldb, rb.data());
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), alpha, ra.data(), int(ta ? m : k), rb.data(), int(tb ? k : n), beta, c, int(ldc));
+}
+
+}  // namespace
+
+uint16_t bf16_bits(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // NaN: quiet, sign kept
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float bf16_value(uint16_t bits) { return std::bit_cast<float>(uint32_t(bits) << 16); }
+
+MatmulPrecision matmul_precision() { return t_precision; }
+
+ScopedMatmulPrecision::ScopedMatmulPrecision(MatmulPrecision precision) : previous_(t_precision) {
+  t_precision = precision;
+}
+ScopedMatmulPrecision::~ScopedMatmulPrecision() { t_precision = previous_; }
+
+const Bf16Support& bf16_support() {
+  static const Bf16Support support = detect_bf16_support();
+  return support;
+}
+
+void gemm_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // nothing to multiply: C = beta C, as the BLAS does
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  if (bf16_support().native && gemm_bf16_native(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  gemm_bf16_emulated(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace blocklab
