@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libopenblas-dev          # the engine's BLAS (chosen by measurement: docs/blas.md)
+  libopenblas-openmp-dev   # the engine's BLAS, its OpenMP build (chosen by measurement: docs/blas.md)
   libdnnl-dev              # oneDNN: bf16 matmuls on CPUs with AVX512-BF16 or AMX
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <vector>
+
+#include <omp.h>
 
 #include "engine/blas.h"
 #include "engine/kernels_avx2.h"
@@ -286,6 +289,24 @@ void softmax_backward(T* dinp, const T* out, const T* dout, int64_t N, int64_t C
 
 // ---- Attention -------------------------------------------------------------------------------
 
+namespace {
+
+// Whether the (sequence, head) pairs are worth splitting over the threads: a few microseconds of work each.
+bool attention_in_parallel(int64_t pairs, int64_t Tn, int64_t D) {
+  return pairs > 1 && omp_get_max_threads() > 1 && !omp_in_parallel() && pairs * Tn * Tn * D >= (int64_t(1) << 16);
+}
+
+// The caller's scratch on a single thread; inside a parallel region each thread's own, grown as needed.
+template <typename T>
+T* thread_scratch(T* callers, int64_t n) {
+  if (!omp_in_parallel()) return callers;
+  thread_local std::vector<T> own;
+  if (own.size() < size_t(n)) own.resize(size_t(n));
+  return own.data();
+}
+
+}  // namespace
+
 template <typename T>
 void attention_forward(T* z, T* scores, T* pattern, const T* qkv, const T* dropout_mask, T* scratch, int64_t B,
                        int64_t Tn, int64_t C, int64_t H, bool causal) {
@@ -296,27 +317,30 @@ void attention_forward(T* z, T* scores, T* pattern, const T* qkv, const T* dropo
   // The per-sequence, per-head products are tiny (T x T x D): in bf16 a oneDNN call each would cost more
   // than its work (measured: docs/performance.md). They stay float32; bf16 applies to the linear layers.
   const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
-  for (int64_t b = 0; b < B; ++b) {
-    const T* q0 = qkv + b * Tn * ld;
-    for (int64_t h = 0; h < H; ++h) {
-      const T* q = q0 + h * D;
-      const T* k = q0 + C + h * D;
-      const T* v = q0 + 2 * C + h * D;
-      T* s = scores + (b * H + h) * Tn * Tn;
-      T* p = pattern + (b * H + h) * Tn * Tn;
-      gemm<T>(false, true, Tn, Tn, D, scale, q, ld, k, ld, T(0), s, Tn);  // s = q k^T / sqrt(D)
-      if (causal) {
-        for (int64_t i = 0; i < Tn; ++i)
-          for (int64_t j = i + 1; j < Tn; ++j) s[i * Tn + j] = neg_inf;
-      }
-      softmax_forward(p, s, Tn, Tn);
-      const T* p_used = p;
-      if (dropout_mask) {  // z = (p * mask) v
-        dropout_forward(scratch, p, dropout_mask + (b * H + h) * Tn * Tn, Tn * Tn);
-        p_used = scratch;
-      }
-      gemm<T>(false, false, Tn, D, Tn, T(1), p_used, Tn, v, ld, T(0), z + b * Tn * C + h * D, C);
+  // Each (sequence, head) pair is independent: split over the threads when there is enough work, each
+  // with its own scratch (the same bits for any number of threads).
+  const int64_t pairs = B * H;
+#pragma omp parallel for schedule(static) if (attention_in_parallel(pairs, Tn, D))
+  for (int64_t bh = 0; bh < pairs; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* q = qkv + b * Tn * ld + h * D;
+    const T* k = q + C;
+    const T* v = q + 2 * C;
+    T* s = scores + bh * Tn * Tn;
+    T* p = pattern + bh * Tn * Tn;
+    gemm<T>(false, true, Tn, Tn, D, scale, q, ld, k, ld, T(0), s, Tn);  // s = q k^T / sqrt(D)
+    if (causal) {
+      for (int64_t i = 0; i < Tn; ++i)
+        for (int64_t j = i + 1; j < Tn; ++j) s[i * Tn + j] = neg_inf;
     }
+    softmax_forward(p, s, Tn, Tn);
+    const T* p_used = p;
+    if (dropout_mask) {  // z = (p * mask) v
+      T* dropped = thread_scratch(scratch, Tn * Tn);
+      dropout_forward(dropped, p, dropout_mask + bh * Tn * Tn, Tn * Tn);
+      p_used = dropped;
+    }
+    gemm<T>(false, false, Tn, D, Tn, T(1), p_used, Tn, v, ld, T(0), z + b * Tn * C + h * D, C);
   }
 }
 
@@ -329,42 +353,42 @@ void attention_backward(T* dqkv, const T* dz, const T* qkv, const T* pattern, co
   const int64_t ld = 3 * C;
   const T scale = T(1) / std::sqrt(T(D));
   const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);  // as in the forward
-  T* dp = scratch;             // [T, T]
-  T* p_dropped = scratch + Tn * Tn;  // [T, T], with dropout only
-  for (int64_t b = 0; b < B; ++b) {
-    const T* q0 = qkv + b * Tn * ld;
-    T* dq0 = dqkv + b * Tn * ld;
-    for (int64_t h = 0; h < H; ++h) {
-      const T* q = q0 + h * D;
-      const T* k = q0 + C + h * D;
-      const T* v = q0 + 2 * C + h * D;
-      T* dq = dq0 + h * D;
-      T* dk = dq0 + C + h * D;
-      T* dv = dq0 + 2 * C + h * D;
-      const T* p = pattern + (b * H + h) * Tn * Tn;
-      const T* m = dropout_mask ? dropout_mask + (b * H + h) * Tn * Tn : nullptr;
-      const T* dzh = dz + b * Tn * C + h * D;
-      const T* p_used = p;
-      if (m) {
-        dropout_forward(p_dropped, p, m, Tn * Tn);
-        p_used = p_dropped;
-      }
-      gemm<T>(true, false, Tn, D, Tn, T(1), p_used, Tn, dzh, C, T(1), dv, ld);  // dv += P'^T dz
-      gemm<T>(false, true, Tn, Tn, D, T(1), dzh, C, v, ld, T(0), dp, Tn);  // dP' = dz v^T
-      if (m) {
-        for (int64_t i = 0; i < Tn * Tn; ++i) dp[i] *= m[i];
-      }
-      // dS = P * (dP - rowsum(dP * P)), in place in scratch
-      for (int64_t i = 0; i < Tn; ++i) {
-        const T* pr = p + i * Tn;
-        T* dr = dp + i * Tn;
-        T dot = 0;
-        for (int64_t j = 0; j < Tn; ++j) dot += dr[j] * pr[j];
-        for (int64_t j = 0; j < Tn; ++j) dr[j] = pr[j] * (dr[j] - dot);
-      }
-      gemm<T>(false, false, Tn, D, Tn, scale, dp, Tn, k, ld, T(1), dq, ld);  // dq += dS k * scale
-      gemm<T>(true, false, Tn, D, Tn, scale, dp, Tn, q, ld, T(1), dk, ld);   // dk += dS^T q * scale
+  const int64_t pairs = B * H;
+  // Pairs write disjoint slices of dq, dk and dv (their sequence's rows, their head's columns).
+#pragma omp parallel for schedule(static) if (attention_in_parallel(pairs, Tn, D))
+  for (int64_t bh = 0; bh < pairs; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    T* dp = thread_scratch(scratch, 2 * Tn * Tn);  // [T, T]
+    T* p_dropped = dp + Tn * Tn;                    // [T, T], with dropout only
+    const T* q = qkv + b * Tn * ld + h * D;
+    const T* k = q + C;
+    const T* v = q + 2 * C;
+    T* dq = dqkv + b * Tn * ld + h * D;
+    T* dk = dq + C;
+    T* dv = dq + 2 * C;
+    const T* p = pattern + bh * Tn * Tn;
+    const T* m = dropout_mask ? dropout_mask + bh * Tn * Tn : nullptr;
+    const T* dzh = dz + b * Tn * C + h * D;
+    const T* p_used = p;
+    if (m) {
+      dropout_forward(p_dropped, p, m, Tn * Tn);
+      p_used = p_dropped;
     }
+    gemm<T>(true, false, Tn, D, Tn, T(1), p_used, Tn, dzh, C, T(1), dv, ld);  // dv += P'^T dz
+    gemm<T>(false, true, Tn, Tn, D, T(1), dzh, C, v, ld, T(0), dp, Tn);  // dP' = dz v^T
+    if (m) {
+      for (int64_t i = 0; i < Tn * Tn; ++i) dp[i] *= m[i];
+    }
+    // dS = P * (dP - rowsum(dP * P)), in place in scratch
+    for (int64_t i = 0; i < Tn; ++i) {
+      const T* pr = p + i * Tn;
+      T* dr = dp + i * Tn;
+      T dot = 0;
+      for (int64_t j = 0; j < Tn; ++j) dot += dr[j] * pr[j];
+      for (int64_t j = 0; j < Tn; ++j) dr[j] = pr[j] * (dr[j] - dot);
+    }
+    gemm<T>(false, false, Tn, D, Tn, scale, dp, Tn, k, ld, T(1), dq, ld);  // dq += dS k * scale
+    gemm<T>(true, false, Tn, D, Tn, scale, dp, Tn, q, ld, T(1), dk, ld);   // dk += dS^T q * scale
   }
 }
 
@@ -478,6 +502,8 @@ void adamw_update(T* __restrict param, const T* __restrict grad, T* __restrict m
   const T inv_sqrt_bias2 = T(1.0 / std::sqrt(bias2));
   const T decay = T(1.0 - h.lr * h.weight_decay);
   const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps);
+  // Element by element: the same bits for any number of threads.
+#pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 16))
   for (int64_t i = 0; i < n; ++i) {
     const T g = grad[i];
     param[i] *= decay;

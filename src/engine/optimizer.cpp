@@ -2,13 +2,25 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace blocklab {
 
 template <typename T>
 double l2_norm(const T* values, int64_t n) {
+  // Sums of fixed chunks, added in order: the same bits for any number of threads.
+  constexpr int64_t kChunk = int64_t(1) << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static) if (chunks >= 4)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    double s = 0;
+    for (int64_t i = c * kChunk; i < end; ++i) s += double(values[i]) * double(values[i]);
+    partial[size_t(c)] = s;
+  }
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(values[i]) * double(values[i]);
+  for (double p : partial) s += p;
   return std::sqrt(s);
 }
 
@@ -28,14 +40,18 @@ double Optimizer<T>::step(T* params, T* grads) {
   const double norm = l2_norm(grads, n);
   if (config_.clip_norm > 0) {  // as torch.nn.utils.clip_grad_norm_
     const double coef = config_.clip_norm / (norm + 1e-6);
-    if (coef < 1)
+    if (coef < 1) {
+#pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 16))
       for (int64_t i = 0; i < n; ++i) grads[i] *= T(coef);
+    }
   }
   ++steps_done_;
   AdamWHyper h{lr_at(steps_done_), config_.beta1, config_.beta2, config_.eps, config_.weight_decay};
   if (config_.kind == OptimizerConfig::Kind::adam) {  // torch.optim.Adam: grad += weight_decay * param
-    if (config_.weight_decay != 0)
+    if (config_.weight_decay != 0) {
+#pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 16))
       for (int64_t i = 0; i < n; ++i) grads[i] += T(config_.weight_decay) * params[i];
+    }
     h.weight_decay = 0;
   }
   adamw_update(params, grads, m_.data(), v_.data(), n, h, steps_done_);

@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
+#include "engine/blas.h"
 #include "gradcheck.h"
 
 namespace blocklab {
@@ -243,6 +246,31 @@ INSTANTIATE_TEST_SUITE_P(All, AttentionGradient,
                            return std::string(info.param.causal ? "causal" : "full") +
                                   (info.param.dropout ? "_dropout" : "");
                          });
+
+// Above a few microseconds of work the (sequence, head) pairs are split over the threads, each with its own
+// scratch: the results must be the same bits as on one thread (the gradient checks above run on one).
+TEST(Attention, SameBitsOnOneOrTwoThreads) {
+  const int64_t B = 8, T = 16, H = 4, C = 64;
+  std::vector<float> qkv(B * T * 3 * C), dz(B * T * C), mask(B * H * T * T);
+  for (size_t i = 0; i < qkv.size(); ++i) qkv[i] = float(std::sin(0.37 * double(i)));
+  for (size_t i = 0; i < dz.size(); ++i) dz[i] = float(std::cos(0.11 * double(i)));
+  dropout_mask(mask.data(), int64_t(mask.size()), 0.2, 7, 0);
+  for (bool causal : {false, true}) {
+    auto run = [&](int threads) {
+      set_blas_threads(threads);
+      std::vector<float> z(B * T * C), scores(B * H * T * T), pattern(B * H * T * T), scratch(2 * T * T),
+          dqkv(B * T * 3 * C, 0.5f);
+      attention_forward(z.data(), scores.data(), pattern.data(), qkv.data(), mask.data(), scratch.data(), B, T, C,
+                        H, causal);
+      attention_backward(dqkv.data(), dz.data(), qkv.data(), pattern.data(), mask.data(), scratch.data(), B, T, C, H);
+      return std::make_pair(z, dqkv);
+    };
+    const auto one = run(1), two = run(2);
+    set_blas_threads(1);
+    EXPECT_EQ(one.first, two.first) << (causal ? "causal" : "full");
+    EXPECT_EQ(one.second, two.second) << (causal ? "causal" : "full");
+  }
+}
 
 TEST(Attention, SingleHeadByHand) {
   // T = 2, one head of width 1: q = k = v = [1, 2]. scores = q k^T = [[1, 2], [2, 4]].

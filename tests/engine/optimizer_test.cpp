@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
+#include "engine/blas.h"
 #include "engine/model.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
@@ -91,6 +94,33 @@ TEST(Optimizer, ClippingScalesTheGlobalNormAndReportsItBeforeClipping) {
   EXPECT_NEAR(g[0], 0.6, 1e-6);
   EXPECT_NEAR(g[1], 0.8, 1e-6);
   EXPECT_EQ(opt.steps_done(), 1);
+}
+
+// The global norm and the update run on all threads above 64k values; both must give the same bits for any
+// number of threads, or a run would not replay bit for bit on a machine with another core count.
+TEST(Optimizer, SameBitsForAnyNumberOfThreads) {
+  const int64_t n = 300001;  // not a multiple of any chunk
+  std::vector<float> grads(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) grads[size_t(i)] = float(std::sin(0.001 * double(i)) * (1 + i % 7));
+  auto run = [&](int threads) {
+    set_blas_threads(threads);
+    std::vector<float> params(static_cast<size_t>(n), 0.5f), g = grads;
+    OptimizerConfig c;
+    c.clip_norm = 1.0;
+    c.weight_decay = 0.1;
+    Optimizer<float> opt(c, n);
+    const double norm = opt.step(params.data(), g.data());
+    return std::make_pair(norm, params);
+  };
+  const auto one = run(1), two = run(2), three = run(3);
+  set_blas_threads(1);
+  EXPECT_EQ(one.first, two.first);
+  EXPECT_EQ(one.first, three.first);
+  EXPECT_EQ(one.second, two.second);
+  EXPECT_EQ(one.second, three.second);
+  double direct = 0;
+  for (float g : grads) direct += double(g) * double(g);
+  EXPECT_NEAR(one.first, std::sqrt(direct), 1e-9 * std::sqrt(direct));
 }
 
 }  // namespace
