@@ -264,7 +264,7 @@ void Server::routes() {
   h.Post("/api/runs", guarded([this, body_of, L](const httplib::Request& req, httplib::Response& res) {
            const json j = body_of(req);
            reject_unknown_keys(j, {"task", "steps", "batch", "seq_len", "lr", "warmup", "weight_decay", "clip", "optimizer",
-                                   "seed", "label", "grad_norm_every", "config"});
+                                   "seed", "label", "grad_norm_every", "precision", "config"});
            lab::TrainRunSpec spec;
            spec.options.task = *lab::parse_task(read_choice(j, "task", "copy", {"copy", "reverse", "sort", "chars"}));
            spec.options.steps = read_integer(j, "steps", 200, 1, L.max_steps);
@@ -278,6 +278,8 @@ void Server::routes() {
                                              ? OptimizerConfig::Kind::adam : OptimizerConfig::Kind::adamw;
            spec.options.seed = uint64_t(read_integer(j, "seed", 0, 0, int64_t(1) << 53));
            spec.options.grad_norm_every = read_integer(j, "grad_norm_every", 10, 0, L.max_steps);
+           spec.options.precision =
+               read_choice(j, "precision", "f32", {"f32", "bf16"}) == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
            if (const json* label = optional_field(j, "label")) {
              if (!label->is_string() || label->get<std::string>().size() > 200) bad_field("label", "a string of at most 200 characters", *label);
              spec.label = label->get<std::string>();

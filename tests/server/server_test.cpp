@@ -481,7 +481,7 @@ SseRead read_events(int port, int64_t id, int max_steps = 1 << 30) {
 
 TEST_F(ServerTest, TwoJobsStreamAndCancellingOneLeavesTheOtherRunning) {
   const json small = {{"d_model", 16}, {"n_heads", 2}, {"d_ff", 32}, {"n_layers", 1}};
-  const json a = call("POST", "/api/runs", {{"task", "copy"}, {"steps", 40}, {"batch", 4}, {"seq_len", 8}, {"config", small}, {"label", "keeps going"}}, 202);
+  const json a = call("POST", "/api/runs", {{"task", "copy"}, {"steps", 40}, {"batch", 4}, {"seq_len", 8}, {"config", small}, {"label", "keeps going"}, {"precision", "bf16"}}, 202);
   const json b = call("POST", "/api/runs", {{"task", "copy"}, {"steps", 1000000 / 100}, {"batch", 4}, {"seq_len", 8}, {"config", small}}, 202);
   const int64_t ia = a["run_id"], ib = b["run_id"];
   SseRead ra, rb_partial;
@@ -498,6 +498,7 @@ TEST_F(ServerTest, TwoJobsStreamAndCancellingOneLeavesTheOtherRunning) {
   const json detail = call("GET", "/api/runs/" + std::to_string(ia), nullptr, 200, "/api/runs/{id}");
   EXPECT_EQ(detail["status"], "finished");
   EXPECT_EQ(detail["history"].size(), 40u);
+  EXPECT_EQ(detail["options"]["precision"], "bf16");  // the first job trained with bf16 matmuls
   EXPECT_EQ(detail["label"], "keeps going");
   EXPECT_EQ(call("GET", "/api/runs/" + std::to_string(ib), nullptr, 200, "/api/runs/{id}")["status"], "cancelled");
   // Export and model download.
@@ -537,6 +538,7 @@ TEST_F(ServerTest, AFullQueueAnswers429AndBadRunsAreRefused) {
   // Bad requests.
   expect_error("/api/runs", {{"task", "translate"}}, 400, "task");
   expect_error("/api/runs", {{"steps", 0}}, 400, "steps");
+  expect_error("/api/runs", {{"precision", "fp8"}}, 400, "precision");
   expect_error("/api/runs", {{"config", {{"n_heads", 3}}}}, 400, "config.n_heads");
   expect_error("/api/runs", {{"task", "chars"}, {"config", {{"causal", false}}}}, 400, "config");
   expect_error("/api/runs", {{"steps", 20000}, {"batch", 256}, {"seq_len", 512}, {"config", {{"d_model", 1024}, {"d_ff", 4096}, {"n_layers", 128}, {"n_heads", 8}}}},
