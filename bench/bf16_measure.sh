@@ -4,7 +4,7 @@
 #   bench/bf16_measure.sh [BIN_DIR]     (default build; PYTHON=python3 with PyTorch)
 #
 # 1. correctness of the native path there: the GEMM tests (every transpose, alpha, beta, stride against a
-#    double-precision sum over bf16-rounded inputs) and the trainer's bf16 tests;
+#    double-precision sum over bf16-rounded inputs) and the trainer's bf16 tests; the threaded kernels' tests;
 # 2. which oneDNN implementations run the bf16 copy step's matmuls (ONEDNN_VERBOSE);
 # 3. native against the emulation (BLOCKLAB_BF16=emulate) and float32, BlockLab alone, 1, 2 and all threads;
 # 4. side by side with PyTorch (float32, and its autocast bf16);
@@ -24,6 +24,9 @@ echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} (OpenBLAS without it: $(env -u OP
 echo "== 1. tests of the native path"
 "$bin/engine_blas_test" --gtest_brief=1
 "$bin/lab_trainer_test" --gtest_brief=1 --gtest_filter='Trainer.*:TrainOptionsJson.*'
+# and, on this machine's thread count, the kernels split over threads: the same bits as on one thread
+"$bin/engine_kernels_test" --gtest_brief=1 --gtest_filter='Attention.*'
+"$bin/engine_optimizer_test" --gtest_brief=1 --gtest_filter='Optimizer.SameBits*'
 
 echo "== 2. oneDNN's implementations in one bf16 copy step (calls, implementation)"
 ONEDNN_VERBOSE=1 "$bin/blocklab" bench --filter copy_train_step_bf16 --budget-s 0.01 --min-repeats 1 \
