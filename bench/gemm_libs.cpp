@@ -22,7 +22,10 @@ static const char* kLib = "BLIS";
 extern "C" void bli_thread_set_num_threads(long);
 static void set_threads(int t) { bli_thread_set_num_threads(t); }
 #else
-static const char* kLib = "OpenBLAS";
+#ifndef LIB_LABEL
+#define LIB_LABEL "OpenBLAS"
+#endif
+static const char* kLib = LIB_LABEL;
 extern "C" void openblas_set_num_threads(int);
 static void set_threads(int t) { openblas_set_num_threads(t); }
 #endif
