@@ -12,16 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "engine/rng.h"
+#include "gradcheck.h"
 
 namespace blocklab {
 namespace {
 
 std::vector<float> random_matrix(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = float(rng.normal());
-  return v;
+  const std::vector<double> v = testing::random_vector(static_cast<size_t>(n), seed);
+  return std::vector<float>(v.begin(), v.end());
 }
 
 // C = alpha op(A) op(B) + beta C in double, over inputs optionally rounded to bfloat16.
