@@ -94,7 +94,7 @@ int run_train(const TrainArgs& a) {
     spec.options.optimizer.clip_norm = a.clip;
     spec.options.seed = a.seed;
     spec.options.grad_norm_every = a.grad_norm_every;
-    spec.options.precision = a.precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
+    spec.options.precision = *parse_precision(a.precision);  // CLI11 checked the name
     spec.label = a.label;
     spec.checkpoint_path = a.save;
     spec.checkpoint_every = a.checkpoint_every;

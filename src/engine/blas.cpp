@@ -60,4 +60,12 @@ void set_blas_threads(int threads) {
 int blas_threads() { return openblas_get_num_threads(); }
 std::string blas_description() { return openblas_get_config(); }
 
+std::string_view name_of(MatmulPrecision precision) { return precision == MatmulPrecision::bf16 ? "bf16" : "f32"; }
+
+std::optional<MatmulPrecision> parse_precision(std::string_view name) {
+  for (MatmulPrecision p : {MatmulPrecision::f32, MatmulPrecision::bf16})
+    if (name == name_of(p)) return p;
+  return std::nullopt;
+}
+
 }  // namespace blocklab

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace blocklab {
 
@@ -25,6 +27,8 @@ std::string blas_description();
 // GEMMs are never rounded. Default f32.
 enum class MatmulPrecision { f32, bf16 };
 MatmulPrecision matmul_precision();
+std::string_view name_of(MatmulPrecision precision);            // "f32" or "bf16"
+std::optional<MatmulPrecision> parse_precision(std::string_view name);
 
 class ScopedMatmulPrecision {
  public:

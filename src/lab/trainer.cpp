@@ -25,7 +25,7 @@ json to_json(const TrainOptions& o) {
               {"seed", o.seed},
               {"grad_norm_every", o.grad_norm_every},
               {"eval_batches", o.eval_batches},
-              {"precision", o.precision == MatmulPrecision::bf16 ? "bf16" : "f32"}};
+              {"precision", name_of(o.precision)}};
 }
 
 Status validate(const TrainOptions& o) {
@@ -62,8 +62,8 @@ Result<TrainOptions> train_options_from_json(const json& j) {
         need(v.is_string() && parse_task(v.get<std::string>()), "one of copy reverse sort chars");
         o.task = *parse_task(v.get<std::string>());
       } else if (k == "precision") {
-        need(v.is_string() && (v == "f32" || v == "bf16"), "\"f32\" or \"bf16\"");
-        o.precision = v == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
+        need(v.is_string() && parse_precision(v.get<std::string>()), "\"f32\" or \"bf16\"");
+        o.precision = *parse_precision(v.get<std::string>());
       } else if (k == "optimizer") {
         need(v.is_string() && (v == "adam" || v == "adamw"), "\"adam\" or \"adamw\"");
         o.optimizer.kind = v == "adam" ? OptimizerConfig::Kind::adam : OptimizerConfig::Kind::adamw;

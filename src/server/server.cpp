@@ -278,8 +278,7 @@ void Server::routes() {
                                              ? OptimizerConfig::Kind::adam : OptimizerConfig::Kind::adamw;
            spec.options.seed = uint64_t(read_integer(j, "seed", 0, 0, int64_t(1) << 53));
            spec.options.grad_norm_every = read_integer(j, "grad_norm_every", 10, 0, L.max_steps);
-           spec.options.precision =
-               read_choice(j, "precision", "f32", {"f32", "bf16"}) == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::f32;
+           spec.options.precision = *parse_precision(read_choice(j, "precision", "f32", {"f32", "bf16"}));
            if (const json* label = optional_field(j, "label")) {
              if (!label->is_string() || label->get<std::string>().size() > 200) bad_field("label", "a string of at most 200 characters", *label);
              spec.label = label->get<std::string>();
