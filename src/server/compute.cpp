@@ -8,6 +8,7 @@
 #include "engine/model.h"
 #include "io/model_file.h"
 #include "lab/gradflow.h"
+#include "lab/trainer.h"
 
 namespace blocklab::server {
 
@@ -626,6 +627,50 @@ json compute_gradient_flow(const json& req, const Limits& L) {
   Result<lab::GradFlowResult> r = lab::measure_gradient_flow(c, batch, seq, uint64_t(seed));
   if (!r) throw ApiError(400, "bad_config", r.status().message(), "");
   return lab::to_json(r.value());
+}
+
+lab::TrainRunSpec read_run_request(const json& j, const Limits& L) {
+  reject_unknown_keys(j, {"task", "steps", "batch", "seq_len", "lr", "warmup", "weight_decay", "clip", "optimizer",
+                          "seed", "label", "grad_norm_every", "precision", "config"});
+  lab::TrainRunSpec spec;
+  spec.options.task = *lab::parse_task(read_choice(j, "task", "copy", {"copy", "reverse", "sort", "chars"}));
+  spec.options.steps = read_integer(j, "steps", 200, 1, L.max_steps);
+  spec.options.batch = read_integer(j, "batch", 32, 1, L.max_batch);
+  spec.options.seq_len = read_integer(j, "seq_len", 20, 1, L.max_tokens);
+  spec.options.optimizer.lr = read_number(j, "lr", 1e-3, 1e-8, 10);
+  spec.options.optimizer.warmup_steps = read_integer(j, "warmup", 0, 0, L.max_steps);
+  spec.options.optimizer.weight_decay = read_number(j, "weight_decay", 0, 0, 10);
+  spec.options.optimizer.clip_norm = read_number(j, "clip", 0, 0, 1e6);
+  spec.options.optimizer.kind = read_choice(j, "optimizer", "adamw", {"adamw", "adam"}) == "adam"
+                                    ? OptimizerConfig::Kind::adam : OptimizerConfig::Kind::adamw;
+  spec.options.seed = uint64_t(read_integer(j, "seed", 0, 0, int64_t(1) << 53));
+  spec.options.grad_norm_every = read_integer(j, "grad_norm_every", 10, 0, L.max_steps);
+  spec.options.precision = *parse_precision(read_choice(j, "precision", "f32", {"f32", "bf16"}));
+  if (const json* label = optional_field(j, "label")) {
+    if (!label->is_string() || label->get<std::string>().size() > 200) bad_field("label", "a string of at most 200 characters", *label);
+    spec.label = label->get<std::string>();
+  }
+  json config = json::object();
+  if (const json* c = optional_field(j, "config")) {
+    if (!c->is_object()) bad_field("config", "an object of model config keys", *c);
+    reject_unknown_keys(*c, {"d_model", "n_heads", "d_ff", "n_layers", "norm", "placement", "activation", "residual",
+                             "residual_alpha", "alpha", "eps", "final_norm", "causal", "dropout"}, "config");
+    config = *c;
+  }
+  ModelConfig mc = read_model_config(config, L, "config");
+  if (spec.options.task == lab::TaskKind::chars && !config.contains("causal")) mc.causal = true;
+  Result<ModelConfig> resolved = lab::training_config(mc, spec.options);
+  if (!resolved) throw ApiError(400, "bad_config", resolved.status().message(), "config");
+  spec.config = resolved.value();
+  const double gflop =
+      estimate_gflop(spec.config, spec.options.batch * spec.options.seq_len, true) * double(spec.options.steps);
+  if (gflop > L.max_job_gflop) {
+    char msg[200];
+    std::snprintf(msg, sizeof msg, "the run would take about %.0f GFLOP (%.0f minutes here): expected at most %.0f",
+                  gflop, gflop / 20.0 / 60.0, L.max_job_gflop);
+    throw ApiError(413, "too_costly", std::string("steps: ") + msg, "steps");
+  }
+  return spec;
 }
 
 }  // namespace blocklab::server

@@ -4,6 +4,7 @@
 // docs/openapi.json.
 #pragma once
 
+#include "lab/training_run.h"
 #include "server/api_input.h"
 #include "server/model_registry.h"
 
@@ -24,5 +25,9 @@ ModelConfig read_model_config(const json& req, const Limits& limits, const std::
 double estimate_gflop(const ModelConfig& config, int64_t tokens, bool backward);
 
 json model_info_json(const ModelInfo& info);
+
+// POST /api/runs: the training job a request body asks for, checked against the limits (413 too_costly
+// past max_job_gflop). Its run_id and checkpoint path are the job manager's to set.
+lab::TrainRunSpec read_run_request(const json& req, const Limits& limits);
 
 }  // namespace blocklab::server
