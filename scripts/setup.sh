@@ -10,7 +10,9 @@ packages=(
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing
   libsqlite3-dev           # the run store
-  libcpp-httplib-dev       # the HTTP server
+  libcpp-httplib-dev       # the tests' HTTP client
+  libsodium-dev            # random tokens and their hashes (uploads' delete tokens)
+  zlib1g-dev               # gzip for the web app's files
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
   chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)

@@ -40,6 +40,9 @@ int run_serve(ServeArgs a) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // A full disk or a file-size limit is an error to answer (507), not a signal that kills the server.
+  signal(SIGXFSZ, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
   std::fprintf(stderr, "blocklab serve: http://%s:%d/ (store %s, %zu models); Ctrl-C stops\n", a.options.host.c_str(),
                port.value(), a.options.db.c_str(), srv.value()->models().list().size());
   std::fflush(stderr);
@@ -72,7 +75,26 @@ Runner add_serve_command(CLI::App& sub) {
   sub.add_option("--uploads", a->options.uploads_dir, "uploaded models folder (default uploads/ beside the store)");
   sub.add_option("--web", a->options.web_dir, "the built web app (default web/dist of the source tree)");
   sub.add_option("--cors-origin", a->options.cors_origin, "allow this origin (default: no CORS headers)");
-  sub.add_option("--threads", a->options.threads, "request threads (default 8)")->check(CLI::Range(1, 256));
+  sub.add_option("--allowed-host", a->options.allowed_hosts,
+                 "a Host name clients may use besides localhost, IP addresses and this machine's name (repeatable)");
+  sub.add_option("--threads", a->options.threads, "handler threads (default 8; connections hold none)")
+      ->check(CLI::Range(1, 256));
+  server::Limits& L = a->options.limits;
+  sub.add_option("--max-conns", L.max_connections, "open connections in all (default 1024)")->check(CLI::Range(1, 100000));
+  sub.add_option("--max-conns-per-addr", L.max_connections_per_address, "open connections from one address (default 128)")
+      ->check(CLI::Range(1, 100000));
+  sub.add_option("--max-streams", L.max_event_streams, "open event streams in all (default 512)")->check(CLI::Range(1, 100000));
+  sub.add_option("--header-timeout", L.header_timeout_s, "seconds for a request's head to arrive (default 10)")
+      ->check(CLI::Range(0.1, 3600.0));
+  sub.add_option("--body-timeout", L.body_timeout_s, "seconds for a request's body to arrive (default 60)")
+      ->check(CLI::Range(0.1, 3600.0));
+  sub.add_option("--idle-timeout", L.idle_timeout_s, "seconds a kept-alive connection may wait (default 30)")
+      ->check(CLI::Range(0.1, 3600.0));
+  sub.add_option("--max-upload-bytes", L.max_upload_bytes, "bytes of one uploaded model (default 67108864)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
+  sub.add_option("--max-uploads", L.max_uploads, "uploaded models kept (default 32)")->check(CLI::Range(0, 100000));
+  sub.add_option("--max-upload-total", L.max_upload_total_bytes, "bytes of all uploaded models (default 536870912)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 50));
   sub.add_option("--max-jobs", a->options.limits.max_running_jobs, "training jobs run at once (default 2)")
       ->check(CLI::Range(1, 64));
   sub.add_option("--max-queue", a->options.limits.max_queued_jobs, "training jobs waiting, then 429 (default 8)")

@@ -39,6 +39,19 @@ struct Limits {
   double max_job_gflop = 40000.0;       // a training job's estimated cost (about half an hour here)
   int max_running_jobs = 2;
   int max_queued_jobs = 8;
+  // Uploads (POST /api/models): each file, how many are kept, and their bytes in all.
+  int64_t max_upload_bytes = 64 << 20;
+  int max_uploads = 32;
+  int64_t max_upload_total_bytes = int64_t(512) << 20;
+  // Connections (the HTTP layer, server/http.h).
+  int max_connections = 1024;
+  int max_connections_per_address = 128;
+  int max_event_streams = 512;
+  int64_t max_header_bytes = 16 << 10;  // request line and header fields together
+  int max_header_fields = 100;
+  double header_timeout_s = 10;  // a request's head, from its first byte
+  double body_timeout_s = 60;    // a request's body, from the end of its head
+  double idle_timeout_s = 30;    // a kept-alive connection between requests
 };
 
 // A matrix from nested arrays ([T, d]) or a single vector ([d], then rows = 1 and `was_vector`).

@@ -87,6 +87,18 @@ ModelConfig read_model_config(const json& req, const Limits& L, const std::strin
   return c;
 }
 
+Status check_config_limits(const ModelConfig& c, const Limits& L) {
+  auto over = [](const char* key, int64_t got, int64_t max) {
+    return Status::error("config key '" + std::string(key) + "': expected at most " + std::to_string(max) +
+                         " on this server (docs/api.md, Limits), got " + std::to_string(got));
+  };
+  if (c.d_model > L.max_d_model) return over("d_model", c.d_model, L.max_d_model);
+  if (c.d_ff > L.max_d_ff) return over("d_ff", c.d_ff, L.max_d_ff);
+  if (c.n_heads > L.max_heads) return over("n_heads", c.n_heads, L.max_heads);
+  if (c.n_layers > L.max_layers) return over("n_layers", c.n_layers, L.max_layers);
+  return Status::ok();
+}
+
 // ---- Residual ------------------------------------------------------------------------------------
 
 namespace {

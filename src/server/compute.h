@@ -21,6 +21,8 @@ json compute_gradient_flow(const json& req, const Limits& limits);
 // A model config from the contract's keys in `req` (unknown keys among them are the caller's business),
 // checked against the limits.
 ModelConfig read_model_config(const json& req, const Limits& limits, const std::string& prefix = "");
+// A model's config (an upload's, a file's) against the server's limits, before the model is built.
+Status check_config_limits(const ModelConfig& config, const Limits& limits);
 // Estimated floating-point work of a forward and backward pass, in GFLOP.
 double estimate_gflop(const ModelConfig& config, int64_t tokens, bool backward);
 

@@ -1,8 +1,10 @@
 #include "server/jobs.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "io/model_file.h"
+#include "lab/trainer.h"
 
 namespace blocklab::server {
 
@@ -19,19 +21,27 @@ std::vector<std::string> Job::events_since(size_t from, int wait_ms, bool* done)
 void Job::publish(const std::string& event, const json& data) {
   {
     std::lock_guard lock(mu_);
-    events_.push_back("event: " + event + "\ndata: " + data.dump() + "\n\n");
+    events_.push_back("event: " + event + "\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
   }
   cv_.notify_all();
+  (*notify_)();
 }
 
 void Job::finish(const std::string& status, const json& data) {
   {
     std::lock_guard lock(mu_);
     status_ = status;
-    events_.push_back("event: end\ndata: " + data.dump() + "\n\n");
+    if (data.contains("error") && data["error"].is_string()) error_ = data["error"].get<std::string>();
+    events_.push_back("event: end\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
     done_ = true;
   }
   cv_.notify_all();
+  (*notify_)();
+}
+
+std::string Job::error() {
+  std::lock_guard lock(mu_);
+  return error_;
 }
 
 std::string Job::status() {
@@ -62,7 +72,7 @@ int64_t JobManager::submit(lab::TrainRunSpec spec) {
   Result<int64_t> id = store_.create_run(lab::run_record(spec, "queued"));
   if (!id) throw ApiError(503, "store_unavailable", id.status().message());
   spec.run_id = *id;
-  auto job = std::make_shared<Job>(*id, std::move(spec));
+  auto job = std::make_shared<Job>(*id, std::move(spec), notify_);
   queue_.push_back(job);
   jobs_.push_back(job);
   job->publish("status", {{"status", "queued"}, {"run_id", *id}, {"position", queue_.size()}});
@@ -105,6 +115,49 @@ int JobManager::running() {
 int JobManager::queued() {
   std::lock_guard lock(mu_);
   return int(queue_.size());
+}
+
+void JobManager::set_on_event(std::function<void()> fn) {
+  std::lock_guard lock(notify_->mu);
+  notify_->fn = std::move(fn);
+}
+
+std::vector<std::string> JobManager::recover() {
+  std::vector<std::string> lines;
+  Result<std::vector<lab::RunRecord>> runs = store_.list_runs();
+  if (!runs) return {"cannot read the run store to recover queued runs: " + runs.status().message()};
+  std::vector<lab::RunRecord> queued;
+  for (const lab::RunRecord& r : runs.value())
+    if (r.status == "queued") queued.push_back(r);
+  std::sort(queued.begin(), queued.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  for (const lab::RunRecord& r : queued) {
+    lab::TrainRunSpec spec;
+    Result<ModelConfig> config = io::config_from_json_text(r.config_json, "run " + std::to_string(r.id));
+    const json options = json::parse(r.options_json, nullptr, false);
+    Result<lab::TrainOptions> opts =
+        options.is_discarded() ? Result<lab::TrainOptions>(Status::error("options are not JSON")) : lab::train_options_from_json(options);
+    if (!config || !opts) {
+      const std::string why = !config ? config.status().message() : opts.status().message();
+      (void)store_.finish_run(r.id, "failed", std::nullopt, std::nullopt, 0, 0, "could not be queued again after a restart: " + why);
+      lines.push_back("run " + std::to_string(r.id) + ": queued before a restart, but " + why + ": closed as failed");
+      continue;
+    }
+    spec.config = config.value();
+    spec.options = opts.value();
+    spec.label = r.label;
+    spec.experiment = r.experiment;
+    spec.run_id = r.id;
+    auto job = std::make_shared<Job>(r.id, std::move(spec), notify_);
+    std::lock_guard lock(mu_);
+    queue_.push_back(job);
+    jobs_.push_back(job);
+    job->publish("status", {{"status", "queued"}, {"run_id", r.id}, {"position", queue_.size()}});
+    cv_.notify_one();
+  }
+  const size_t closed = lines.size();
+  if (queued.size() > closed)
+    lines.push_back("queued again " + std::to_string(queued.size() - closed) + " run(s) left queued by the last server");
+  return lines;
 }
 
 void JobManager::shutdown() {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,9 +19,20 @@
 
 namespace blocklab::server {
 
+// Called on every published event (the HTTP layer's wake-up for its event streams); set once.
+struct JobNotifier {
+  std::mutex mu;
+  std::function<void()> fn;
+  void operator()() {
+    std::lock_guard lock(mu);
+    if (fn) fn();
+  }
+};
+
 class Job {
  public:
-  Job(int64_t run_id, lab::TrainRunSpec spec) : run_id_(run_id), spec_(std::move(spec)) {}
+  Job(int64_t run_id, lab::TrainRunSpec spec, std::shared_ptr<JobNotifier> notify)
+      : run_id_(run_id), spec_(std::move(spec)), notify_(std::move(notify)) {}
   int64_t run_id() const { return run_id_; }
   const lab::TrainRunSpec& spec() const { return spec_; }
 
@@ -30,6 +42,7 @@ class Job {
   void publish(const std::string& event, const json& data);
   void finish(const std::string& status, const json& data);  // publishes "end" and wakes every listener
   std::string status();
+  std::string error();  // why it failed, once it has
   void set_status(const std::string& s);
 
   std::atomic<bool> cancel{false};
@@ -37,11 +50,13 @@ class Job {
  private:
   const int64_t run_id_;
   const lab::TrainRunSpec spec_;
+  const std::shared_ptr<JobNotifier> notify_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> events_;
   bool done_ = false;
   std::string status_ = "queued";
+  std::string error_;
 };
 
 class JobManager {
@@ -57,6 +72,10 @@ class JobManager {
   std::shared_ptr<Job> find(int64_t run_id);
   int running();
   int queued();
+  // At start: queues again every run the store left "queued" (a server stopped or killed before it
+  // ran them), under its own id. Returns one line per run it could not take back (closed as failed).
+  std::vector<std::string> recover();
+  void set_on_event(std::function<void()> fn);
   // Cancels every job, waits for the running ones to checkpoint and stop.
   void shutdown();
 
@@ -66,6 +85,7 @@ class JobManager {
 
   lab::RunStore& store_;
   const Limits limits_;
+  std::shared_ptr<JobNotifier> notify_ = std::make_shared<JobNotifier>();
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;

@@ -1,8 +1,14 @@
 #include "server/model_registry.h"
 
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,14 +21,6 @@ namespace blocklab::server {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string hex_hash(const std::string& bytes) {  // FNV-1a, 64 bits
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
-  return buf;
-}
 
 }  // namespace
 
@@ -62,6 +60,8 @@ Result<std::unique_ptr<ModelRegistry>> ModelRegistry::open(const std::string& bu
   std::error_code ec;
   fs::create_directories(upload_dir, ec);
   if (ec) return Status::error(upload_dir + ": cannot create the upload folder: " + ec.message());
+  for (const auto& e : fs::directory_iterator(upload_dir, ec))  // bodies of uploads cut off by a crash
+    if (e.path().filename().string().starts_with(".part-")) fs::remove(e.path(), ec);
   for (const auto& [dir, source] : {std::pair{builtin_dir, "builtin"}, std::pair{upload_dir, "upload"}}) {
     if (dir.empty() || !fs::is_directory(dir)) continue;
     std::vector<fs::path> files;
@@ -94,30 +94,150 @@ std::shared_ptr<const LoadedModel> ModelRegistry::get(const std::string& id) con
   return it == models_.end() ? nullptr : it->second;
 }
 
-Result<ModelInfo> ModelRegistry::add_upload(const std::string& bytes) {
-  const std::string id = "upload-" + hex_hash(bytes);
-  if (auto existing = get(id)) return existing->info;
-  // Validate before anything is written.
-  Result<io::SafetensorsFile> file =
-      io::parse_safetensors({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, "upload");
-  if (!file) return file.status();
-  Result<Model<float>> check = io::model_from_safetensors<float>(file.value(), "upload");
+namespace {
+
+// The file's bytes, mapped read-only (an upload is validated where it lies, not copied into memory).
+struct MappedFile {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  ~MappedFile() {
+    if (data) ::munmap(const_cast<uint8_t*>(data), size);
+  }
+  Status open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::error(path + ": cannot open: " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      return Status::error(path + ": cannot read: " + std::strerror(errno));
+    }
+    size = size_t(st.st_size);
+    if (size > 0) {
+      void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd);
+        return Status::error(path + ": cannot map: " + std::strerror(errno));
+      }
+      data = static_cast<const uint8_t*>(p);
+    }
+    ::close(fd);
+    return Status::ok();
+  }
+};
+
+std::string hex_of(const unsigned char* b, size_t n) {
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s += kHex[b[i] >> 4];
+    s += kHex[b[i] & 15];
+  }
+  return s;
+}
+
+std::string token_hash(const std::string& token) {
+  unsigned char h[crypto_generichash_BYTES];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()), token.size(), nullptr, 0);
+  return hex_of(h, sizeof h);
+}
+
+}  // namespace
+
+bool ModelRegistry::upload_fits(int64_t bytes, const UploadQuota& quota) const {
+  std::lock_guard lock(mu_);
+  int count = 0;
+  int64_t total = 0;
+  for (const auto& [id, m] : models_)
+    if (m->info.source == "upload") {
+      ++count;
+      total += m->info.bytes;
+    }
+  return count < quota.max_count && total + bytes <= quota.max_bytes;
+}
+
+Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& tmp, const UploadQuota& quota,
+                                                             bool* over_quota) {
+  *over_quota = false;
+  MappedFile file;
+  BLOCKLAB_RETURN_IF_ERROR(file.open(tmp));
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, 64 bits: the id names the bytes
+  for (size_t i = 0; i < file.size; ++i) h = (h ^ file.data[i]) * 0x100000001b3ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  const std::string id = std::string("upload-") + hex;
+  if (auto existing = get(id)) return Upload{existing->info, false, ""};
+  // Validate before anything is kept: the header, the config against the server's limits (before any
+  // allocation), then the tensors.
+  Result<io::SafetensorsFile> parsed = io::parse_safetensors({file.data, file.size}, "upload");
+  if (!parsed) return parsed.status();
+  if (config_check_) {
+    auto it = parsed->metadata.find(io::kConfigMetadataKey);
+    if (it != parsed->metadata.end()) {
+      Result<ModelConfig> config = io::config_from_json_text(it->second, "upload");
+      if (!config) return config.status();
+      BLOCKLAB_RETURN_IF_ERROR(config_check_(config.value()).with_context("upload"));
+    }
+  }
+  Result<Model<float>> check = io::model_from_safetensors<float>(parsed.value(), "upload");
   if (!check) return check.status();
+  if (!upload_fits(int64_t(file.size), quota)) {
+    *over_quota = true;
+    return Status::error("uploads: the server keeps at most " + std::to_string(quota.max_count) + " uploaded models and " +
+                         std::to_string(quota.max_bytes >> 20) + " MiB in all: expected one to be deleted first");
+  }
   const fs::path path = fs::path(upload_dir_) / (id + ".safetensors");
-  const fs::path tmp = fs::path(upload_dir_) / (id + ".tmp-" + std::to_string(::getpid()));
+  const fs::path token_path = fs::path(upload_dir_) / (id + ".token");
+  std::string token;
   {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    if (!out.good()) return Status::error(path.string() + ": cannot save the upload");
+    unsigned char raw[24];
+    randombytes_buf(raw, sizeof raw);
+    token = hex_of(raw, sizeof raw);
+  }
+  {
+    const int fd = ::open(token_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const std::string hash = token_hash(token) + "\n";
+    const bool ok = fd >= 0 && ::write(fd, hash.data(), hash.size()) == ssize_t(hash.size()) && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      std::error_code ec;
+      fs::remove(token_path, ec);
+      return Status::error("uploads: cannot store the upload (" + std::string(std::strerror(errno)) + ")");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) return Status::error(path.string() + ": cannot save the upload: " + ec.message());
+  if (ec) {
+    fs::remove(token_path, ec);
+    return Status::error(path.string() + ": cannot save the upload: " + ec.message());
+  }
   Result<std::shared_ptr<const LoadedModel>> m = load(path.string(), id, "upload");
-  if (!m) return m.status();
+  if (!m) {
+    fs::remove(path, ec);
+    fs::remove(token_path, ec);
+    return m.status();
+  }
   std::lock_guard lock(mu_);
   models_[id] = m.value();
-  return m.value()->info;
+  return Upload{m.value()->info, true, token};
+}
+
+ModelRegistry::DeleteResult ModelRegistry::remove_upload(const std::string& id, const std::string& token) {
+  std::shared_ptr<const LoadedModel> m = get(id);
+  if (!m) return DeleteResult::unknown;
+  if (m->info.source != "upload") return DeleteResult::forbidden;
+  const fs::path token_path = fs::path(upload_dir_) / (id + ".token");
+  std::ifstream in(token_path);
+  std::string stored;
+  std::getline(in, stored);
+  const std::string given = token_hash(token);
+  if (stored.size() != given.size() || sodium_memcmp(stored.data(), given.data(), given.size()) != 0)
+    return DeleteResult::forbidden;
+  std::lock_guard lock(mu_);
+  std::error_code ec;
+  fs::remove(m->info.path, ec);
+  fs::remove(token_path, ec);
+  models_.erase(id);
+  return DeleteResult::deleted;
 }
 
 }  // namespace blocklab::server

@@ -3,6 +3,7 @@
 // model it computes with; the same id gives the same weights on every page.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,8 +42,28 @@ class ModelRegistry {
 
   std::vector<ModelInfo> list() const;
   std::shared_ptr<const LoadedModel> get(const std::string& id) const;  // null if unknown
-  // Validates the bytes as a model file, saves them, returns the new (or existing, same bytes) model.
-  Result<ModelInfo> add_upload(const std::string& bytes);
+  // The uploads' quota: how many files and how many bytes in all the upload folder may hold.
+  struct UploadQuota {
+    int max_count = 32;
+    int64_t max_bytes = int64_t(512) << 20;
+  };
+  struct Upload {
+    ModelInfo info;
+    bool created = false;      // false: the same bytes were uploaded before (no new token)
+    std::string delete_token;  // created only: the secret that deletes it (only its hash is kept)
+  };
+  // Takes a file the server received into the upload folder (renamed into place when it is a valid
+  // model; left for the caller to remove otherwise). Errors: a message, and `quota` set when the
+  // quota is the reason.
+  Result<Upload> add_upload_file(const std::string& path, const UploadQuota& quota, bool* over_quota);
+  // Whether one more upload of `bytes` fits the quota (checked before the body is read).
+  bool upload_fits(int64_t bytes, const UploadQuota& quota) const;
+  // Deletes an upload when `token` is its delete token. 404: unknown; 403: builtin or wrong token.
+  enum class DeleteResult { deleted, unknown, forbidden };
+  DeleteResult remove_upload(const std::string& id, const std::string& token);
+  const std::string& upload_dir() const { return upload_dir_; }
+  // A check of an uploaded model's config before it is built (the server's limits).
+  void set_config_check(std::function<Status(const ModelConfig&)> check) { config_check_ = std::move(check); }
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
@@ -52,6 +73,7 @@ class ModelRegistry {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const LoadedModel>> models_;
   std::vector<std::string> warnings_;
+  std::function<Status(const ModelConfig&)> config_check_;
 };
 
 }  // namespace blocklab::server

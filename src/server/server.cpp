@@ -1,6 +1,6 @@
 #include "server/server.h"
 
-#include <httplib.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +17,7 @@
 #include "lab/run_json.h"
 #include "lab/trainer.h"
 #include "server/compute.h"
+#include "server/http.h"
 
 namespace blocklab::server {
 
@@ -39,18 +40,19 @@ std::string beside_source(const std::string& rel) {
   return (fs::current_path() / rel).string();
 }
 
-void send_json(httplib::Response& res, int status, const json& body) {
+void send_json(http::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.content_type = "application/json";
+  res.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.status, e.body()); }
+void send_error(http::Response& res, const ApiError& e) { send_json(res, e.status, e.body()); }
 
-using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+using Handler = std::function<void(const http::Request&, http::Response&)>;
 
 // Every handler runs inside this: an ApiError becomes its 4xx; anything else is our bug, a 500.
 Handler guarded(Handler h) {
-  return [h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+  return [h = std::move(h)](const http::Request& req, http::Response& res) {
     try {
       h(req, res);
     } catch (const ApiError& e) {
@@ -63,8 +65,8 @@ Handler guarded(Handler h) {
   };
 }
 
-int64_t path_id(const httplib::Request& req) {
-  const std::string s = req.matches[1];
+int64_t path_id(const http::Request& req) {
+  const std::string s = req.matches.at(1);
   try {
     size_t used = 0;
     const long long v = std::stoll(s, &used);
@@ -74,11 +76,40 @@ int64_t path_id(const httplib::Request& req) {
   throw ApiError(400, "bad_request", "id: expected a positive integer run id, got \"" + s + "\"", "id");
 }
 
-thread_local double t_request_start = 0;
+
+// A body in memory, or 413 (the layer refuses larger Content-Lengths before reading; this is the
+// same limit said again for bodies that reached a handler some other way).
+json body_json(const http::Request& req, const Limits& L) {
+  if (int64_t(req.body.size()) > L.max_body_bytes)
+    throw ApiError(413, "too_large", "request body: expected at most " + std::to_string(L.max_body_bytes) + " bytes, got " +
+                                         std::to_string(req.body.size()));
+  return parse_body(req.body);
+}
+
+// A run as the store has it, with what this server knows better: a job that ended while the store
+// could not be written (a full disk) is still "running" there.
+void overlay_job(lab::RunRecord& r, JobManager& jobs) {
+  if (r.status != "running" && r.status != "queued" && r.status != "interrupted") return;
+  std::shared_ptr<Job> job = jobs.find(r.id);
+  if (!job) return;
+  const std::string live = job->status();
+  if (live != r.status && live != "queued" && live != "running") {
+    r.status = live;
+    if (r.error.empty()) r.error = job->error();
+  }
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
+  if (sodium_init() < 0) return Status::error("libsodium: cannot initialise");
   std::unique_ptr<Server> s(new Server(options));
   s->started_at_ = now_s();
   Result<std::unique_ptr<lab::RunStore>> store = lab::RunStore::open(options.db);
@@ -93,137 +124,113 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   for (const std::string& w : s->models_->warnings()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
   set_blas_threads(1);  // parallelism comes from concurrent requests and jobs
   s->jobs_ = std::make_unique<JobManager>(*s->store_, options.limits);
-  s->http_ = std::make_unique<httplib::Server>();
+  for (const std::string& w : s->jobs_->recover()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
+  const Limits& L = options.limits;
+  http::Options h;
+  h.host = options.host;
+  h.port = options.port;
+  h.threads = options.threads;
+  h.max_connections = L.max_connections;
+  h.max_connections_per_address = L.max_connections_per_address;
+  h.max_streams = L.max_event_streams;
+  h.header_timeout_s = L.header_timeout_s;
+  h.body_timeout_s = L.body_timeout_s;
+  h.idle_timeout_s = L.idle_timeout_s;
+  h.max_header_bytes = L.max_header_bytes;
+  h.max_header_fields = L.max_header_fields;
+  h.max_body_bytes = L.max_body_bytes;
+  h.allowed_hosts = options.allowed_hosts;
+  h.cors_origin = options.cors_origin;
+  const std::string web = options.web_dir.empty() ? beside_source("web/dist") : options.web_dir;
+  if (fs::is_directory(web)) h.static_dir = web;
+  if (options.access_log)
+    h.log = [](const http::Request& req, int status, size_t bytes, double ms) {
+      const json line = {{"ts", std::time(nullptr)}, {"method", req.method}, {"path", req.path},
+                         {"status", status},         {"ms", std::round(ms * 100) / 100}, {"bytes", bytes},
+                         {"remote", req.remote_addr}};
+      // The path is the client's bytes, not necessarily UTF-8: replaced, never thrown over.
+      std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    };
+  s->http_ = std::make_unique<http::Server>(std::move(h));
+  s->jobs_->set_on_event([srv = s->http_.get()] { srv->wake(); });
+  s->models_->set_config_check([L](const ModelConfig& c) { return check_config_limits(c, L); });
+  s->web_dir_ = web;
   s->routes();
   return s;
 }
 
 Server::Server(const ServerOptions& options) : options_(options) {}
-Server::~Server() { stop(); }
-
-Result<int> Server::bind() {
-  const int port = options_.port == 0 ? http_->bind_to_any_port(options_.host) :
-                   (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (port < 0)
-    return Status::error(options_.host + ":" + std::to_string(options_.port) +
-                         ": cannot listen (in use, or not an address of this machine)");
-  return port;
+Server::~Server() {
+  stop();
+  if (jobs_) jobs_->set_on_event(nullptr);
 }
 
+Result<int> Server::bind() { return http_->bind(); }
+
 void Server::serve() {
-  serving_ = true;
-  if (!stopped_) http_->listen_after_bind();
-  served_ = true;
+  if (!stopped_) http_->run();
 }
 
 void Server::stop() {
   stopped_ = true;
-  if (http_ && serving_ && !served_) {
-    // httplib's stop() only stops a server already listening: wait for serve() to get there.
-    for (int i = 0; i < 2000 && !http_->is_running() && !served_; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    http_->stop();
-  }
+  if (http_) http_->stop();
   if (jobs_) jobs_->shutdown();
 }
 
 void Server::routes() {
-  httplib::Server& h = *http_;
+  http::Server& h = *http_;
   const Limits L = options_.limits;
-  const int threads = options_.threads;
-  h.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-  h.set_payload_max_length(size_t(std::max<int64_t>(L.max_body_bytes, 64 << 20)));  // uploads may be larger
-  h.set_read_timeout(10, 0);
-  h.set_write_timeout(10, 0);
-  h.set_keep_alive_max_count(100);
-
-  h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    t_request_start = now_s();
-    // Compression: httplib picks brotli at its highest quality when the client accepts it, which costs
-    // more than a second for a few hundred kB. Static files get gzip; API answers go uncompressed
-    // (they are computed per request and mostly served on loopback or a LAN, where latency wins).
-    auto& headers = const_cast<httplib::Request&>(req).headers;
-    auto enc = headers.find("Accept-Encoding");
-    if (enc != headers.end())
-      enc->second = req.path.rfind("/api/", 0) == 0 ? "identity"
-                                                     : (enc->second.find("gzip") != std::string::npos ? "gzip" : "identity");
-    if (req.path.rfind("/assets/", 0) == 0)  // Vite's content-hashed files never change
-      res.set_header("Cache-Control", "public, max-age=31536000, immutable");
-    if (!options_.cors_origin.empty()) {
-      res.set_header("Access-Control-Allow-Origin", options_.cors_origin);
-      res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
-      res.set_header("Access-Control-Allow-Headers", "Content-Type");
-    }
-    (void)req;
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  if (options_.access_log)
-    h.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-      const json line = {{"ts", std::time(nullptr)},
-                         {"method", req.method},
-                         {"path", req.path},
-                         {"status", res.status},
-                         {"ms", std::round((now_s() - t_request_start) * 1e5) / 100},
-                         {"bytes", res.body.size()},
-                         {"remote", req.remote_addr}};
-      std::fprintf(stderr, "%s\n", line.dump().c_str());
-    });
-  h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;  // a handler already wrote its error
-    if (res.status == 413) {
-      send_error(res, ApiError(413, "too_large", "request body: expected at most the documented size limit (docs/api.md)"));
-    } else if (req.path.rfind("/api/", 0) == 0 || res.status != 404) {
-      send_error(res, ApiError(res.status == 404 ? 404 : res.status, res.status == 404 ? "not_found" : "bad_request",
-                               req.method + " " + req.path + ": no such endpoint (see docs/api.md)"));
-    }
-  });
-  h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    send_error(res, ApiError(500, "internal", "internal error: " + what));
-  });
-
-  auto body_of = [L](const httplib::Request& req) {
-    if (int64_t(req.body.size()) > L.max_body_bytes)
-      throw ApiError(413, "too_large", "request body: expected at most " + std::to_string(L.max_body_bytes) + " bytes, got " +
-                                           std::to_string(req.body.size()));
-    return parse_body(req.body);
-  };
+  http::RouteOptions json_body;
+  json_body.max_body = L.max_body_bytes;
+  json_body.content_types = {"application/json"};
+  auto get = [&h](const std::string& path, Handler fn) { h.route("GET", path, guarded(std::move(fn))); };
+  auto post = [&h, json_body](const std::string& path, Handler fn) { h.route("POST", path, guarded(std::move(fn)), json_body); };
+  auto del = [&h](const std::string& path, Handler fn) { h.route("DELETE", path, guarded(std::move(fn))); };
 
   // ---- Service ------------------------------------------------------------------------------------
-  h.Get("/api/health", guarded([this](const httplib::Request&, httplib::Response& res) {
-          send_json(res, 200, {{"status", "ok"},
-                               {"uptime_s", now_s() - started_at_},
-                               {"jobs", {{"running", jobs_->running()}, {"queued", jobs_->queued()}}},
-                               {"models", models_->list().size()}});
-        }));
-  h.Get("/api/version", guarded([this](const httplib::Request&, httplib::Response& res) {
-          send_json(res, 200, {{"version", BLOCKLAB_VERSION},
-                               {"api", "1"},
-                               {"run_store_schema", store_->schema_version()},
-                               {"limits", {{"max_body_bytes", options_.limits.max_body_bytes},
-                                           {"max_d_model", options_.limits.max_d_model},
-                                           {"max_d_ff", options_.limits.max_d_ff},
-                                           {"max_tokens", options_.limits.max_tokens},
-                                           {"max_layers", options_.limits.max_layers},
-                                           {"max_batch", options_.limits.max_batch},
-                                           {"max_steps", options_.limits.max_steps},
-                                           {"max_request_gflop", options_.limits.max_request_gflop},
-                                           {"max_job_gflop", options_.limits.max_job_gflop},
-                                           {"max_running_jobs", options_.limits.max_running_jobs},
-                                           {"max_queued_jobs", options_.limits.max_queued_jobs}}}});
-        }));
+  get("/api/health", [this](const http::Request&, http::Response& res) {
+    const http::Server::Stats st = http_->stats();
+    send_json(res, 200, {{"status", "ok"},
+                         {"uptime_s", now_s() - started_at_},
+                         {"jobs", {{"running", jobs_->running()}, {"queued", jobs_->queued()}}},
+                         {"models", models_->list().size()},
+                         {"connections", {{"open", st.connections},
+                                          {"event_streams", st.streams},
+                                          {"busy_handlers", st.busy_handlers},
+                                          {"queued_requests", st.queued_requests}}}});
+  });
+  get("/api/version", [this](const http::Request&, http::Response& res) {
+    const Limits& l = options_.limits;
+    send_json(res, 200, {{"version", BLOCKLAB_VERSION},
+                         {"api", "1"},
+                         {"run_store_schema", store_->schema_version()},
+                         {"limits", {{"max_body_bytes", l.max_body_bytes},
+                                     {"max_d_model", l.max_d_model},
+                                     {"max_d_ff", l.max_d_ff},
+                                     {"max_tokens", l.max_tokens},
+                                     {"max_layers", l.max_layers},
+                                     {"max_batch", l.max_batch},
+                                     {"max_steps", l.max_steps},
+                                     {"max_request_gflop", l.max_request_gflop},
+                                     {"max_job_gflop", l.max_job_gflop},
+                                     {"max_running_jobs", l.max_running_jobs},
+                                     {"max_queued_jobs", l.max_queued_jobs},
+                                     {"max_upload_bytes", l.max_upload_bytes},
+                                     {"max_uploads", l.max_uploads},
+                                     {"max_upload_total_bytes", l.max_upload_total_bytes},
+                                     {"max_connections", l.max_connections},
+                                     {"max_connections_per_address", l.max_connections_per_address},
+                                     {"max_event_streams", l.max_event_streams},
+                                     {"max_header_bytes", l.max_header_bytes},
+                                     {"max_header_fields", l.max_header_fields},
+                                     {"header_timeout_s", l.header_timeout_s},
+                                     {"body_timeout_s", l.body_timeout_s},
+                                     {"idle_timeout_s", l.idle_timeout_s}}}});
+  });
 
   // ---- Compute ------------------------------------------------------------------------------------
   auto compute = [&](const char* path, std::function<json(const json&)> fn) {
-    h.Post(path, guarded([fn, body_of](const httplib::Request& req, httplib::Response& res) {
-             send_json(res, 200, fn(body_of(req)));
-           }));
+    post(path, [fn, L](const http::Request& req, http::Response& res) { send_json(res, 200, fn(body_json(req, L))); });
   };
   compute("/api/compute/residual", [this, L](const json& j) { return compute_residual(j, *models_, L); });
   compute("/api/compute/layernorm", [L](const json& j) { return compute_layernorm(j, L); });
@@ -234,129 +241,180 @@ void Server::routes() {
   compute("/api/gradient-flow", [L](const json& j) { return compute_gradient_flow(j, L); });
 
   // ---- Models -------------------------------------------------------------------------------------
-  h.Get("/api/models", guarded([this](const httplib::Request&, httplib::Response& res) {
-          json list = json::array();
-          for (const ModelInfo& m : models_->list()) list.push_back(model_info_json(m));
-          send_json(res, 200, {{"models", list}});
-        }));
-  h.Post("/api/models", guarded([this](const httplib::Request& req, httplib::Response& res) {
-           if (req.body.empty()) throw ApiError(400, "bad_request", "request body: expected a .safetensors model file, got nothing");
-           Result<ModelInfo> info = models_->add_upload(req.body);
-           if (!info) throw ApiError(400, "bad_model", info.status().message(), "body");
-           send_json(res, 201, model_info_json(info.value()));
-         }));
-  h.Get(R"(/api/models/([A-Za-z0-9_.\-]+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
-          auto m = models_->get(req.matches[1]);
-          if (!m) throw ApiError(404, "unknown_model", "model '" + std::string(req.matches[1]) + "': no such model", "id");
-          send_json(res, 200, model_info_json(m->info));
-        }));
-  h.Get(R"(/api/models/([A-Za-z0-9_.\-]+)/download)", guarded([this](const httplib::Request& req, httplib::Response& res) {
-          auto m = models_->get(req.matches[1]);
-          if (!m) throw ApiError(404, "unknown_model", "model '" + std::string(req.matches[1]) + "': no such model", "id");
-          std::ifstream in(m->info.path, std::ios::binary);
-          std::stringstream ss;
-          ss << in.rdbuf();
-          res.set_header("Content-Disposition", "attachment; filename=\"" + m->info.id + ".safetensors\"");
-          res.set_content(ss.str(), "application/octet-stream");
-        }));
+  get("/api/models", [this](const http::Request&, http::Response& res) {
+    json list = json::array();
+    for (const ModelInfo& m : models_->list()) list.push_back(model_info_json(m));
+    send_json(res, 200, {{"models", list}});
+  });
+  const ModelRegistry::UploadQuota quota{L.max_uploads, L.max_upload_total_bytes};
+  http::RouteOptions upload;
+  upload.max_body = L.max_upload_bytes;
+  upload.content_types = {"application/octet-stream"};
+  upload.body_dir = models_->upload_dir();
+  upload.before_body = [this, quota](const http::Request& head) -> std::optional<http::Refusal> {
+    if (models_->upload_fits(head.content_length, quota)) return std::nullopt;
+    return http::Refusal{507, "upload_quota",
+                         "uploads: the server keeps at most " + std::to_string(quota.max_count) + " uploaded models and " +
+                             std::to_string(quota.max_bytes >> 20) +
+                             " MiB in all: expected one to be deleted first (DELETE /api/models/{id})"};
+  };
+  h.route("POST", "/api/models", guarded([this, quota](const http::Request& req, http::Response& res) {
+            if (req.body_file.empty())
+              throw ApiError(400, "bad_request", "request body: expected a .safetensors model file, got nothing");
+            bool over_quota = false;
+            Result<ModelRegistry::Upload> up = models_->add_upload_file(req.body_file, quota, &over_quota);
+            if (!up) {
+              if (over_quota) throw ApiError(507, "upload_quota", up.status().message());
+              throw ApiError(400, "bad_model", up.status().message(), "body");
+            }
+            json info = model_info_json(up->info);
+            if (up->created) info["delete_token"] = up->delete_token;
+            send_json(res, up->created ? 201 : 200, info);
+          }),
+          upload);
+  get(R"(/api/models/([A-Za-z0-9_.\-]+))", [this](const http::Request& req, http::Response& res) {
+    auto m = models_->get(req.matches.at(1));
+    if (!m) throw ApiError(404, "unknown_model", "model '" + req.matches.at(1) + "': no such model", "id");
+    send_json(res, 200, model_info_json(m->info));
+  });
+  del(R"(/api/models/([A-Za-z0-9_.\-]+))", [this](const http::Request& req, http::Response& res) {
+    const std::string id = req.matches.at(1);
+    const std::string* token = req.header("x-delete-token");
+    switch (models_->remove_upload(id, token ? *token : std::string())) {
+      case ModelRegistry::DeleteResult::unknown:
+        throw ApiError(404, "unknown_model", "model '" + id + "': no such model", "id");
+      case ModelRegistry::DeleteResult::forbidden:
+        throw ApiError(403, "forbidden",
+                       "model '" + id + "': only an upload can be deleted, with the X-Delete-Token its upload answered",
+                       "X-Delete-Token");
+      case ModelRegistry::DeleteResult::deleted:
+        res.status = 204;
+        return;
+    }
+  });
+  get(R"(/api/models/([A-Za-z0-9_.\-]+)/download)", [this](const http::Request& req, http::Response& res) {
+    auto m = models_->get(req.matches.at(1));
+    if (!m) throw ApiError(404, "unknown_model", "model '" + req.matches.at(1) + "': no such model", "id");
+    res.set_header("Content-Disposition", "attachment; filename=\"" + m->info.id + ".safetensors\"");
+    res.content_type = "application/octet-stream";
+    res.body = file_bytes(m->info.path);
+  });
 
   // ---- Runs ---------------------------------------------------------------------------------------
-  h.Post("/api/runs", guarded([this, body_of, L](const httplib::Request& req, httplib::Response& res) {
-           lab::TrainRunSpec spec = read_run_request(body_of(req), L);
-           const int64_t id = jobs_->submit(std::move(spec));
-           send_json(res, 202, {{"run_id", id}, {"status", "queued"}, {"events", "/api/runs/" + std::to_string(id) + "/events"}});
-         }));
-  h.Get("/api/runs", guarded([this](const httplib::Request&, httplib::Response& res) {
-          Result<std::vector<lab::RunRecord>> runs = store_->list_runs();
-          if (!runs) throw ApiError(503, "store_unavailable", runs.status().message());
-          json list = json::array();
-          for (const lab::RunRecord& r : runs.value()) list.push_back(lab::to_json(r));
-          send_json(res, 200, {{"runs", list}});
-        }));
+  post("/api/runs", [this, L](const http::Request& req, http::Response& res) {
+    lab::TrainRunSpec spec = read_run_request(body_json(req, L), L);
+    const int64_t id = jobs_->submit(std::move(spec));
+    send_json(res, 202, {{"run_id", id}, {"status", "queued"}, {"events", "/api/runs/" + std::to_string(id) + "/events"}});
+  });
+  get("/api/runs", [this](const http::Request&, http::Response& res) {
+    Result<std::vector<lab::RunRecord>> runs = store_->list_runs();
+    if (!runs) throw ApiError(503, "store_unavailable", runs.status().message());
+    json list = json::array();
+    for (lab::RunRecord& r : runs.value()) {
+      overlay_job(r, *jobs_);
+      list.push_back(lab::to_json(r));
+    }
+    send_json(res, 200, {{"runs", list}});
+  });
   auto get_run = [this](int64_t id) {
     Result<lab::RunRecord> r = store_->get_run(id);
     if (!r) throw ApiError(404, "unknown_run", "run " + std::to_string(id) + ": no such run", "id");
-    return r.value();
+    lab::RunRecord run = r.value();
+    overlay_job(run, *jobs_);
+    return run;
   };
-  h.Get(R"(/api/runs/([^/]+))", guarded([this, get_run](const httplib::Request& req, httplib::Response& res) {
-          const lab::RunRecord r = get_run(path_id(req));
-          json j = lab::to_json(r);
-          j["history"] = lab::to_json(store_->steps(r.id).value());
-          j["layer_grad_norms"] = lab::to_json(store_->layer_grad_norms(r.id).value());
-          send_json(res, 200, j);
-        }));
-  h.Delete(R"(/api/runs/([^/]+))", guarded([this, get_run](const httplib::Request& req, httplib::Response& res) {
-             const int64_t id = path_id(req);
-             const lab::RunRecord r = get_run(id);
-             if (jobs_->cancel(id)) {
-               send_json(res, 202, {{"run_id", id}, {"status", "cancelling"}});
-             } else {
-               send_json(res, 200, {{"run_id", id}, {"status", r.status}, {"message", "not running on this server: nothing to cancel"}});
-             }
-           }));
-  h.Get(R"(/api/runs/([^/]+)/export)", guarded([this, get_run](const httplib::Request& req, httplib::Response& res) {
-          const lab::RunRecord r = get_run(path_id(req));
-          const std::string format = req.has_param("format") ? req.get_param_value("format") : "csv";
-          if (format == "csv") {
-            res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".csv\"");
-            res.set_content(lab::to_csv(store_->steps(r.id).value()), "text/csv");
-          } else if (format == "json") {
-            json j = lab::to_json(r);
-            j["history"] = lab::to_json(store_->steps(r.id).value());
-            j["layer_grad_norms"] = lab::to_json(store_->layer_grad_norms(r.id).value());
-            res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".json\"");
-            send_json(res, 200, j);
-          } else {
-            throw ApiError(400, "bad_request", "format: expected csv or json, got \"" + format + "\"", "format");
-          }
-        }));
-  h.Get(R"(/api/runs/([^/]+)/model)", guarded([this, get_run](const httplib::Request& req, httplib::Response& res) {
-          const lab::RunRecord r = get_run(path_id(req));
-          if (r.checkpoint_path.empty() || !fs::exists(r.checkpoint_path))
-            throw ApiError(404, "no_checkpoint", "run " + std::to_string(r.id) + ": has no checkpoint yet", "id");
-          std::ifstream in(r.checkpoint_path, std::ios::binary);
-          std::stringstream ss;
-          ss << in.rdbuf();
-          res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".safetensors\"");
-          res.set_content(ss.str(), "application/octet-stream");
-        }));
-  h.Get(R"(/api/runs/([^/]+)/events)", guarded([this, get_run](const httplib::Request& req, httplib::Response& res) {
-          const lab::RunRecord r = get_run(path_id(req));
-          res.set_header("Cache-Control", "no-cache");
-          std::shared_ptr<Job> job = jobs_->find(r.id);
-          if (!job) {  // not a job of this server: replay what the store has, then end
-            std::string text;
-            for (const lab::StepRecord& s : store_->steps(r.id).value())
-              text += "event: step\ndata: " +
-                      json{{"step", s.step}, {"steps", r.steps_total}, {"loss", s.loss}, {"accuracy", s.accuracy},
-                           {"lr", s.lr}, {"grad_norm", s.grad_norm}}.dump() + "\n\n";
-            text += "event: end\ndata: " + json{{"status", r.status}, {"run_id", r.id}, {"steps", r.steps_done},
-                                                 {"final", lab::to_json(r)["final"]}}.dump() + "\n\n";
-            res.set_content(text, "text/event-stream");
-            return;
-          }
-          auto sent = std::make_shared<size_t>(0);
-          res.set_chunked_content_provider("text/event-stream", [job, sent](size_t, httplib::DataSink& sink) {
-            bool done = false;
-            const std::vector<std::string> events = job->events_since(*sent, 15000, &done);
-            if (events.empty() && !done) return sink.write(": keep-alive\n\n", 14);
-            for (const std::string& e : events)
-              if (!sink.write(e.data(), e.size())) return false;
-            *sent += events.size();
-            if (done && events.empty()) sink.done();
-            return true;
-          });
-        }));
+  auto run_json = [this](const lab::RunRecord& r) {
+    json j = lab::to_json(r);
+    Result<std::vector<lab::StepRecord>> steps = store_->steps(r.id);
+    auto layers = store_->layer_grad_norms(r.id);
+    if (!steps || !layers) throw ApiError(503, "store_unavailable", (!steps ? steps.status() : layers.status()).message());
+    j["history"] = lab::to_json(steps.value());
+    j["layer_grad_norms"] = lab::to_json(layers.value());
+    return j;
+  };
+  get(R"(/api/runs/([^/]+))", [get_run, run_json](const http::Request& req, http::Response& res) {
+    send_json(res, 200, run_json(get_run(path_id(req))));
+  });
+  del(R"(/api/runs/([^/]+))", [this, get_run](const http::Request& req, http::Response& res) {
+    const int64_t id = path_id(req);
+    const lab::RunRecord r = get_run(id);
+    if (jobs_->cancel(id)) {
+      send_json(res, 202, {{"run_id", id}, {"status", "cancelling"}});
+    } else {
+      send_json(res, 200, {{"run_id", id}, {"status", r.status}, {"message", "not running on this server: nothing to cancel"}});
+    }
+  });
+  get(R"(/api/runs/([^/]+)/export)", [this, get_run, run_json](const http::Request& req, http::Response& res) {
+    const lab::RunRecord r = get_run(path_id(req));
+    const std::string format = req.has_param("format") ? req.param("format") : "csv";
+    if (format == "csv") {
+      Result<std::vector<lab::StepRecord>> steps = store_->steps(r.id);
+      if (!steps) throw ApiError(503, "store_unavailable", steps.status().message());
+      res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".csv\"");
+      res.content_type = "text/csv";
+      res.body = lab::to_csv(steps.value());
+    } else if (format == "json") {
+      res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".json\"");
+      send_json(res, 200, run_json(r));
+    } else {
+      throw ApiError(400, "bad_request", "format: expected csv or json, got \"" + format.substr(0, 40) + "\"", "format");
+    }
+  });
+  get(R"(/api/runs/([^/]+)/model)", [get_run](const http::Request& req, http::Response& res) {
+    const lab::RunRecord r = get_run(path_id(req));
+    if (r.checkpoint_path.empty() || !fs::exists(r.checkpoint_path))
+      throw ApiError(404, "no_checkpoint", "run " + std::to_string(r.id) + ": has no checkpoint yet", "id");
+    res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(r.id) + ".safetensors\"");
+    res.content_type = "application/octet-stream";
+    res.body = file_bytes(r.checkpoint_path);
+  });
+  // An event stream holds no handler thread: the handler returns at once, and the I/O thread asks the
+  // job for new events whenever one is published (and every quarter second).
+  get(R"(/api/runs/([^/]+)/events)", [this, get_run](const http::Request& req, http::Response& res) {
+    const lab::RunRecord r = get_run(path_id(req));
+    res.set_header("Cache-Control", "no-cache");
+    res.content_type = "text/event-stream";
+    std::shared_ptr<Job> job = jobs_->find(r.id);
+    if (!job) {  // not a job of this server: replay what the store has, then end
+      std::string text;
+      Result<std::vector<lab::StepRecord>> steps = store_->steps(r.id);
+      if (!steps) throw ApiError(503, "store_unavailable", steps.status().message());
+      for (const lab::StepRecord& s : steps.value())
+        text += "event: step\ndata: " +
+                json{{"step", s.step}, {"steps", r.steps_total}, {"loss", s.loss}, {"accuracy", s.accuracy},
+                     {"lr", s.lr}, {"grad_norm", s.grad_norm}}.dump() + "\n\n";
+      text += "event: end\ndata: " + json{{"status", r.status}, {"run_id", r.id}, {"steps", r.steps_done},
+                                           {"final", lab::to_json(r)["final"]}}.dump() + "\n\n";
+      res.body = text;
+      return;
+    }
+    struct Cursor {
+      size_t sent = 0;
+      double last = now_s();
+    };
+    auto cursor = std::make_shared<Cursor>();
+    res.stream = [job, cursor](std::string& out) {
+      bool done = false;
+      const std::vector<std::string> events = job->events_since(cursor->sent, 0, &done);
+      for (const std::string& e : events) out += e;
+      cursor->sent += events.size();
+      const double t = now_s();
+      if (!events.empty()) {
+        cursor->last = t;
+      } else if (t - cursor->last > 15) {
+        out += ": keep-alive\n\n";
+        cursor->last = t;
+      }
+      return !(done && events.empty());
+    };
+  });
 
-  // ---- The web app --------------------------------------------------------------------------------
-  const std::string web = options_.web_dir.empty() ? beside_source("web/dist") : options_.web_dir;
-  if (fs::is_directory(web)) {
-    h.set_mount_point("/", web);
-  } else {
-    h.Get("/", [web](const httplib::Request&, httplib::Response& res) {
-      res.set_content("<!doctype html><meta charset=utf-8><title>BlockLab</title><h1>BlockLab API</h1>"
-                      "<p>The web app is not built (expected it in " + web + "). The API is under /api/: see docs/api.md.",
-                      "text/html");
+  if (web_dir_.empty() || !fs::is_directory(web_dir_)) {
+    const std::string web = web_dir_;
+    get("/", [web](const http::Request&, http::Response& res) {
+      res.content_type = "text/html; charset=utf-8";
+      res.body = "<!doctype html><meta charset=utf-8><title>BlockLab</title><h1>BlockLab API</h1>"
+                 "<p>The web app is not built (expected it in " + web + "). The API is under /api/: see docs/api.md.";
     });
   }
 }

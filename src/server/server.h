@@ -6,13 +6,14 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lab/run_store.h"
 #include "server/api_input.h"
 #include "server/jobs.h"
 #include "server/model_registry.h"
 
-namespace httplib {
+namespace blocklab::server::http {
 class Server;
 }
 
@@ -26,8 +27,9 @@ struct ServerOptions {
   std::string uploads_dir;  // ""  : uploads/ beside the store
   std::string web_dir;      // the built web app; "" : web/dist beside the source tree
   std::string cors_origin;  // "" : no CORS headers (the default)
+  std::vector<std::string> allowed_hosts;  // Host names besides localhost, IP literals and the machine's name
   bool access_log = true;   // one JSON line per request on stderr
-  int threads = 8;          // request threads
+  int threads = 8;          // handler threads (connections hold none: server/http.h)
   Limits limits;
 };
 
@@ -53,9 +55,10 @@ class Server {
   std::unique_ptr<lab::RunStore> store_;
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<JobManager> jobs_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<http::Server> http_;
+  std::string web_dir_;
   double started_at_ = 0;
-  std::atomic<bool> serving_{false}, served_{false}, stopped_{false};
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace blocklab::server

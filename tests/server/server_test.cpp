@@ -397,7 +397,12 @@ TEST_F(ServerTest, MalformedWrongTypesMissingHugeUnknown) {
   EXPECT_EQ(json::parse(r->body)["error"]["code"], "too_large");
   const json nf = call("GET", "/api/no/such/thing", nullptr, 404);
   EXPECT_EQ(nf["error"]["code"], "not_found");
-  call("GET", "/api/compute/layernorm", nullptr, 404);  // wrong method
+  // A known path with another method: 405 naming the methods it takes, in Allow.
+  httplib::Result wrong = client_->Get("/api/compute/layernorm");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST, OPTIONS");
+  EXPECT_EQ(json::parse(wrong->body)["error"]["code"], "method_not_allowed");
 }
 
 // ---- Models ----------------------------------------------------------------------------------------
@@ -432,8 +437,11 @@ TEST_F(ServerTest, ModelsListGetDownloadUpload) {
   for (const std::string& p : openapi().check(info, openapi().response_schema("/api/models", "post", 201))) ADD_FAILURE() << p;
   EXPECT_EQ(info["source"], "upload");
   EXPECT_EQ(info["config"]["norm"], "rmsnorm");
+  EXPECT_EQ(info["delete_token"].get<std::string>().size(), 48u);
   r = client_->Post("/api/models", up, "application/octet-stream");
+  EXPECT_EQ(r->status, 200);  // the same bytes: the model already there, and no new token
   EXPECT_EQ(json::parse(r->body)["id"], info["id"]);
+  EXPECT_FALSE(json::parse(r->body).contains("delete_token"));
   EXPECT_EQ(call("GET", "/api/models", nullptr, 200)["models"].size(), 3u);
   // The upload computes like any model.
   post("/api/compute/block", {{"model", info["id"]}, {"x", {{1, 2, 3, 4, 5, 6, 7, 8}}}});
@@ -444,9 +452,55 @@ TEST_F(ServerTest, ModelsListGetDownloadUpload) {
   bytes[bytes.size() - 1] ^= 0;  // unchanged, then truncated:
   r = client_->Post("/api/models", bytes.substr(0, bytes.size() - 10), "application/octet-stream");
   EXPECT_EQ(r->status, 400);
-  size_t uploads = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_ / "uploads")) ++uploads;
+  size_t uploads = 0, others = 0;
+  for (const auto& e : fs::directory_iterator(dir_ / "uploads"))
+    ++(e.path().extension() == ".safetensors" ? uploads : others);
   EXPECT_EQ(uploads, 1u);
+  EXPECT_EQ(others, 1u);  // its delete token's hash, and no partial body
+  // Only the uploader (who holds the token) deletes it; a builtin model is never deleted.
+  const std::string id = info["id"];
+  EXPECT_EQ(client_->Delete("/api/models/" + id, {{"X-Delete-Token", "0123"}})->status, 403);
+  EXPECT_EQ(client_->Delete("/api/models/" + id)->status, 403);
+  EXPECT_EQ(client_->Delete("/api/models/stack-tiny", {{"X-Delete-Token", info["delete_token"].get<std::string>()}})->status, 403);
+  EXPECT_EQ(client_->Delete("/api/models/" + id, {{"X-Delete-Token", info["delete_token"].get<std::string>()}})->status, 204);
+  EXPECT_EQ(call("GET", "/api/models", nullptr, 200)["models"].size(), 2u);
+  EXPECT_TRUE(fs::is_empty(dir_ / "uploads"));
+  EXPECT_EQ(client_->Delete("/api/models/" + id)->status, 404);
+}
+
+TEST_F(ServerTest, UploadsHaveAQuotaAndASizeLimit) {
+  stop();
+  Limits limits;
+  limits.max_uploads = 2;
+  limits.max_upload_bytes = 4000;
+  start(limits);
+  auto model_bytes = [](uint64_t seed, int64_t d) {
+    ModelConfig c;
+    c.d_model = d;
+    c.n_heads = 2;
+    c.d_ff = 8;
+    c.n_layers = 1;
+    Model<float> m = std::move(Model<float>::create(c).value());
+    init_parameters(m.layout(), seed, m.params().data());
+    const std::vector<uint8_t> file = io::serialize_safetensors(io::model_to_safetensors(m));
+    return std::string(file.begin(), file.end());
+  };
+  EXPECT_EQ(client_->Post("/api/models", model_bytes(1, 4), "application/octet-stream")->status, 201);
+  EXPECT_EQ(client_->Post("/api/models", model_bytes(2, 4), "application/octet-stream")->status, 201);
+  httplib::Result r = client_->Post("/api/models", model_bytes(3, 4), "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 507) << r->body;
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "upload_quota");
+  r = client_->Post("/api/models", model_bytes(4, 32), "application/octet-stream");  // over 4000 bytes
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413) << r->body;
+  // An upload must say what it is: a form post or text is not a model file.
+  r = client_->Post("/api/models", model_bytes(5, 4), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 415);
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_ / "uploads")) ++files;
+  EXPECT_EQ(files, 4u);  // two models and their tokens' hashes; nothing of the refused ones
 }
 
 // ---- Training jobs ---------------------------------------------------------------------------------
@@ -545,6 +599,36 @@ TEST_F(ServerTest, AFullQueueAnswers429AndBadRunsAreRefused) {
                413, "steps");
   call("GET", "/api/runs/999", nullptr, 404, "/api/runs/{id}");
   call("GET", "/api/runs/abc", nullptr, 400, "/api/runs/{id}");
+}
+
+// A server killed with jobs still queued (the store says "queued"): the next one queues them again
+// under their ids, runs them, and can cancel them.
+TEST_F(ServerTest, RunsLeftQueuedByAKilledServerAreQueuedAgainAtStart) {
+  stop();
+  {
+    auto store = lab::RunStore::open((dir_ / "runs.db").string()).value();
+    lab::TrainRunSpec spec;
+    spec.config.d_model = 16;
+    spec.config.n_heads = 2;
+    spec.config.d_ff = 32;
+    spec.config.n_layers = 1;
+    spec.options.steps = 6;
+    spec.options.batch = 4;
+    spec.options.seq_len = 8;
+    spec.config = lab::training_config(spec.config, spec.options).value();
+    ASSERT_EQ(store->create_run(lab::run_record(spec, "queued")).value(), 1);
+    spec.options.steps = 100000;
+    ASSERT_EQ(store->create_run(lab::run_record(spec, "queued")).value(), 2);
+  }
+  Limits limits;
+  limits.max_running_jobs = 1;
+  start(limits);
+  const SseRead first = read_events(port_, 1);
+  EXPECT_EQ(first.steps, 6);
+  EXPECT_EQ(json::parse(first.end)["status"], "finished");
+  EXPECT_EQ(call("DELETE", "/api/runs/2", nullptr, 202, "/api/runs/{id}")["status"], "cancelling");
+  const SseRead second = read_events(port_, 2);
+  EXPECT_EQ(json::parse(second.end)["status"], "cancelled");
 }
 
 }  // namespace
