@@ -518,6 +518,7 @@ def case_a_non_utf8_paths(c, ctx):
     for path in ("/%ff", "/api/%ff%fe", "/%c3%28"):
         r, err = try_http(srv.port, "GET", path, timeout=5.0)
         check_error(c, r, err, f"GET {path}", 404)
+        time.sleep(0.2)  # the access log line is written after the answer: a crash there comes a moment later
         if not srv.alive():
             c.errors.append(f"server died after GET {path}")
             break
@@ -626,6 +627,7 @@ def case_f_vocab_beyond_alphabet(c, ctx):
                    f"upload: expected 400 (or 201), got {r.short()}"):
         return
     mid = r.json()["id"]
+    noted = False
     for text in ("ab", "abab", "zz"):
         r2, err2 = try_http(ctx.main.port, "POST", "/api/compute/block", {"model": mid, "text": text, "trace": False},
                             timeout=10.0)
@@ -633,6 +635,15 @@ def case_f_vocab_beyond_alphabet(c, ctx):
             c.errors.append(f"accepted (201); compute/block text {text!r}: no answer ({err2})")
         elif r2.status != 200:
             check_error(c, r2, err2, f"accepted (201); compute/block text {text!r}", tuple(range(400, 500)))
+        else:  # the spec asks only for no crash; a token past the alphabet shown as a character is worth a note
+            j = r2.json() or {}
+            past = {t.get("token"): t.get("text") for p in j.get("predictions") or [] if isinstance(p, dict)
+                    for t in p.get("top") or [] if isinstance(t, dict) and isinstance(t.get("token"), int)
+                    and t["token"] >= 2 and t.get("text")}
+            if past and not noted:
+                noted = True
+                print(f"  note: accepted; predictions show tokens past the 2-letter alphabet as text: "
+                      f"{json.dumps(past)[:120]} (read past the alphabet?)", flush=True)
         if not ctx.main.alive():
             c.errors.append(f"accepted (201); server died on compute/block text {text!r}")
             return
