@@ -16,6 +16,7 @@ packages=(
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
   chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)
+  python3                  # tests/server/hostile_client_test.py (standard library only)
 )
 
 missing=()
