@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "io/model_file.h"
 #include "lab/trainer.h"
 
 namespace blocklab::server {
+
+namespace fs = std::filesystem;
 
 // ---- Job -----------------------------------------------------------------------------------------
 
@@ -69,7 +72,9 @@ int64_t JobManager::submit(lab::TrainRunSpec spec) {
     throw ApiError(429, "queue_full",
                    "training queue is full (" + std::to_string(queue_.size()) + " waiting, " + std::to_string(running_) +
                        " running): expected a retry after a job finishes");
-  Result<int64_t> id = store_.create_run(lab::run_record(spec, "queued"));
+  lab::RunRecord record = lab::run_record(spec, "queued");
+  record.kind = "job";  // made by the server's queue: a restarted server takes it back (recover)
+  Result<int64_t> id = store_.create_run(record);
   if (!id) throw ApiError(503, "store_unavailable", id.status().message());
   spec.run_id = *id;
   auto job = std::make_shared<Job>(*id, std::move(spec), notify_);
@@ -125,21 +130,24 @@ void JobManager::set_on_event(std::function<void()> fn) {
 std::vector<std::string> JobManager::recover() {
   std::vector<std::string> lines;
   Result<std::vector<lab::RunRecord>> runs = store_.list_runs();
-  if (!runs) return {"cannot read the run store to recover queued runs: " + runs.status().message()};
-  std::vector<lab::RunRecord> queued;
+  if (!runs) return {"cannot read the run store to take back its queued runs: " + runs.status().message()};
+  std::vector<lab::RunRecord> left;
   for (const lab::RunRecord& r : runs.value())
-    if (r.status == "queued") queued.push_back(r);
-  std::sort(queued.begin(), queued.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-  for (const lab::RunRecord& r : queued) {
+    if (r.status == "queued" || (r.kind == "job" && r.status == "interrupted")) left.push_back(r);
+  std::sort(left.begin(), left.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  int queued = 0, resumed = 0;
+  for (const lab::RunRecord& r : left) {
     lab::TrainRunSpec spec;
     Result<ModelConfig> config = io::config_from_json_text(r.config_json, "run " + std::to_string(r.id));
     const json options = json::parse(r.options_json, nullptr, false);
-    Result<lab::TrainOptions> opts =
-        options.is_discarded() ? Result<lab::TrainOptions>(Status::error("options are not JSON")) : lab::train_options_from_json(options);
+    Result<lab::TrainOptions> opts = options.is_discarded() ? Result<lab::TrainOptions>(Status::error("its options are not JSON"))
+                                                            : lab::train_options_from_json(options);
     if (!config || !opts) {
       const std::string why = !config ? config.status().message() : opts.status().message();
-      (void)store_.finish_run(r.id, "failed", std::nullopt, std::nullopt, 0, 0, "could not be queued again after a restart: " + why);
-      lines.push_back("run " + std::to_string(r.id) + ": queued before a restart, but " + why + ": closed as failed");
+      (void)store_.finish_run(r.id, "failed", std::nullopt, std::nullopt, 0, 0,
+                              "the server stopped before it finished, and it could not be queued again: " + why);
+      lines.push_back("run " + std::to_string(r.id) + ": left " + r.status + " by the last server, but " + why +
+                      ": closed as failed");
       continue;
     }
     spec.config = config.value();
@@ -147,16 +155,24 @@ std::vector<std::string> JobManager::recover() {
     spec.label = r.label;
     spec.experiment = r.experiment;
     spec.run_id = r.id;
-    auto job = std::make_shared<Job>(r.id, std::move(spec), notify_);
+    std::string resume;
+    std::error_code ec;
+    if (r.status == "interrupted" && r.checkpoint_step > 0 && !r.checkpoint_path.empty() && fs::exists(r.checkpoint_path, ec))
+      resume = r.checkpoint_path;
+    (resume.empty() ? queued : resumed) += 1;
+    // Queued again in the store too, so that a list shows it waiting, not interrupted.
+    (void)store_.finish_run(r.id, "queued", std::nullopt, std::nullopt, 0, 0, "");
+    auto job = std::make_shared<Job>(r.id, std::move(spec), notify_, resume);
     std::lock_guard lock(mu_);
     queue_.push_back(job);
     jobs_.push_back(job);
-    job->publish("status", {{"status", "queued"}, {"run_id", r.id}, {"position", queue_.size()}});
+    job->publish("status", {{"status", "queued"}, {"run_id", r.id}, {"position", queue_.size()},
+                            {"resumes_from_step", resume.empty() ? 0 : r.checkpoint_step}});
     cv_.notify_one();
   }
-  const size_t closed = lines.size();
-  if (queued.size() > closed)
-    lines.push_back("queued again " + std::to_string(queued.size() - closed) + " run(s) left queued by the last server");
+  if (queued + resumed > 0)
+    lines.push_back("took back " + std::to_string(queued + resumed) + " run(s) the last server left unfinished (" +
+                    std::to_string(resumed) + " from their checkpoint)");
   return lines;
 }
 
@@ -209,7 +225,10 @@ void JobManager::run(const std::shared_ptr<Job>& job) {
     if (!layers.empty()) data["layers"] = layers;
     job->publish("step", data);
   };
-  Result<lab::TrainResult> r = lab::run_training(store_, job->spec(), on_step, &job->cancel);
+  Result<lab::TrainResult> r =
+      job->resume_checkpoint().empty()
+          ? lab::run_training(store_, job->spec(), on_step, &job->cancel)
+          : lab::resume_training(store_, job->resume_checkpoint(), job->spec().options.steps, 0, on_step, &job->cancel);
   if (!r) {
     (void)store_.finish_run(job->run_id(), "failed", std::nullopt, std::nullopt, 0, 0, r.status().message());
     job->finish("failed", {{"status", "failed"}, {"run_id", job->run_id()}, {"error", r.status().message()}});

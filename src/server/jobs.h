@@ -31,9 +31,11 @@ struct JobNotifier {
 
 class Job {
  public:
-  Job(int64_t run_id, lab::TrainRunSpec spec, std::shared_ptr<JobNotifier> notify)
-      : run_id_(run_id), spec_(std::move(spec)), notify_(std::move(notify)) {}
+  // resume_checkpoint: a run interrupted by a stopped server, continued from that checkpoint.
+  Job(int64_t run_id, lab::TrainRunSpec spec, std::shared_ptr<JobNotifier> notify, std::string resume_checkpoint = "")
+      : run_id_(run_id), spec_(std::move(spec)), notify_(std::move(notify)), resume_(std::move(resume_checkpoint)) {}
   int64_t run_id() const { return run_id_; }
+  const std::string& resume_checkpoint() const { return resume_; }
   const lab::TrainRunSpec& spec() const { return spec_; }
 
   // SSE-formatted events ("event: step\ndata: {...}\n\n") from index `from`; waits up to `wait_ms`
@@ -51,6 +53,7 @@ class Job {
   const int64_t run_id_;
   const lab::TrainRunSpec spec_;
   const std::shared_ptr<JobNotifier> notify_;
+  const std::string resume_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> events_;
@@ -72,8 +75,10 @@ class JobManager {
   std::shared_ptr<Job> find(int64_t run_id);
   int running();
   int queued();
-  // At start: queues again every run the store left "queued" (a server stopped or killed before it
-  // ran them), under its own id. Returns one line per run it could not take back (closed as failed).
+  // At start: queues again, under their ids, the server's jobs (kind "job") that the store left
+  // "queued" (a server killed before it ran them) or "interrupted" (killed while it ran them: they
+  // continue from their last checkpoint, or start again without one). Returns the lines to log; a
+  // run it cannot take back is closed as failed, saying why.
   std::vector<std::string> recover();
   void set_on_event(std::function<void()> fn);
   // Cancels every job, waits for the running ones to checkpoint and stop.

@@ -879,7 +879,7 @@ def case_j_restart_recovery(c, ctx):
         elif s == "cancelled":
             c.check(rid == deleted, f"run {rid} ended cancelled, but only run {deleted} was cancelled")
         elif s not in STILL:
-            c.check(s == "done", f"run {rid} ended {s!r}, expected done, failed (server stopped) or cancelled")
+            c.check(s == "finished", f"run {rid} ended {s!r}, expected finished, failed (server stopped) or cancelled")
 
 
 def case_k_full_disk(c, ctx):
@@ -933,8 +933,8 @@ def case_k_full_disk(c, ctx):
         time.sleep(0.5)
     if status == "failed":
         return
-    if status == "done":
-        c.errors.append(f"run {rid} ended done: the store never filled (or its writes were dropped silently)")
+    if status == "finished":
+        c.errors.append(f"run {rid} ended finished: the store never filled (or its writes were dropped silently)")
         return
     if status not in STILL and status is not None:
         c.errors.append(f"run {rid} ended {status!r}, expected failed")
@@ -1035,10 +1035,11 @@ def case_n_upload_quota(c, ctx):
     r, err = try_http(srv.port, "DELETE", f"/api/models/{id2}", headers={"X-Delete-Token": "wrong" + str(tok2)},
                       timeout=5.0)
     check_error(c, r, err, "DELETE with a wrong token", 403)
-    n_before = len(list_uploads(uploads))
+    n_before = len([f for f in list_uploads(uploads) if f.endswith(".safetensors")])
     r, err = try_http(srv.port, "DELETE", f"/api/models/{id1}", headers={"X-Delete-Token": str(tok1)}, timeout=5.0)
     if c.check(r is not None and r.status == 204, f"DELETE with the right token: {r.short() if r else err}"):
-        c.check(len(list_uploads(uploads)) == n_before - 1, f"after DELETE the uploads folder still has "
+        c.check(len([f for f in list_uploads(uploads) if f.endswith(".safetensors")]) == n_before - 1
+                and not any(f.startswith(id1) for f in list_uploads(uploads)), f"after DELETE the uploads folder still has "
                                                            f"{list_uploads(uploads)}")
         r, err = try_http(srv.port, "GET", f"/api/models/{id1}", timeout=5.0)
         c.check(r is not None and r.status == 404, f"GET a deleted model: {r.short() if r else err}")
