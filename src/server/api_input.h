@@ -45,6 +45,7 @@ struct Limits {
   int64_t max_upload_total_bytes = int64_t(512) << 20;
   // Connections (the HTTP layer, server/http.h).
   int max_connections = 1024;
+  int64_t max_inflight_body_bytes = int64_t(256) << 20;  // JSON bodies being read or handled, all requests
   int max_connections_per_address = 128;
   int max_event_streams = 512;
   int64_t max_header_bytes = 16 << 10;  // request line and header fields together

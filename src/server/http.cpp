@@ -219,6 +219,7 @@ struct Server::Impl {
     size_t bytes = 0;
     std::function<bool(std::string&)> stream;
     bool want_out = false, want_in = true, peer_closed = false;
+    int64_t reserved = 0;  // bytes of in-memory body counted against Options::max_inflight_body_bytes
     double drain_since = 0;
   };
 
@@ -242,6 +243,7 @@ struct Server::Impl {
   std::vector<uint64_t> pending_input;  // kept-alive connections with a pipelined request already in
   uint64_t next_id = 16;
   int streams = 0;
+  int64_t inflight = 0;  // in-memory request bodies being read or handled
   std::string hostname;
 
   std::mutex mu;  // tasks, done, counters below
@@ -288,6 +290,7 @@ struct Server::Impl {
       fs::remove(c.req.body_file, ec);
     }
     if (c.state == State::streaming) --streams;
+    inflight -= c.reserved;
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     if (--per_addr[c.addr] <= 0) per_addr.erase(c.addr);
@@ -298,6 +301,8 @@ struct Server::Impl {
 
   // ---- answers ----
   void begin_answer(Conn& c, Response& res) {
+    inflight -= c.reserved;  // the body has been handled (or refused)
+    c.reserved = 0;
     std::string head = "HTTP/1.1 " + std::to_string(res.status) + " " + reason(res.status) + "\r\n";
     bool has_type = false;
     for (const auto& [k, v] : res.headers) {
@@ -672,6 +677,15 @@ struct Server::Impl {
         answer(c, no->status, no->code, no->message, true);
         return;
       }
+    }
+    if ((!route || route->options.body_dir.empty()) && length > 0) {
+      if (inflight + length > o.max_inflight_body_bytes) {
+        answer(c, 503, "server_busy", "request bodies: the server is reading or handling " + std::to_string(inflight >> 20) +
+                                          " MiB of them: try again shortly", true, {{"Retry-After", "1"}});
+        return;
+      }
+      inflight += length;
+      c.reserved = length;
     }
     if (const std::string* expect = req.header("expect"); expect && lower(*expect) == "100-continue" && length > 0)
       c.out += "HTTP/1.1 100 Continue\r\n\r\n";

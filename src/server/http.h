@@ -88,6 +88,7 @@ struct Options {
   int64_t max_header_bytes = 16 << 10;  // request line and header fields together
   int max_header_fields = 100;
   int64_t max_body_bytes = 8 << 20;
+  int64_t max_inflight_body_bytes = int64_t(256) << 20;  // in-memory bodies of all requests at once: then 503
   int64_t max_stream_backlog = 4 << 20;  // bytes of an event stream the client has not read: then closed
   std::vector<std::string> allowed_hosts;  // Host names besides localhost, IP literals and this machine's name
   std::string cors_origin;                 // "": same origin only

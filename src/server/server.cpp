@@ -139,6 +139,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   h.max_header_bytes = L.max_header_bytes;
   h.max_header_fields = L.max_header_fields;
   h.max_body_bytes = L.max_body_bytes;
+  h.max_inflight_body_bytes = L.max_inflight_body_bytes;
   h.allowed_hosts = options.allowed_hosts;
   h.cors_origin = options.cors_origin;
   const std::string web = options.web_dir.empty() ? beside_source("web/dist") : options.web_dir;
@@ -219,6 +220,7 @@ void Server::routes() {
                                      {"max_uploads", l.max_uploads},
                                      {"max_upload_total_bytes", l.max_upload_total_bytes},
                                      {"max_connections", l.max_connections},
+                                     {"max_inflight_body_bytes", l.max_inflight_body_bytes},
                                      {"max_connections_per_address", l.max_connections_per_address},
                                      {"max_event_streams", l.max_event_streams},
                                      {"max_header_bytes", l.max_header_bytes},

@@ -284,6 +284,20 @@ TEST_F(HttpTest, BodiesNeedALengthWithinTheLimit) {
   EXPECT_EQ(status_of(s.answer()), 200);
 }
 
+TEST_F(HttpTest, BodiesBeingReadAreBoundedInAll) {
+  Options o;
+  o.max_inflight_body_bytes = 1000;
+  start(o);
+  const std::string head = "POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+  Sock slow(port_);
+  slow.send(head + "Content-Length: 800\r\n\r\n{\"a\":");  // holds 800 bytes while it trickles
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string busy = ask(head + "Content-Length: 800\r\n\r\n" + std::string(800, ' '));
+  EXPECT_EQ(status_of(busy), 503) << busy;
+  EXPECT_NE(busy.find("server_busy"), std::string::npos);
+  EXPECT_EQ(status_of(ask(head + "Content-Length: 2\r\n\r\n{}")), 200);  // a small one still fits
+}
+
 TEST_F(HttpTest, KeepAliveAndPipelinedRequests) {
   start();
   Sock s(port_);
