@@ -14,6 +14,8 @@ packages=(
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
   chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)
+  clang libclang-rt-14-dev # the fuzz harnesses: libFuzzer, ASan, UBSan (scripts/fuzz.sh)
+  libomp-14-dev            # OpenMP for clang (the engine's kernels), the fuzz build
 )
 
 missing=()

@@ -45,7 +45,7 @@ struct Env {
     c.n_heads = 2;
     c.d_ff = 16;
     c.n_layers = 1;
-    Model<float> m = std::move(Model<float>::create(c).value());
+    Model<float> m = Model<float>::create(c).value();
     init_parameters(m.layout(), 4, m.params().data());
     if (!io::save_model((uploads / "stack-tiny.safetensors").string(), m)) __builtin_trap();
     auto r = server::ModelRegistry::open(BLOCKLAB_SOURCE_DIR "/models", uploads.string());
