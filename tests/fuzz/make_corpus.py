@@ -240,6 +240,13 @@ def api_corpus():
         "ffn_deep_nesting": "4{\"x\": [[[[[[1]]]]]]}",
         "rmsnorm_big_numbers": "2{\"x\": [[1e308, -1e308, 5e-324]], \"gamma\": [1e38, 1, 1]}",
         "block_invalid_utf8": b"5{\"model\": \"chars-small\", \"text\": \"\xff\xfe\"}",
+        "layernorm_empty_row": "1{\"x\": [[]]}",
+        "residual_overflow": "0{\"x\": [[1e38, 1e38]], \"f\": [[1e38, 1e38]]}",
+        "batchnorm_extremes": "3{\"x\": [[1e38, -1e38], [3e38, 1]]}",
+        "rmsnorm_row_unsigned": "2{\"x\": [[1]], \"row\": 18446744073709551615}",
+        "block_nul_text": "5{\"model\": \"chars-small\", \"text\": \"\\u0000\"}",
+        "block_off_all_prefixes": "5{\"model\": \"chars-small\", \"tokens\": [1], \"overrides\": {\"alpha\": 0, \"residual\": \"off\"}, \"trace\": [], \"top_k\": 50}",
+        "gradflow_edges": "6{\"d_model\": 32, \"n_heads\": 32, \"d_ff\": 1, \"n_layers\": 1, \"batch\": 1, \"seq_len\": 1, \"eps\": 1e-12, \"dropout\": 0.99}",
     }
     for k, v in raw.items():
         write("api_json", k + ".json", v)
