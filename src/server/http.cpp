@@ -176,6 +176,84 @@ std::string percent_decode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
+std::optional<Refusal> parse_request_head(std::string_view head, int max_fields, Request* out, bool* keep_alive) {
+  Request& req = *out;
+  req = Request();
+  const size_t line_end = head.find("\r\n");
+  const std::string_view line = head.substr(0, line_end);
+  const size_t s1 = line.find(' '), s2 = line.rfind(' ');
+  if (s1 == std::string_view::npos || s2 == s1) {
+    return Refusal{400, "bad_request", "request line: expected METHOD TARGET HTTP/1.1"};
+  }
+  req.method = std::string(line.substr(0, s1));
+  req.target = std::string(line.substr(s1 + 1, s2 - s1 - 1));
+  const std::string_view version = line.substr(s2 + 1);
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+    return Refusal{400, "bad_request", "request line: expected HTTP/1.1 or HTTP/1.0"};
+  }
+  if (req.method.empty() || req.method.size() > 16 || req.target.empty()) {
+    return Refusal{400, "bad_request", "request line: expected METHOD TARGET HTTP/1.1"};
+  }
+  for (char ch : req.method)
+    if (ch < 'A' || ch > 'Z') {
+      return Refusal{400, "bad_request", "request line: expected an upper-case method"};
+    }
+  *keep_alive = version == "HTTP/1.1";
+  size_t pos = line_end == std::string_view::npos ? head.size() : line_end + 2;
+  // RFC 9110 5.6.2: a field name is a token.
+  auto token = [](std::string_view name) {
+    for (unsigned char ch : name)
+      if (!(std::isalnum(ch) || std::strchr("!#$%&'*+-.^_`|~", ch))) return false;
+    return !name.empty();
+  };
+  int fields = 0;
+  while (pos < head.size()) {
+    size_t e = head.find("\r\n", pos);
+    if (e == std::string_view::npos) e = head.size();
+    const std::string_view f = head.substr(pos, e - pos);
+    pos = e + 2;
+    if (f.empty()) continue;
+    if (++fields > max_fields) {
+      return Refusal{431, "headers_too_large", "request headers: expected at most " + std::to_string(max_fields) + " fields"};
+    }
+    const size_t colon = f.find(':');
+    if (colon == std::string_view::npos || !token(f.substr(0, colon))) {
+      return Refusal{400, "bad_request", "request headers: expected NAME: VALUE on each line, NAME a token"};
+    }
+    std::string name = lower(std::string(f.substr(0, colon)));
+    // One length per request: two Content-Lengths (or a length with a transfer coding) are how requests
+    // are smuggled past a proxy.
+    if ((name == "content-length" || name == "host") && req.header(name))
+      return Refusal{400, "bad_request", "request headers: expected one " + name + ", got two"};
+    req.headers.emplace_back(std::move(name), trim(f.substr(colon + 1)));
+  }
+  if (const std::string* conn = req.header("connection")) {
+    const std::string v = lower(*conn);
+    if (v.find("close") != std::string::npos) *keep_alive = false;
+    if (v.find("keep-alive") != std::string::npos) *keep_alive = true;
+  }
+  const size_t q = req.target.find('?');
+  const std::string raw_path = req.target.substr(0, q);
+  if (raw_path.empty() || raw_path[0] != '/') {
+    return Refusal{400, "bad_request", "request target: expected a path starting with /"};
+  }
+  req.path = percent_decode(raw_path, false);
+  if (q != std::string::npos) {
+    std::string_view qs = std::string_view(req.target).substr(q + 1);
+    while (!qs.empty()) {
+      const size_t amp = qs.find('&');
+      const std::string_view kv = qs.substr(0, amp);
+      const size_t eq = kv.find('=');
+      if (!kv.empty())
+        req.query.emplace(percent_decode(kv.substr(0, eq), true),
+                          eq == std::string_view::npos ? std::string() : percent_decode(kv.substr(eq + 1), true));
+      if (amp == std::string_view::npos) break;
+      qs = qs.substr(amp + 1);
+    }
+  }
+  return std::nullopt;
+}
+
 const std::string* Request::header(const std::string& name) const {
   for (const auto& [k, v] : headers)
     if (k == name) return &v;
@@ -496,72 +574,10 @@ struct Server::Impl {
 
   // Parses the head in c.in[0, end); returns false (after answering) when it is refused.
   bool parse_head(Conn& c, size_t end) {
-    Request& req = c.req;
-    std::string_view head(c.in.data(), end);
-    const size_t line_end = head.find("\r\n");
-    const std::string_view line = head.substr(0, line_end);
-    const size_t s1 = line.find(' '), s2 = line.rfind(' ');
-    if (s1 == std::string_view::npos || s2 == s1) {
-      answer(c, 400, "bad_request", "request line: expected METHOD TARGET HTTP/1.1", true);
+    if (std::optional<Refusal> no = parse_request_head(std::string_view(c.in.data(), end), o.max_header_fields, &c.req,
+                                                       &c.keep_alive)) {
+      answer(c, no->status, no->code, no->message, true);
       return false;
-    }
-    req.method = std::string(line.substr(0, s1));
-    req.target = std::string(line.substr(s1 + 1, s2 - s1 - 1));
-    const std::string_view version = line.substr(s2 + 1);
-    if (version != "HTTP/1.1" && version != "HTTP/1.0") {
-      answer(c, 400, "bad_request", "request line: expected HTTP/1.1 or HTTP/1.0", true);
-      return false;
-    }
-    for (char ch : req.method)
-      if (ch < 'A' || ch > 'Z') {
-        answer(c, 400, "bad_request", "request line: expected an upper-case method", true);
-        return false;
-      }
-    c.keep_alive = version == "HTTP/1.1";
-    size_t pos = line_end + 2;
-    int fields = 0;
-    while (pos < head.size()) {
-      size_t e = head.find("\r\n", pos);
-      if (e == std::string_view::npos) e = head.size();
-      const std::string_view f = head.substr(pos, e - pos);
-      pos = e + 2;
-      if (f.empty()) continue;
-      if (++fields > o.max_header_fields) {
-        answer(c, 431, "headers_too_large",
-               "request headers: expected at most " + std::to_string(o.max_header_fields) + " fields", true);
-        return false;
-      }
-      const size_t colon = f.find(':');
-      if (colon == std::string_view::npos || colon == 0 || f[0] == ' ' || f[0] == '\t') {
-        answer(c, 400, "bad_request", "request headers: expected NAME: VALUE on each line", true);
-        return false;
-      }
-      req.headers.emplace_back(lower(std::string(f.substr(0, colon))), trim(f.substr(colon + 1)));
-    }
-    if (const std::string* conn = req.header("connection")) {
-      const std::string v = lower(*conn);
-      if (v.find("close") != std::string::npos) c.keep_alive = false;
-      if (v.find("keep-alive") != std::string::npos) c.keep_alive = true;
-    }
-    const size_t q = req.target.find('?');
-    const std::string raw_path = req.target.substr(0, q);
-    if (raw_path.empty() || raw_path[0] != '/') {
-      answer(c, 400, "bad_request", "request target: expected a path starting with /", true);
-      return false;
-    }
-    req.path = percent_decode(raw_path, false);
-    if (q != std::string::npos) {
-      std::string_view qs = std::string_view(req.target).substr(q + 1);
-      while (!qs.empty()) {
-        const size_t amp = qs.find('&');
-        const std::string_view kv = qs.substr(0, amp);
-        const size_t eq = kv.find('=');
-        if (!kv.empty())
-          req.query.emplace(percent_decode(kv.substr(0, eq), true),
-                            eq == std::string_view::npos ? std::string() : percent_decode(kv.substr(eq + 1), true));
-        if (amp == std::string_view::npos) break;
-        qs = qs.substr(amp + 1);
-      }
     }
     return true;
   }

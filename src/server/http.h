@@ -123,6 +123,11 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
+// Parses a request head (request line and header fields, without the blank line that ends it) into
+// `out` (method, target, path, query, headers), and whether the connection may stay open. A refusal
+// (400 or 431) says why.
+std::optional<Refusal> parse_request_head(std::string_view head, int max_fields, Request* out, bool* keep_alive);
+
 // Percent-decoding; '+' stays '+' in paths and is a space in query strings.
 std::string percent_decode(std::string_view s, bool plus_is_space);
 

@@ -50,7 +50,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (model) {
       const std::filesystem::path uploads = scratch.dir() / "uploads";
       Result<std::unique_ptr<server::ModelRegistry>> registry = server::ModelRegistry::open("", uploads.string());
-      if (registry) (void)registry.value()->add_upload(bytes);
+      if (registry) {  // as the server takes an upload: its body written to a file in the upload folder
+        const std::filesystem::path body = uploads / ".part-fuzz";
+        std::filesystem::copy_file(path, body, std::filesystem::copy_options::overwrite_existing);
+        bool over_quota = false;
+        (void)registry.value()->add_upload_file(body.string(), {}, &over_quota);
+      }
       std::error_code ec;
       std::filesystem::remove_all(uploads, ec);
     }
