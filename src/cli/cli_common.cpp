@@ -3,8 +3,10 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <type_traits>
 
+#include "io/json_limits.h"
 #include "io/model_file.h"
 
 namespace blocklab::cli {
@@ -93,8 +95,10 @@ std::vector<std::string> given_model_flags(const ModelFlags& f) {
 bool given_in_config_file(const ModelFlags& f, const std::string& key) {
   if (f.config_path.empty()) return false;
   std::ifstream in(f.config_path);
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains(key);
+  std::stringstream text;
+  text << in.rdbuf();
+  const Result<nlohmann::json> j = io::parse_json_limited(text.str(), io::kMaxJsonDepth);  // read_config_file reports errors
+  return j.is_ok() && j->is_object() && j->contains(key);
 }
 
 void add_dtype_flag(CLI::App& app, std::string& dtype) {

@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
       if (c.sub->parsed()) return c.run();
   } catch (const std::bad_alloc&) {
     return fail("", "out of memory: expected smaller inputs");
+  } catch (const std::exception& e) {  // a check missed upstream: still one line and status 2, never an abort
+    return fail("", std::string("unexpected error: ") + e.what());
   }
   return fail("", "no command given (see --help)");
 }

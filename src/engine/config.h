@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -40,7 +41,23 @@ struct ModelConfig {
   bool operator==(const ModelConfig&) const = default;
 };
 
-// Checks the values against each other; the message names the key, expected vs got.
+// The engine's bounds on a config's sizes (docs/model-format.md, "Limits"): one row per integer key,
+// checked by validate() before anything is allocated, so that a hostile file cannot make the engine
+// allocate gigabytes or overflow an offset. The server's API limits (server/api_input.h) are stricter.
+struct ConfigKeyLimit {
+  std::string_view key;
+  int64_t min, max;
+  std::string_view doc;
+};
+std::span<const ConfigKeyLimit> config_key_limits();
+// The most parameters a model may have (2^31: 8 GiB of float32, and every offset fits a 32-bit int).
+inline constexpr int64_t kMaxParameters = int64_t(1) << 31;
+
+// The number of parameters of `config` (ParamLayout's total), computed with overflow-checked
+// arithmetic; an error naming the count when it exceeds kMaxParameters. Does not check the other keys.
+Result<int64_t> parameter_count(const ModelConfig& config);
+
+// Checks the values against the limits and against each other; the message names the key, expected vs got.
 Status validate(const ModelConfig& config);
 
 std::string_view name_of(Norm v);

@@ -16,6 +16,10 @@ namespace blocklab::avx2 {
 
 namespace {
 
+// A row whose float32 sum of squares exceeds this takes the float64 path in the norms: past it the
+// squares (|x| > 1.8e19) or x - mean could overflow float32, and no ordinary activation is that large.
+constexpr double kMaxFloatSumSq = 1e30;
+
 // Work below this many elements stays on the calling thread: a thread hand-off costs more.
 constexpr int64_t kParallelElements = 1 << 16;
 
@@ -133,13 +137,26 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
         sum += d;
         sq += d * d;
       }
+      float* y = out + n * C;
+      if (!(sq <= kMaxFloatSumSq)) {
+        // Values more than ~1e15 from x[0]: the float32 sums (and x - mean below) could overflow, so this
+        // row is computed in float64 as the portable kernel does (ordinary rows never get here).
+        double s = 0, q = 0;
+        for (int64_t k = 0; k < C; ++k) s += x[k];
+        const double mu_d = s / double(C);
+        for (int64_t k = 0; k < C; ++k) q += (x[k] - mu_d) * (x[k] - mu_d);
+        const double rs_d = 1.0 / std::sqrt(q / double(C) + double(eps));
+        for (int64_t k = 0; k < C; ++k) y[k] = float((x[k] - mu_d) * rs_d) * weight[k] + bias[k];
+        mean[n] = float(mu_d);
+        rstd[n] = float(rs_d);
+        continue;
+      }
       const double mean_d = sum / double(C);
       const double var = std::max(0.0, sq / double(C) - mean_d * mean_d);
       const float mu = float(shift + mean_d);
       const __m256 vmu = _mm256_set1_ps(mu);
       const float rs = float(1.0 / std::sqrt(var + double(eps)));
       const __m256 vrs = _mm256_set1_ps(rs);
-      float* y = out + n * C;
       c = 0;
       for (; c + 8 <= C; c += 8) {
         const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vmu), vrs);
@@ -242,9 +259,17 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
       }
       float sq = hsum(_mm256_add_ps(q0, q1));
       for (; c < C; ++c) sq += x[c] * x[c];
+      float* y = out + n * C;
+      if (!(sq <= kMaxFloatSumSq)) {  // |x| beyond ~1e15: float32 squares could overflow; float64 for this row
+        double q = 0;
+        for (int64_t k = 0; k < C; ++k) q += double(x[k]) * x[k];
+        const double rs_d = 1.0 / std::sqrt(q / double(C) + double(eps));
+        for (int64_t k = 0; k < C; ++k) y[k] = float(x[k] * rs_d) * weight[k];
+        rstd[n] = float(rs_d);
+        continue;
+      }
       const float rs = float(1.0 / std::sqrt(double(sq) / double(C) + double(eps)));
       const __m256 vrs = _mm256_set1_ps(rs);
-      float* y = out + n * C;
       c = 0;
       for (; c + 8 <= C; c += 8)
         _mm256_storeu_ps(y + c, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vrs), _mm256_loadu_ps(weight + c)));

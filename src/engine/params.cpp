@@ -44,15 +44,15 @@ ParamLayout::ParamLayout(const ModelConfig& c) : alpha_init_(c.residual_alpha) {
 
 int64_t ParamLayout::add(std::string name, Shape shape) {
   ParamSpec spec{std::move(name), std::move(shape), total_};
-  total_ += spec.numel();
+  total_ += spec.numel();  // bounded: validate() checks parameter_count(config) <= kMaxParameters
+  index_.emplace(spec.name, specs_.size());
   specs_.push_back(std::move(spec));
   return specs_.back().offset;
 }
 
 const ParamSpec* ParamLayout::find(std::string_view name) const {
-  for (const ParamSpec& s : specs_)
-    if (s.name == name) return &s;
-  return nullptr;
+  auto it = index_.find(std::string(name));
+  return it == index_.end() ? nullptr : &specs_[it->second];
 }
 
 int64_t ParamLayout::layer_of(std::string_view name) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/config.h"
@@ -42,7 +43,7 @@ class ParamLayout {
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   int64_t total() const { return total_; }  // elements in the flat buffer
-  const ParamSpec* find(std::string_view name) const;
+  const ParamSpec* find(std::string_view name) const;  // O(1)
 
   const BlockOffsets& block(int64_t i) const { return blocks_[size_t(i)]; }
   int64_t final_norm_weight() const { return final_norm_weight_; }  // -1 if none
@@ -60,6 +61,7 @@ class ParamLayout {
   int64_t add(std::string name, Shape shape);
 
   std::vector<ParamSpec> specs_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in specs_
   int64_t total_ = 0;
   std::vector<BlockOffsets> blocks_;
   int64_t final_norm_weight_ = -1, final_norm_bias_ = -1;

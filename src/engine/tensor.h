@@ -11,9 +11,13 @@ namespace blocklab {
 
 using Shape = std::vector<int64_t>;
 
+// The element count of `shape`, or -1 when a dimension is negative or the product overflows int64
+// (then Tensor's constructor throws std::length_error rather than allocating a wrapped size). Shapes
+// from files are bounded before they get here (io/safetensors.cpp, validate() in config.h).
 inline int64_t numel_of(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;
   return n;
 }
 

@@ -1,7 +1,12 @@
 #include "io/model_file.h"
 
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <string_view>
+#include <unordered_map>
+
+#include "io/json_limits.h"
 
 namespace blocklab::io {
 
@@ -15,14 +20,33 @@ Status key_error(const std::string& key, const std::string& expected, const json
 
 }  // namespace
 
+namespace {
+Result<ModelConfig> config_from_json_checked(const json& j, const ModelConfig& base);
+}  // namespace
+
 Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
+  try {
+    return config_from_json_checked(j, base);
+  } catch (const json::exception& e) {  // every value's type is checked before it is read: defensive only
+    return Status::error("config: " + json_error_text(e));
+  }
+}
+
+namespace {
+
+Result<ModelConfig> config_from_json_checked(const json& j, const ModelConfig& base) {
   if (!j.is_object()) return Status::error("config: expected a JSON object, got " + std::string(j.type_name()));
   ModelConfig c = base;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& key = it.key();
     const json& v = it.value();
+    // An integer that fits int64 (a JSON integer past 2^63 would wrap).
+    auto is_int64 = [&] {
+      return v.is_number_integer() &&
+             !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()));
+    };
     auto integer = [&](int64_t* out) -> Status {
-      if (!v.is_number_integer()) return key_error(key, "an integer", v);
+      if (!is_int64()) return key_error(key, "an integer", v);
       *out = v.get<int64_t>();
       return Status::ok();
     };
@@ -58,11 +82,11 @@ Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
     else if (key == "dropout") st = number(&c.dropout);
     else if (key == "max_seq_len") {
       if (v.is_null()) c.max_seq_len.reset();
-      else if (v.is_number_integer()) c.max_seq_len = v.get<int64_t>();
+      else if (is_int64()) c.max_seq_len = v.get<int64_t>();
       else st = key_error(key, "null or an integer", v);
     } else if (key == "vocab_size") {
       if (v.is_null()) c.vocab_size.reset();
-      else if (v.is_number_integer()) c.vocab_size = v.get<int64_t>();
+      else if (is_int64()) c.vocab_size = v.get<int64_t>();
       else st = key_error(key, "null or an integer", v);
     } else {
       return Status::error("config: unknown key '" + key +
@@ -75,14 +99,12 @@ Result<ModelConfig> config_from_json(const json& j, const ModelConfig& base) {
   return c;
 }
 
+}  // namespace
+
 Result<ModelConfig> config_from_json_text(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    return Status::error(where + ": config is not valid JSON: " + e.what());
-  }
-  Result<ModelConfig> c = config_from_json(j);
+  Result<json> j = parse_json_limited(text, kMaxJsonDepth);
+  if (!j) return Status::error(where + ": config is not valid JSON: " + j.status().message());
+  Result<ModelConfig> c = config_from_json(j.value());
   if (!c) return c.status().with_context(where);
   return c;
 }
@@ -114,6 +136,21 @@ json config_to_json(const ModelConfig& c) {
               {"max_seq_len", c.max_seq_len ? json(*c.max_seq_len) : json(nullptr)}};
 }
 
+Result<ModelConfig> config_of_safetensors(const SafetensorsFile& file, const std::string& where) {
+  auto it = file.metadata.find(kConfigMetadataKey);
+  if (it == file.metadata.end())
+    return Status::error(where + ": __metadata__ has no \"" + std::string(kConfigMetadataKey) +
+                         "\": expected the model's config as a JSON string (or pass --config)");
+  return config_from_json_text(it->second, where);
+}
+
+std::unordered_map<std::string_view, const StoredTensor*> tensors_by_name(const SafetensorsFile& file) {
+  std::unordered_map<std::string_view, const StoredTensor*> by_name;
+  by_name.reserve(file.tensors.size());
+  for (const StoredTensor& t : file.tensors) by_name.emplace(t.name, &t);  // the first of a name, as find()
+  return by_name;
+}
+
 template <typename T>
 Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::string& where,
                                         const ModelConfig* config_override) {
@@ -121,14 +158,11 @@ Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::
   if (config_override) {
     config = *config_override;
   } else {
-    auto it = file.metadata.find(kConfigMetadataKey);
-    if (it == file.metadata.end())
-      return Status::error(where + ": __metadata__ has no \"" + std::string(kConfigMetadataKey) +
-                           "\": expected the model's config as a JSON string (or pass --config)");
-    Result<ModelConfig> parsed = config_from_json_text(it->second, where);
+    Result<ModelConfig> parsed = config_of_safetensors(file, where);
     if (!parsed) return parsed.status();
     config = parsed.value();
   }
+  // validate() bounds every size and the parameter count before Model::create allocates anything.
   Result<Model<T>> model = Model<T>::create(config);
   if (!model) return model.status().with_context(where);
   const ParamLayout& layout = model->layout();
@@ -137,8 +171,10 @@ Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::
   for (const StoredTensor& t : file.tensors)
     if (!layout.find(t.name) && !(checkpoint && t.name.starts_with(kOptimizerPrefix)))
       return Status::error(where + ": unexpected tensor '" + t.name + "': not a parameter of this config");
+  const std::unordered_map<std::string_view, const StoredTensor*> by_name = tensors_by_name(file);
   for (const ParamSpec& spec : layout.specs()) {
-    const StoredTensor* t = file.find(spec.name);
+    auto found = by_name.find(spec.name);
+    const StoredTensor* t = found == by_name.end() ? nullptr : found->second;
     if (!t) return Status::error(where + ": missing tensor '" + spec.name + "': expected shape " + shape_str(spec.shape));
     if (t->shape != spec.shape)
       return Status::error(where + ": tensor '" + spec.name + "': expected shape " + shape_str(spec.shape) + ", got " +

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "engine/config.h"
 #include "engine/model.h"
@@ -24,6 +26,13 @@ Result<ModelConfig> config_from_json(const nlohmann::json& j, const ModelConfig&
 Result<ModelConfig> config_from_json_text(const std::string& text, const std::string& where);
 Result<ModelConfig> read_config_file(const std::string& path);
 nlohmann::json config_to_json(const ModelConfig& config);
+
+// The config in a file's __metadata__["blocklab.config"], parsed and validated (validate(): every size
+// within the engine's limits), without building the model: a caller with stricter limits (the server)
+// checks it before model_from_safetensors allocates anything.
+Result<ModelConfig> config_of_safetensors(const SafetensorsFile& file, const std::string& where);
+// The file's tensors by name (the first of a name, as SafetensorsFile::find), for lookups in O(1).
+std::unordered_map<std::string_view, const StoredTensor*> tensors_by_name(const SafetensorsFile& file);
 
 // Builds a model from a file's tensors: every tensor of the config's layout must be present with
 // its exact shape, and nothing else. `config_override` (nullable) replaces the file's config.

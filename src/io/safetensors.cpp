@@ -9,7 +9,10 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <unistd.h>
+
+#include "io/json_limits.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 
@@ -20,6 +23,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference implementation
+constexpr uint64_t kMaxElements = uint64_t(1) << 40;  // per tensor (and per dimension)
 
 struct DTypeInfo {
   DType dtype;
@@ -82,29 +86,77 @@ size_t dtype_size(DType dtype) {
   return 0;
 }
 
+namespace {
+Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file, const std::string& where);
+}  // namespace
+
 const StoredTensor* SafetensorsFile::find(const std::string& name) const {
   for (const StoredTensor& t : tensors)
     if (t.name == name) return &t;
   return nullptr;
 }
 
+namespace {
+
+constexpr const char* kConvertHint =
+    "convert it in Python: from safetensors.torch import save_file; "
+    "save_file(model.state_dict(), \"m.safetensors\") (tensor names as docs/model-format.md)";
+
+// What a file that is not safetensors looks like, from its first bytes; empty when it does not look like
+// anything known.
+std::string not_safetensors(std::span<const uint8_t> file) {
+  if (file.size() >= 4 && file[0] == 'P' && file[1] == 'K' && file[2] == 3 && file[3] == 4)
+    return std::string("not a safetensors file: it is a zip archive, as torch.save writes (a PyTorch pickle/zip); ") +
+           kConvertHint;
+  if (file.size() >= 2 && file[0] == 0x80 && file[1] >= 2 && file[1] <= 5)
+    return std::string("not a safetensors file: it is a Python pickle (protocol ") + std::to_string(file[1]) +
+           "), as an old torch.save writes; " + kConvertHint;
+  const size_t n = std::min<size_t>(file.size(), 8);
+  bool text = n > 0;
+  for (size_t i = 0; i < n; ++i) text = text && ((file[i] >= 0x20 && file[i] < 0x7f) || file[i] == '\n' || file[i] == '\r' || file[i] == '\t');
+  if (text) {
+    std::string start(reinterpret_cast<const char*>(file.data()), n);
+    for (char& c : start)
+      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    return "not a safetensors file: it starts with text (\"" + start +
+           "...\"): expected an 8-byte little-endian header length, then the JSON header";
+  }
+  return "";
+}
+
+}  // namespace
+
 Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const std::string& where) {
+  try {
+    return parse_safetensors_checked(file, where);
+  } catch (const json::exception& e) {  // a value read without its type checked: a bug here, not a crash
+    return Status::error(where + ": header: " + json_error_text(e));
+  } catch (const std::exception& e) {
+    return Status::error(where + ": cannot read: " + e.what());
+  }
+}
+
+namespace {
+
+Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file, const std::string& where) {
   auto fail = [&](const std::string& msg) { return Status::error(where + ": " + msg); };
+  // A file that is not safetensors at all (a torch.save pickle, a JSON file) is told apart by its first
+  // bytes, but only once they fail as a header length: a real header length may start with the same bytes.
+  const uint64_t header_len = file.size() >= 8 ? load<uint64_t>(file.data()) : 0;
+  const uint64_t available = file.size() >= 8 ? file.size() - 8 : 0;
+  if (file.size() < 8 || header_len > available || header_len > kMaxHeaderBytes || header_len == 0 || file[8] != '{')
+    if (std::string what = not_safetensors(file); !what.empty()) return fail(what);
   if (file.size() < 8)
     return fail("truncated: expected at least 8 bytes (the header length), got " + std::to_string(file.size()));
-  const uint64_t header_len = load<uint64_t>(file.data());
-  const uint64_t available = file.size() - 8;
   if (header_len > available)
     return fail("header length " + std::to_string(header_len) + " runs past the end of the file: expected <= " +
                 std::to_string(available) + " bytes");
   if (header_len > kMaxHeaderBytes)
     return fail("header length " + std::to_string(header_len) + ": expected <= " + std::to_string(kMaxHeaderBytes));
-  json header;
-  try {
-    header = json::parse(file.begin() + 8, file.begin() + 8 + std::ptrdiff_t(header_len));
-  } catch (const json::parse_error& e) {
-    return fail(std::string("header is not valid JSON: ") + e.what());
-  }
+  Result<json> parsed = parse_json_limited(
+      std::string_view(reinterpret_cast<const char*>(file.data()) + 8, size_t(header_len)), kMaxJsonDepth);
+  if (!parsed) return fail("header is not valid JSON: " + parsed.status().message());
+  const json& header = parsed.value();
   if (!header.is_object()) return fail("header: expected a JSON object, got " + std::string(header.type_name()));
 
   const uint64_t data_len = available - header_len;
@@ -142,7 +194,8 @@ Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const s
     for (const json& dim : shape) {
       if (!dim.is_number_unsigned()) return fail(what + ": shape: expected non-negative integers, got " + shape.dump());
       const uint64_t v = dim.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t(1) << 40) / v) return fail(what + ": shape " + shape.dump() + " is too large");
+      if (v > kMaxElements || (v != 0 && numel > kMaxElements / v))
+        return fail(what + ": shape " + shape.dump() + " is too large: expected at most 2^40 elements");
       numel *= v;
       t.shape.push_back(int64_t(v));
     }
@@ -180,6 +233,8 @@ Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const s
   out.tensors = std::move(sorted);
   return out;
 }
+
+}  // namespace
 
 Result<SafetensorsFile> read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,8 +1,11 @@
 #include "server/api_input.h"
 
+#include <cfloat>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+
+#include "io/json_limits.h"
 
 namespace blocklab::server {
 
@@ -12,10 +15,44 @@ json ApiError::body() const {
 
 namespace {
 
+// Appends at most about `budget` characters of `v`, descending at most 8 levels (deeper values print
+// as [...] / {...}): the message shows 60 characters, so the value is never printed whole.
+void brief(const json& v, std::string& out, size_t budget, int depth) {
+  if (out.size() > budget) return;
+  if (!v.is_structured()) {
+    std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);  // user bytes may not be UTF-8
+    out += s.size() > budget ? s.substr(0, budget) : s;
+    return;
+  }
+  const bool array = v.is_array();
+  if (depth >= 8 && !v.empty()) {
+    out += array ? "[...]" : "{...}";
+    return;
+  }
+  out += array ? '[' : '{';
+  bool first = true;
+  for (auto it = v.begin(); it != v.end() && out.size() <= budget; ++it) {
+    if (!first) out += ',';
+    first = false;
+    if (!array) out += json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ':';
+    brief(*it, out, budget, depth + 1);
+  }
+  out += array ? ']' : '}';
+}
+
 std::string shorten(const json& got) {
-  std::string s = got.dump(-1, ' ', false, json::error_handler_t::replace);  // user bytes may not be UTF-8
+  std::string s;
+  brief(got, s, 64, 0);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
+}
+
+// A number that float32 holds (the engine computes in float32): finite and |v| <= FLT_MAX.
+void check_float32(const json& x, const std::string& field) {
+  if (!x.is_number()) bad_field(field, "a finite number", x);
+  const double v = x.get<double>();
+  if (!std::isfinite(v) || std::fabs(v) > double(FLT_MAX))
+    bad_field(field, "a finite number within float32 (|v| <= 3.4e38)", x);
 }
 
 std::string path(const std::string& prefix, const std::string& name) { return prefix.empty() ? name : prefix + "." + name; }
@@ -27,8 +64,13 @@ void bad_field(const std::string& field, const std::string& expected, const json
 }
 
 json parse_body(const std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw ApiError(400, "bad_json", "request body: expected a JSON object, got malformed JSON", "");
+  Result<json> parsed = io::parse_json_limited(body, io::kMaxJsonDepth);
+  if (!parsed) {
+    const std::string why = parsed.status().message();
+    if (why.rfind("nested deeper", 0) == 0) throw ApiError(400, "bad_json", "request body: " + why, "");
+    throw ApiError(400, "bad_json", "request body: expected a JSON object, got malformed JSON (" + why + ")", "");
+  }
+  json j = std::move(parsed.value());
   if (!j.is_object())
     throw ApiError(400, "bad_request", std::string("request body: expected a JSON object, got ") + j.type_name(), "");
   return j;
@@ -108,9 +150,10 @@ Matrix read_matrix(const json& obj, const std::string& name, int64_t max_rows, i
   if (!v.is_array() || v.empty()) bad_field(f, expected, v);
   Matrix m;
   m.was_vector = !v[0].is_array();
-  const json rows = m.was_vector ? json::array({v}) : v;
-  m.rows = int64_t(rows.size());
-  m.cols = int64_t(rows[0].size());
+  // Row r of the matrix, without copying the value (a copy of a deep value recurses).
+  auto row_at = [&](int64_t r) -> const json& { return m.was_vector ? v : v[size_t(r)]; };
+  m.rows = m.was_vector ? 1 : int64_t(v.size());
+  m.cols = int64_t(row_at(0).size());
   if (m.rows > max_rows)
     throw ApiError(413, "too_large", f + ": expected at most " + std::to_string(max_rows) + " rows, got " + std::to_string(m.rows), f);
   if (m.cols > max_cols)
@@ -118,14 +161,14 @@ Matrix read_matrix(const json& obj, const std::string& name, int64_t max_rows, i
   if (m.cols == 0) bad_field(f, expected, v);
   m.data.reserve(size_t(m.rows * m.cols));
   for (int64_t r = 0; r < m.rows; ++r) {
-    const json& row = rows[size_t(r)];
+    const json& row = row_at(r);
     const std::string rf = m.was_vector ? f : f + "[" + std::to_string(r) + "]";
     if (!row.is_array()) bad_field(rf, "an array of " + std::to_string(m.cols) + " numbers", row);
     if (int64_t(row.size()) != m.cols)
       bad_field(rf, "an array of " + std::to_string(m.cols) + " numbers (as row 0)", json(std::to_string(row.size()) + " numbers"));
     for (int64_t c = 0; c < m.cols; ++c) {
       const json& x = row[size_t(c)];
-      if (!x.is_number() || !std::isfinite(x.get<double>())) bad_field(rf + "[" + std::to_string(c) + "]", "a finite number", x);
+      check_float32(x, rf + "[" + std::to_string(c) + "]");
       m.data.push_back(x.get<double>());
     }
   }
@@ -145,7 +188,7 @@ std::vector<double> read_vector(const json& obj, const std::string& name, int64_
   std::vector<double> out;
   for (size_t i = 0; i < v->size(); ++i) {
     const json& x = (*v)[i];
-    if (!x.is_number() || !std::isfinite(x.get<double>())) bad_field(f + "[" + std::to_string(i) + "]", "a finite number", x);
+    check_float32(x, f + "[" + std::to_string(i) + "]");
     out.push_back(x.get<double>());
   }
   return out;

@@ -1,6 +1,7 @@
 #include "server/compute.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <numeric>
 
@@ -21,6 +22,24 @@ Vec to_float(const std::vector<double>& v) { return Vec(v.begin(), v.end()); }
 json rows_json(const float* data, int64_t rows, int64_t cols) { return nested(data, {rows, cols}); }
 json vec_json(const Vec& v) { return nested(v.data(), {int64_t(v.size())}); }
 
+// A statistic computed in float32 as the kernels do (`f`), or, where that overflows float32 although the
+// true value is finite (the variance of [1e20, -1e20]: 1e40), the same computed in float64 (`d`).
+json wide_json(float f, double d) { return std::isfinite(f) ? nested(&f, {}) : json(d); }
+json wide_rows(const Vec& f, const std::vector<double>& d, int64_t rows, int64_t cols) {
+  json out = json::array();
+  for (int64_t r = 0; r < rows; ++r) {
+    json row = json::array();
+    for (int64_t c = 0; c < cols; ++c) row.push_back(wide_json(f[size_t(r * cols + c)], d[size_t(r * cols + c)]));
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+json wide_vec(const Vec& f, const std::vector<double>& d) {
+  json out = json::array();
+  for (size_t i = 0; i < f.size(); ++i) out.push_back(wide_json(f[i], d[i]));
+  return out;
+}
+
 std::shared_ptr<const LoadedModel> need_model(const json& req, const ModelRegistry& models, const std::string& field = "model") {
   const json& id = required_field(req, field);
   if (!id.is_string()) bad_field(field, "a model id from GET /api/models", id);
@@ -28,6 +47,27 @@ std::shared_ptr<const LoadedModel> need_model(const json& req, const ModelRegist
   if (!m)
     throw ApiError(404, "unknown_model", field + ": no model '" + id.get<std::string>() + "' (see GET /api/models)", field);
   return m;
+}
+
+// 422 when a result computed in float32 from in-range inputs is not finite: its true value is beyond
+// float32 (|v| > 3.4e38), and an answer with null in it would be wrong. `field` is the input to make smaller.
+void require_finite(const float* v, int64_t n, const std::vector<int64_t>& shape, const std::string& what,
+                    const std::string& field, const std::string& advice) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isfinite(v[i])) continue;
+    std::string where = what;
+    int64_t rest = i, stride = n;
+    for (int64_t dim : shape) {
+      stride /= std::max<int64_t>(dim, 1);
+      where += "[" + std::to_string(rest / std::max<int64_t>(stride, 1)) + "]";
+      rest %= std::max<int64_t>(stride, 1);
+    }
+    throw ApiError(422, "overflow",
+                   where + ": expected a result within float32 (|v| <= 3.4e38), got " +
+                       (std::isnan(v[i]) ? std::string("NaN") : std::string(v[i] > 0 ? "+inf" : "-inf")) +
+                       " (the true value overflows float32): " + advice,
+                   field);
+  }
 }
 
 void check_cost(double gflop, const Limits& limits, const std::string& field) {
@@ -62,6 +102,18 @@ double estimate_gflop(const ModelConfig& c, int64_t tokens, bool backward) {
   return total * (backward ? 3 : 1) / 1e9;
 }
 
+Status check_config_limits(const ModelConfig& c, const Limits& L) {
+  auto over = [](const char* key, int64_t v, int64_t max) {
+    return Status::error(std::string("config key '") + key + "': expected at most " + std::to_string(max) +
+                         " (the server's limit), got " + std::to_string(v));
+  };
+  if (c.d_model > L.max_d_model) return over("d_model", c.d_model, L.max_d_model);
+  if (c.n_heads > L.max_heads) return over("n_heads", c.n_heads, L.max_heads);
+  if (c.d_ff > L.max_d_ff) return over("d_ff", c.d_ff, L.max_d_ff);
+  if (c.n_layers > L.max_layers) return over("n_layers", c.n_layers, L.max_layers);
+  return Status::ok();
+}
+
 ModelConfig read_model_config(const json& req, const Limits& L, const std::string& prefix) {
   ModelConfig c;
   c.d_model = read_integer(req, "d_model", c.d_model, 1, L.max_d_model, prefix);
@@ -78,6 +130,7 @@ ModelConfig read_model_config(const json& req, const Limits& L, const std::strin
   c.causal = read_bool(req, "causal", false, prefix);
   c.dropout = read_number(req, "dropout", 0.0, 0, 0.99, prefix);
   Status st = validate(c);
+  if (st) st = check_config_limits(c, L);
   if (!st) {
     const std::string& msg = st.message();  // "config key 'n_heads': expected ..."
     const size_t a = msg.find('\''), b = msg.find('\'', a + 1);
@@ -85,18 +138,6 @@ ModelConfig read_model_config(const json& req, const Limits& L, const std::strin
     throw ApiError(400, "bad_config", msg, prefix.empty() ? key : prefix + "." + key);
   }
   return c;
-}
-
-Status check_config_limits(const ModelConfig& c, const Limits& L) {
-  auto over = [](const char* key, int64_t got, int64_t max) {
-    return Status::error("config key '" + std::string(key) + "': expected at most " + std::to_string(max) +
-                         " on this server (docs/api.md, Limits), got " + std::to_string(got));
-  };
-  if (c.d_model > L.max_d_model) return over("d_model", c.d_model, L.max_d_model);
-  if (c.d_ff > L.max_d_ff) return over("d_ff", c.d_ff, L.max_d_ff);
-  if (c.n_heads > L.max_heads) return over("n_heads", c.n_heads, L.max_heads);
-  if (c.n_layers > L.max_layers) return over("n_layers", c.n_layers, L.max_layers);
-  return Status::ok();
 }
 
 // ---- Residual ------------------------------------------------------------------------------------
@@ -172,8 +213,10 @@ json compute_residual(const json& req, const ModelRegistry& models, const Limits
     f = to_float(fm.data);
     source = "given";
   }
+  require_finite(f.data(), T * d, {T, d}, "f", "x", "the sub-layer's output overflows float32: make x smaller");
   Vec out(x.size());
   residual_forward(out.data(), x.data(), f.data(), float(alpha), residual, T * d);
+  require_finite(out.data(), T * d, {T, d}, "out", "alpha", "make x, f or alpha smaller");
   json norms = json::array();
   for (int64_t r = 0; r < T; ++r) {
     const double nx = norm2(x.data() + r * d, d), nf = norm2(f.data() + r * d, d), no = norm2(out.data() + r * d, d);
@@ -218,23 +261,32 @@ json compute_layernorm(const json& req, const Limits& L) {
   const Vec x = to_float(r.x.data);
   Vec out(x.size()), mean(static_cast<size_t>(T)), rstd(static_cast<size_t>(T));
   layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), r.gamma.data(), r.beta.data(), T, d, r.eps);
+  require_finite(out.data(), T * d, {T, d}, "out", "gamma", "make gamma or beta smaller");
+  // As the kernel computes them in float32; where a value overflows float32 (x - mean for x near
+  // +-3.4e38, the variance of large values) the float64 value is answered instead (wide_json).
   Vec centered(x.size()), normalized(x.size()), var(static_cast<size_t>(T)), stdv(static_cast<size_t>(T));
+  std::vector<double> centered_d(x.size()), normalized_d(x.size()), var_d(static_cast<size_t>(T)), std_d(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     double sq = 0;
     for (int64_t k = 0; k < d; ++k) {
-      centered[size_t(t * d + k)] = x[size_t(t * d + k)] - mean[size_t(t)];
-      normalized[size_t(t * d + k)] = centered[size_t(t * d + k)] * rstd[size_t(t)];  // as the kernel computes it
-      sq += double(centered[size_t(t * d + k)]) * centered[size_t(t * d + k)];
+      const size_t i = size_t(t * d + k);
+      centered[i] = x[i] - mean[size_t(t)];
+      normalized[i] = centered[i] * rstd[size_t(t)];  // as the kernel computes it
+      centered_d[i] = double(x[i]) - double(mean[size_t(t)]);
+      normalized_d[i] = centered_d[i] * double(rstd[size_t(t)]);
+      sq += centered_d[i] * centered_d[i];
     }
-    var[size_t(t)] = float(sq / double(d));  // biased, as the kernel
+    var_d[size_t(t)] = sq / double(d);  // biased, as the kernel
+    var[size_t(t)] = float(var_d[size_t(t)]);
     stdv[size_t(t)] = 1.0f / rstd[size_t(t)];  // sqrt(var + eps)
+    std_d[size_t(t)] = 1.0 / double(rstd[size_t(t)]);
   }
   return {{"mean", vec_json(mean)},
-          {"var", vec_json(var)},
-          {"std", vec_json(stdv)},
+          {"var", wide_vec(var, var_d)},
+          {"std", wide_vec(stdv, std_d)},
           {"rstd", vec_json(rstd)},
-          {"centered", rows_json(centered.data(), T, d)},
-          {"normalized", rows_json(normalized.data(), T, d)},
+          {"centered", wide_rows(centered, centered_d, T, d)},
+          {"normalized", wide_rows(normalized, normalized_d, T, d)},
           {"out", rows_json(out.data(), T, d)},
           {"gamma", vec_json(r.gamma)},
           {"beta", vec_json(r.beta)},
@@ -249,17 +301,21 @@ json compute_rmsnorm(const json& req, const Limits& L) {
   const Vec x = to_float(r.x.data);
   Vec out(x.size()), normalized(x.size()), rstd(static_cast<size_t>(T)), rms(static_cast<size_t>(T)), mean_sq(static_cast<size_t>(T));
   rmsnorm_forward(out.data(), rstd.data(), x.data(), r.gamma.data(), T, d, r.eps);
+  require_finite(out.data(), T * d, {T, d}, "out", "gamma", "make gamma smaller");
+  std::vector<double> mean_sq_d(static_cast<size_t>(T)), rms_d(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     double sq = 0;
     for (int64_t k = 0; k < d; ++k) {
-      sq += double(x[size_t(t * d + k)]) * x[size_t(t * d + k)];
+      sq += double(x[size_t(t * d + k)]) * x[size_t(t * d + k)];  // float64: never overflows for float32 x
       normalized[size_t(t * d + k)] = x[size_t(t * d + k)] * rstd[size_t(t)];
     }
-    mean_sq[size_t(t)] = float(sq / double(d));
+    mean_sq_d[size_t(t)] = sq / double(d);
+    mean_sq[size_t(t)] = float(mean_sq_d[size_t(t)]);  // beyond float32 for |x| > 1.8e19: answered in float64
     rms[size_t(t)] = 1.0f / rstd[size_t(t)];  // sqrt(mean(x^2) + eps)
+    rms_d[size_t(t)] = 1.0 / double(rstd[size_t(t)]);
   }
-  return {{"mean_square", vec_json(mean_sq)},
-          {"rms", vec_json(rms)},
+  return {{"mean_square", wide_vec(mean_sq, mean_sq_d)},
+          {"rms", wide_vec(rms, rms_d)},
           {"rstd", vec_json(rstd)},
           {"normalized", rows_json(normalized.data(), T, d)},
           {"out", rows_json(out.data(), T, d)},
@@ -283,6 +339,7 @@ json compute_batchnorm(const json& req, const Limits& L) {
   Vec nt(x.size()), mean(static_cast<size_t>(d)), rstd(static_cast<size_t>(d));
   layernorm_forward(nt.data(), mean.data(), rstd.data(), xt.data(), ones.data(), zeros.data(), d, T, r.eps);
   Vec normalized(x.size()), out(x.size()), var(static_cast<size_t>(d)), stdv(static_cast<size_t>(d));
+  std::vector<double> var_d(static_cast<size_t>(d)), std_d(static_cast<size_t>(d));
   for (int64_t k = 0; k < d; ++k) {
     double sq = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -291,12 +348,15 @@ json compute_batchnorm(const json& req, const Limits& L) {
       const double c = double(xt[size_t(k * T + t)]) - mean[size_t(k)];
       sq += c * c;
     }
-    var[size_t(k)] = float(sq / double(T));
+    var_d[size_t(k)] = sq / double(T);
+    var[size_t(k)] = float(var_d[size_t(k)]);
     stdv[size_t(k)] = 1.0f / rstd[size_t(k)];
+    std_d[size_t(k)] = 1.0 / double(rstd[size_t(k)]);
   }
+  require_finite(out.data(), T * d, {T, d}, "out", "gamma", "make gamma or beta smaller");
   return {{"mean", vec_json(mean)},
-          {"var", vec_json(var)},
-          {"std", vec_json(stdv)},
+          {"var", wide_vec(var, var_d)},
+          {"std", wide_vec(stdv, std_d)},
           {"normalized", rows_json(normalized.data(), T, d)},
           {"out", rows_json(out.data(), T, d)},
           {"gamma", vec_json(r.gamma)},
@@ -377,8 +437,11 @@ json compute_ffn(const json& req, const ModelRegistry& models, const Limits& L) 
   check_cost(4.0 * double(T) * double(d) * double(F) / 1e9, L, "x");
   Vec pre(static_cast<size_t>(T * F)), post(pre.size()), out(static_cast<size_t>(T * d));
   linear_forward(pre.data(), to_float(xm.data).data(), w1.data(), b1.data(), T, d, F);
+  require_finite(pre.data(), T * F, {T, F}, "pre", optional_field(req, "w1") ? "w1" : "x", "make x, w1 or b1 smaller");
   activation_forward(act, post.data(), pre.data(), T * F);
+  require_finite(post.data(), T * F, {T, F}, "act", optional_field(req, "w1") ? "w1" : "x", "make x, w1 or b1 smaller");
   linear_forward(out.data(), post.data(), w2.data(), b2.data(), T, F, d);
+  require_finite(out.data(), T * d, {T, d}, "out", optional_field(req, "w2") ? "w2" : "x", "make x, w2 or b2 smaller");
   json top = json::array();
   for (int64_t t = 0; t < T; ++t) {
     std::vector<int64_t> idx(static_cast<size_t>(F));
@@ -537,7 +600,7 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
         throw ApiError(413, "too_large", "text: expected at most " + std::to_string(max_t) + " characters, got " + std::to_string(s.size()), "text");
       for (size_t i = 0; i < s.size(); ++i) {
         const size_t pos = lm->info.alphabet->find(s[i]);
-        if (pos == std::string::npos)
+        if (pos == std::string::npos || int64_t(pos) >= *config.vocab_size)
           bad_field("text[" + std::to_string(i) + "]", "a character of the model's alphabet", json(std::string(1, s[i])));
         tokens.push_back(int32_t(pos));
       }
@@ -581,6 +644,16 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
   Status st = config.is_language_model() ? m.forward_lm(tokens.data(), nullptr, 1, T)
                                          : m.forward(to_float(xm.data).data(), 1, T);
   if (!st) throw ApiError(400, "bad_request", st.message(), config.is_language_model() ? "tokens" : "x");
+  {
+    const std::string field = optional_field(req, "param_edits") ? "param_edits" : config.is_language_model() ? "tokens" : "x";
+    const std::string advice = "the forward pass overflows float32: make x or the edited parameters smaller";
+    require_finite(m.output().ptr(), T * config.d_model, {T, config.d_model}, "output", field, advice);
+    if (config.is_language_model())
+      require_finite(m.logits().ptr(), T * *config.vocab_size, {T, *config.vocab_size}, "logits", field, advice);
+    for (const NamedTensor<float>& t : m.trace(false))
+      if (!t.name.ends_with("hook_scores"))  // masked scores are -inf by design (null in the answer)
+        require_finite(t.tensor.ptr(), t.tensor.numel(), t.tensor.shape, t.name, field, advice);
+  }
 
   json out = {{"model", lm->info.id}, {"config", io::config_to_json(config)}, {"track", track}};
   if (config.is_language_model()) {
@@ -615,7 +688,8 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
       json top = json::array();
       for (int64_t i = 0; i < k; ++i) {
         json e = {{"token", idx[size_t(i)]}, {"prob", probs[size_t(idx[size_t(i)])] / sum}};
-        if (lm->info.alphabet) e["text"] = std::string(1, (*lm->info.alphabet)[size_t(idx[size_t(i)])]);
+        if (lm->info.alphabet && size_t(idx[size_t(i)]) < lm->info.alphabet->size())
+          e["text"] = std::string(1, (*lm->info.alphabet)[size_t(idx[size_t(i)])]);
         top.push_back(e);
       }
       predictions.push_back({{"position", t}, {"top", top}});
@@ -638,6 +712,24 @@ json compute_gradient_flow(const json& req, const Limits& L) {
   check_cost(estimate_gflop(c, batch * seq, true), L, "n_layers");
   Result<lab::GradFlowResult> r = lab::measure_gradient_flow(c, batch, seq, uint64_t(seed));
   if (!r) throw ApiError(400, "bad_config", r.status().message(), "");
+  auto first_non_finite = [](const lab::GradFlowResult& g) -> std::string {
+    if (!std::isfinite(g.loss)) return "loss";
+    for (const lab::GradFlowLayer& l : g.layers)
+      for (auto [name, v] : {std::pair{"grad_norm_params", l.grad_norm_params}, std::pair{"grad_norm_resid", l.grad_norm_resid},
+                             std::pair{"act_mean", l.act_mean}, std::pair{"act_std", l.act_std}})
+        if (!std::isfinite(v)) return "layers[" + std::to_string(l.layer) + "]." + name;
+    return "";
+  };
+  if (!first_non_finite(r.value()).empty()) {
+    // float32 overflowed: the same measurement in float64 (about twice the time) may still be finite.
+    r = lab::measure_gradient_flow(c, batch, seq, uint64_t(seed), /*exact=*/true);
+    if (!r) throw ApiError(400, "bad_config", r.status().message(), "");
+    if (const std::string bad = first_non_finite(r.value()); !bad.empty())
+      throw ApiError(422, "overflow",
+                     bad + ": expected a result within float64, got a non-finite value (the activations or gradients "
+                           "overflow): make residual_alpha or n_layers smaller",
+                     optional_field(req, "residual_alpha") || optional_field(req, "alpha") ? "residual_alpha" : "n_layers");
+  }
   return lab::to_json(r.value());
 }
 

@@ -18,11 +18,15 @@ json compute_ffn(const json& req, const ModelRegistry& models, const Limits& lim
 json compute_block(const json& req, const ModelRegistry& models, const Limits& limits);
 json compute_gradient_flow(const json& req, const Limits& limits);
 
+// The server's limits on a model's config (d_model, n_heads, d_ff, n_layers against Limits), stricter than
+// the engine's (validate()): for configs read from requests and for uploaded models before they are built
+// (ModelRegistry::open's ConfigCheck). The message names the key: "config key 'd_model': expected at most
+// 1024 (the server's limit), got 4096".
+Status check_config_limits(const ModelConfig& config, const Limits& limits);
+
 // A model config from the contract's keys in `req` (unknown keys among them are the caller's business),
 // checked against the limits.
 ModelConfig read_model_config(const json& req, const Limits& limits, const std::string& prefix = "");
-// A model's config (an upload's, a file's) against the server's limits, before the model is built.
-Status check_config_limits(const ModelConfig& config, const Limits& limits);
 // Estimated floating-point work of a forward and backward pass, in GFLOP.
 double estimate_gflop(const ModelConfig& config, int64_t tokens, bool backward);
 

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/json_limits.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 
@@ -24,52 +25,131 @@ namespace fs = std::filesystem;
 
 }  // namespace
 
-Result<std::shared_ptr<const LoadedModel>> ModelRegistry::load(const std::string& path, const std::string& id,
-                                                               const std::string& source) const {
-  Result<io::SafetensorsFile> file = io::read_safetensors(path);
-  if (!file) return file.status();
-  Result<Model<float>> model = io::model_from_safetensors<float>(file.value(), path);
-  if (!model) return model.status();
-  ModelInfo info;
-  info.id = id;
-  info.source = source;
-  info.config = model->config();
-  info.n_params = int64_t(model->params().size());
-  info.bytes = int64_t(fs::file_size(path));
-  info.path = path;
-  auto it = file->metadata.find(io::kTrainMetadataKey);
-  if (it != file->metadata.end()) {
-    const nlohmann::json train = nlohmann::json::parse(it->second, nullptr, false);
-    if (train.is_object()) {
-      if (train.contains("alphabet") && train["alphabet"].is_string()) info.alphabet = train["alphabet"].get<std::string>();
-      if (train.contains("step") && train["step"].is_number_integer()) info.steps = train["step"].get<int64_t>();
-      if (train.contains("options") && train["options"].is_object() && train["options"].contains("task"))
-        info.task = train["options"]["task"].get<std::string>();
+namespace {
+
+// The training state a checkpoint carries in __metadata__["blocklab.train"], every field type-checked.
+struct TrainInfo {
+  std::optional<std::string> task, alphabet;
+  int64_t steps = 0;
+};
+
+Result<std::optional<TrainInfo>> read_train_info(const io::SafetensorsFile& file, const std::string& where) {
+  auto it = file.metadata.find(io::kTrainMetadataKey);
+  if (it == file.metadata.end()) return std::optional<TrainInfo>();
+  const std::string key = std::string("__metadata__[\"") + io::kTrainMetadataKey + "\"]";
+  Result<nlohmann::json> parsed = io::parse_json_limited(it->second, io::kMaxJsonDepth);
+  if (!parsed) return Status::error(where + ": " + key + " is not valid JSON: " + parsed.status().message());
+  const nlohmann::json& train = parsed.value();
+  auto bad = [&](const std::string& field, const std::string& expected, const nlohmann::json& got) {
+    std::string g = got.is_structured() ? std::string(got.type_name()) : got.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (g.size() > 60) g = g.substr(0, 57) + "...";
+    return Status::error(where + ": " + key + (field.empty() ? "" : "." + field) + ": expected " + expected + ", got " + g);
+  };
+  if (!train.is_object()) return bad("", "a JSON object", train);
+  TrainInfo info;
+  if (auto s = train.find("step"); s != train.end()) {
+    if (!s->is_number_integer() || (s->is_number_unsigned() ? s->get<uint64_t>() > uint64_t(1) << 53 : s->get<int64_t>() < 0))
+      return bad("step", "an integer >= 0", *s);
+    info.steps = s->get<int64_t>();
+  }
+  if (auto a = train.find("alphabet"); a != train.end() && !a->is_null()) {
+    if (!a->is_string() || a->get<std::string>().empty()) return bad("alphabet", "a non-empty string", *a);
+    info.alphabet = a->get<std::string>();
+  }
+  if (auto o = train.find("options"); o != train.end() && !o->is_null()) {
+    if (!o->is_object()) return bad("options", "an object", *o);
+    if (auto t = o->find("task"); t != o->end() && !t->is_null()) {
+      if (!t->is_string() || t->get<std::string>().empty() || t->get<std::string>().size() > 64)
+        return bad("options.task", "a task name (a string)", *t);
+      info.task = t->get<std::string>();
     }
   }
-  info.description = (info.task ? "trained on the " + *info.task + " task for " + std::to_string(info.steps) + " steps"
-                                : std::string("not a training checkpoint")) +
-                     "; d_model " + std::to_string(info.config.d_model) + ", " + std::to_string(info.config.n_layers) +
-                     " layers, " + std::to_string(info.n_params) + " parameters";
-  return std::shared_ptr<const LoadedModel>(new LoadedModel{std::move(info), std::move(model.value())});
+  return std::optional<TrainInfo>(std::move(info));
 }
 
-Result<std::unique_ptr<ModelRegistry>> ModelRegistry::open(const std::string& builtin_dir, const std::string& upload_dir) {
+}  // namespace
+
+Status ModelRegistry::check_model_file(const io::SafetensorsFile& file, const std::string& where) const {
+  try {
+    Result<ModelConfig> config = io::config_of_safetensors(file, where);
+    if (!config) return config.status();
+    if (check_) BLOCKLAB_RETURN_IF_ERROR(check_(config.value()).with_context(where));
+    Result<std::optional<TrainInfo>> train = read_train_info(file, where);
+    if (!train) return train.status();
+    if (train.value() && train.value()->alphabet) {
+      // Token i is alphabet[i]: a chars model needs exactly one character per token.
+      const std::string& alphabet = *train.value()->alphabet;
+      const std::optional<int64_t> V = config->vocab_size;
+      if (!V || int64_t(alphabet.size()) != *V)
+        return Status::error(where + ": __metadata__[\"" + io::kTrainMetadataKey + "\"].alphabet: expected " +
+                             (V ? std::to_string(*V) + " characters (vocab_size; token i is alphabet[i])"
+                                : std::string("none (the model is not a language model)")) +
+                             ", got " + std::to_string(alphabet.size()) + " characters");
+    }
+    return Status::ok();
+  } catch (const std::exception& e) {  // defensive: a model file is never worth a 500 or an abort
+    return Status::error(where + ": " + e.what());
+  }
+}
+
+Result<std::shared_ptr<const LoadedModel>> ModelRegistry::load(const std::string& path, const std::string& id,
+                                                               const std::string& source) const {
+  try {
+    Result<io::SafetensorsFile> file = io::read_safetensors(path);
+    if (!file) return file.status();
+    BLOCKLAB_RETURN_IF_ERROR(check_model_file(file.value(), path));  // before anything of the model's size
+    Result<std::optional<TrainInfo>> train = read_train_info(file.value(), path);
+    if (!train) return train.status();
+    Result<Model<float>> model = io::model_from_safetensors<float>(file.value(), path);
+    if (!model) return model.status();
+    ModelInfo info;
+    info.id = id;
+    info.source = source;
+    info.config = model->config();
+    info.n_params = int64_t(model->params().size());
+    std::error_code ec;
+    const uintmax_t size = fs::file_size(path, ec);
+    info.bytes = ec ? 0 : int64_t(size);
+    info.path = path;
+    if (train.value()) {
+      info.task = train.value()->task;
+      info.alphabet = train.value()->alphabet;
+      info.steps = train.value()->steps;
+    }
+    info.description = (info.task ? "trained on the " + *info.task + " task for " + std::to_string(info.steps) + " steps"
+                                  : std::string("not a training checkpoint")) +
+                       "; d_model " + std::to_string(info.config.d_model) + ", " + std::to_string(info.config.n_layers) +
+                       " layers, " + std::to_string(info.n_params) + " parameters";
+    return std::shared_ptr<const LoadedModel>(new LoadedModel{std::move(info), std::move(model.value())});
+  } catch (const std::exception& e) {  // bad_alloc, filesystem_error: a bad file is skipped, never fatal
+    return Status::error(path + ": " + e.what());
+  }
+}
+
+Result<std::unique_ptr<ModelRegistry>> ModelRegistry::open(const std::string& builtin_dir, const std::string& upload_dir,
+                                                           ConfigCheck check) {
   std::unique_ptr<ModelRegistry> r(new ModelRegistry());
   r->upload_dir_ = upload_dir;
+  r->check_ = std::move(check);
   std::error_code ec;
   fs::create_directories(upload_dir, ec);
   if (ec) return Status::error(upload_dir + ": cannot create the upload folder: " + ec.message());
   for (const auto& e : fs::directory_iterator(upload_dir, ec))  // bodies of uploads cut off by a crash
     if (e.path().filename().string().starts_with(".part-")) fs::remove(e.path(), ec);
   for (const auto& [dir, source] : {std::pair{builtin_dir, "builtin"}, std::pair{upload_dir, "upload"}}) {
-    if (dir.empty() || !fs::is_directory(dir)) continue;
+    if (dir.empty() || !fs::is_directory(dir, ec)) continue;
     std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() == ".safetensors") files.push_back(e.path());
+    for (fs::directory_iterator e(dir, ec), end; !ec && e != end; e.increment(ec))
+      if (e->path().extension() == ".safetensors") files.push_back(e->path());
+    if (ec) r->warnings_.push_back("skipped " + dir + ": cannot list the folder: " + ec.message());
     std::sort(files.begin(), files.end());
     for (const fs::path& p : files) {
-      Result<std::shared_ptr<const LoadedModel>> m = r->load(p.string(), p.stem().string(), source);
+      Result<std::shared_ptr<const LoadedModel>> m = Status::error("unreachable");
+      try {
+        m = r->load(p.string(), p.stem().string(), source);
+      } catch (const std::exception& e) {
+        m = Status::error(p.string() + ": " + e.what());
+      }
       if (!m) {
         r->warnings_.push_back("skipped " + m.status().message());
         continue;
@@ -170,14 +250,7 @@ Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& 
   // allocation), then the tensors.
   Result<io::SafetensorsFile> parsed = io::parse_safetensors({file.data, file.size}, "upload");
   if (!parsed) return parsed.status();
-  if (config_check_) {
-    auto it = parsed->metadata.find(io::kConfigMetadataKey);
-    if (it != parsed->metadata.end()) {
-      Result<ModelConfig> config = io::config_from_json_text(it->second, "upload");
-      if (!config) return config.status();
-      BLOCKLAB_RETURN_IF_ERROR(config_check_(config.value()).with_context("upload"));
-    }
-  }
+  BLOCKLAB_RETURN_IF_ERROR(check_model_file(parsed.value(), "upload"));
   Result<Model<float>> check = io::model_from_safetensors<float>(parsed.value(), "upload");
   if (!check) return check.status();
   if (!upload_fits(int64_t(file.size), quota)) {

@@ -13,6 +13,7 @@
 
 #include "engine/model.h"
 #include "engine/status.h"
+#include "io/safetensors.h"
 
 namespace blocklab::server {
 
@@ -34,11 +35,16 @@ struct LoadedModel {
   Model<float> model;  // a request copies it: activations are per request
 };
 
+// A check of a model's config before the model is built (the server's: check_config_limits in compute.h).
+using ConfigCheck = std::function<Status(const ModelConfig&)>;
+
 class ModelRegistry {
  public:
   // Loads every *.safetensors in builtin_dir (may be missing) and upload_dir (created if needed).
-  // A file that does not load is skipped with a message in `warnings`.
-  static Result<std::unique_ptr<ModelRegistry>> open(const std::string& builtin_dir, const std::string& upload_dir);
+  // A file that does not load, whatever is wrong with it, is skipped with one line in `warnings`.
+  // `check` (may be empty) vets every model's config before it is built, for these files and uploads.
+  static Result<std::unique_ptr<ModelRegistry>> open(const std::string& builtin_dir, const std::string& upload_dir,
+                                                     ConfigCheck check = {});
 
   std::vector<ModelInfo> list() const;
   std::shared_ptr<const LoadedModel> get(const std::string& id) const;  // null if unknown
@@ -62,18 +68,20 @@ class ModelRegistry {
   enum class DeleteResult { deleted, unknown, forbidden };
   DeleteResult remove_upload(const std::string& id, const std::string& token);
   const std::string& upload_dir() const { return upload_dir_; }
-  // A check of an uploaded model's config before it is built (the server's limits).
-  void set_config_check(std::function<Status(const ModelConfig&)> check) { config_check_ = std::move(check); }
   const std::vector<std::string>& warnings() const { return warnings_; }
+  // Everything load() checks before building the model, on a parsed file: the config (validate(), then
+  // the ConfigCheck), the training metadata's types ("blocklab.train": step an integer, options.task a
+  // string, alphabet a string of vocab_size characters). Allocates nothing of the model's size.
+  Status check_model_file(const io::SafetensorsFile& file, const std::string& where) const;
 
  private:
   Result<std::shared_ptr<const LoadedModel>> load(const std::string& path, const std::string& id,
                                                   const std::string& source) const;
   std::string upload_dir_;
+  ConfigCheck check_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const LoadedModel>> models_;
   std::vector<std::string> warnings_;
-  std::function<Status(const ModelConfig&)> config_check_;
 };
 
 }  // namespace blocklab::server

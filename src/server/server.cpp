@@ -118,7 +118,9 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   const std::string models_dir = options.models_dir.empty() ? beside_source("models") : options.models_dir;
   const std::string uploads_dir =
       options.uploads_dir.empty() ? (fs::absolute(options.db).parent_path() / "uploads").string() : options.uploads_dir;
-  Result<std::unique_ptr<ModelRegistry>> models = ModelRegistry::open(models_dir, uploads_dir);
+  const Limits& limits = options.limits;
+  Result<std::unique_ptr<ModelRegistry>> models = ModelRegistry::open(
+      models_dir, uploads_dir, [limits](const ModelConfig& c) { return check_config_limits(c, limits); });
   if (!models) return models.status();
   s->models_ = std::move(models.value());
   for (const std::string& w : s->models_->warnings()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
@@ -154,7 +156,6 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
     };
   s->http_ = std::make_unique<http::Server>(std::move(h));
   s->jobs_->set_on_event([srv = s->http_.get()] { srv->wake(); });
-  s->models_->set_config_check([L](const ModelConfig& c) { return check_config_limits(c, L); });
   s->web_dir_ = web;
   s->routes();
   return s;

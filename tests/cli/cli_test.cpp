@@ -291,5 +291,56 @@ TEST_F(Cli, BadFlagsAndImpossibleConfigs) {
   expect_usage_error(run("bench --threads 0"), "--threads");
 }
 
+// Issue 11: hostile model and config files give status 2 and one line, never an abort.
+TEST_F(Cli, HostileFilesAreOneLineAndStatusTwo) {
+  const std::string m = make_model(), in = make_input({2, 3, 8}), out = path("out.safetensors");
+  auto write_bytes = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(path(name), std::ios::binary) << bytes;
+    return path(name);
+  };
+  auto with_header = [&](const std::string& name, const std::string& header, size_t data) {
+    std::string bytes(8, '\0');
+    const uint64_t n = header.size();
+    std::memcpy(bytes.data(), &n, 8);
+    return write_bytes(name, bytes + header + std::string(data, '\0'));
+  };
+  auto forward = [&](const std::string& model) { return run("forward --model " + model + " --input " + in + " --output " + out); };
+  const std::string meta = R"("__metadata__": {"blocklab.config": "{\"d_model\": 8, \"n_heads\": 2, \"d_ff\": 16}"})";
+
+  expect_usage_error(forward(write_bytes("zip.pt", std::string("PK\x03\x04", 4) + std::string(700, 'x'))),
+                     "not a safetensors file: it is a zip archive, as torch.save writes (a PyTorch pickle/zip)", out);
+  expect_usage_error(forward(write_bytes("old.pt", std::string("\x80\x02\x8a\x0alz\xfc\x9c", 8) + std::string(200, 'x'))),
+                     "not a safetensors file: it is a Python pickle (protocol 2)", out);
+  expect_usage_error(forward(write_bytes("config.json", R"({"d_model": 8})")), "not a safetensors file", out);
+  expect_usage_error(forward(with_header("shape.safetensors",
+                                         R"({"x": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", 4)),
+                     "number overflow parsing '1e400'", out);
+  expect_usage_error(forward(with_header("eps.safetensors",
+                                         R"({"__metadata__": {"blocklab.config": "{\"eps\": 1e99999}"}})", 0)),
+                     "config is not valid JSON: number overflow", out);
+  expect_usage_error(forward(with_header("deep.safetensors", "{\"a\": " + std::string(60000, '[') + std::string(60000, ']') + "}", 0)),
+                     "nested deeper than 64 levels", out);
+  expect_usage_error(forward(with_header("wide.safetensors",
+                                         R"({"__metadata__": {"blocklab.config": "{\"d_model\": 4294967296, \"n_heads\": 1}"}})", 0)),
+                     "config key 'd_model': expected an integer <= 65536", out);
+  expect_usage_error(forward(with_header("layers.safetensors",
+                                         R"({"__metadata__": {"blocklab.config": "{\"n_layers\": 9007199254740992}"}})", 0)),
+                     "config key 'n_layers': expected an integer <= 4096", out);
+  expect_usage_error(forward(with_header("dims.safetensors",
+                                         "{" + meta + R"(, "x": {"dtype": "F32", "shape": [0, 18446744073709551615], "data_offsets": [0, 0]}})", 0)),
+                     "expected at most 2^40 elements", out);
+  // A config file given with --config: the same parser.
+  write_bytes("deep.json", "{\"d_model\": " + std::string(60000, '[') + std::string(60000, ']') + "}");
+  expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --config " + path("deep.json")),
+                     "nested deeper than 64 levels", out);
+  write_bytes("huge.json", R"({"d_model": 8, "n_heads": 2, "d_ff": 16, "eps": 1e99999})");
+  expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --config " + path("huge.json")),
+                     "number overflow", out);
+  // The input file is read by the same parser.
+  expect_usage_error(run("forward --model " + m + " --input " + write_bytes("in.pt", std::string("PK\x03\x04", 4) + "zz") +
+                         " --output " + out),
+                     "PyTorch pickle/zip", out);
+}
+
 }  // namespace
 }  // namespace blocklab

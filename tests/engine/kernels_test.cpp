@@ -489,5 +489,53 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FastPath,
                            return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
                          });
 
+// ---- Norms at the edge of float32 (issue 11) ----------------------------------------------------
+// Squares of |x| > 1.8e19 overflow float32: the float32 (AVX2) path takes such rows in float64, so every
+// input within float32 gives finite, correct statistics. Widths 3 (scalar tail) and 19 (vector + tail).
+
+TEST(RMSNorm, EqualHugeValuesGiveOnes) {
+  for (int64_t C : {3, 19}) {
+    for (float v : {1e20f, -3e38f, 3.4e38f, 1e-45f}) {
+      std::vector<float> x(size_t(C), v), w(size_t(C), 1.0f), out(static_cast<size_t>(C)), rstd(1);
+      rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), 1, C, 1e-5);
+      const double expect = v > 1e-30f || v < -1e-30f ? (v > 0 ? 1.0 : -1.0) : double(v) / std::sqrt(1e-5);
+      for (float y : out) EXPECT_NEAR(y, expect, 1e-5) << "C " << C << " v " << v;
+      EXPECT_TRUE(std::isfinite(rstd[0]) && rstd[0] > 0) << v;
+    }
+  }
+}
+
+TEST(LayerNorm, HugeOppositeValuesGiveFiniteCorrectRows) {
+  for (int64_t C : {3, 19}) {
+    std::vector<float> x(static_cast<size_t>(C)), w(size_t(C), 1.0f), b(size_t(C), 0.0f), out(static_cast<size_t>(C)), mean(1), rstd(1);
+    for (int64_t c = 0; c < C; ++c) x[size_t(c)] = c % 2 ? -3e38f : 3e38f;
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1, C, 1e-5);
+    // Reference in long double.
+    long double mu = 0, var = 0;
+    for (float v : x) mu += v;
+    mu /= C;
+    for (float v : x) var += (v - mu) * (v - mu);
+    var /= C;
+    for (int64_t c = 0; c < C; ++c) {
+      ASSERT_TRUE(std::isfinite(out[size_t(c)])) << C;
+      EXPECT_NEAR(out[size_t(c)], double((x[size_t(c)] - mu) / std::sqrt(var)), 1e-5) << C;
+    }
+    EXPECT_NEAR(mean[0] / 3e38, double(mu / 3e38L), 1e-6);
+  }
+  // Equal huge values: zero spread, out = bias.
+  std::vector<float> x(19, 1e20f), w(19, 2.0f), b(19, 0.5f), out(19), mean(1), rstd(1);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1, 19, 1e-5);
+  for (float y : out) EXPECT_EQ(y, 0.5f);
+}
+
+TEST(LayerNorm, OrdinaryRowsKeepTheirBits) {
+  // The float64 fallback is for huge rows only: an ordinary row takes the float32 path as before, so
+  // the output equals the plain float32 formula to the last bit or two.
+  const std::vector<double> xd = random_vector(19, 3);
+  std::vector<float> x(xd.begin(), xd.end()), w(19, 1.0f), b(19, 0.0f), out(19), mean(1), rstd(1);
+  layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1, 19, 1e-5);
+  for (int64_t c = 0; c < 19; ++c) EXPECT_NEAR(out[size_t(c)], (x[size_t(c)] - mean[0]) * rstd[0], 1e-6);
+}
+
 }  // namespace
 }  // namespace blocklab

@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstring>
+
+#include "io/json_limits.h"
+
 namespace blocklab::io {
 namespace {
 
@@ -158,6 +163,147 @@ TEST(ModelFile, RmsNormAndNoNormLayouts) {
   EXPECT_EQ(f.find("layers.0.norm1.weight"), nullptr);
   EXPECT_EQ(f.find("embed.weight")->shape, (Shape{11, 8}));
   EXPECT_EQ(f.find("head.bias")->shape, (Shape{11}));
+}
+
+// ---- Hostile configs (issue 11) ------------------------------------------------------------------
+
+std::string text_error(const std::string& text) {
+  Result<ModelConfig> r = config_from_json_text(text, "m.safetensors");
+  EXPECT_FALSE(r.is_ok()) << text;
+  return r.is_ok() ? "" : r.status().message();
+}
+
+TEST(ConfigJson, NumbersBeyondADoubleAreErrorsNotExceptions) {
+  std::string e = text_error(R"({"eps": 1e99999})");
+  EXPECT_NE(e.find("m.safetensors: config is not valid JSON: number overflow parsing '1e99999'"), std::string::npos) << e;
+  e = text_error(R"({"d_model": 18446744073709551615})");  // past int64: would wrap to -1
+  EXPECT_EQ(e, "m.safetensors: config key 'd_model': expected an integer, got 18446744073709551615");
+  e = text_error(R"({"vocab_size": 9223372036854775808})");
+  EXPECT_NE(e.find("config key 'vocab_size': expected null or an integer"), std::string::npos) << e;
+}
+
+TEST(ConfigJson, NestingTooDeepIsRefused) {
+  const std::string e = text_error("{\"d_model\": " + std::string(60000, '[') + std::string(60000, ']') + "}");
+  EXPECT_NE(e.find("config is not valid JSON: nested deeper than 64 levels"), std::string::npos) << e;
+}
+
+TEST(JsonLimits, DepthAtTheLimitParsesAndOneMoreIsRefused) {
+  EXPECT_TRUE(parse_json_limited(std::string(64, '[') + std::string(64, ']')).is_ok());
+  Result<json> r = parse_json_limited(std::string(65, '[') + std::string(65, ']'));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "nested deeper than 64 levels of arrays and objects: expected at most 64");
+  EXPECT_FALSE(parse_json_limited("{\"a\": ").is_ok());
+  EXPECT_FALSE(parse_json_limited("\"\xff\"").is_ok());  // not UTF-8
+  EXPECT_EQ(parse_json_limited(R"({"a": [1, {"b": 2}]})").value()["a"][1]["b"], 2);
+}
+
+TEST(ConfigLimits, SizesPastTheEnginesLimitsAreRefusedBeforeAnyAllocation) {
+  EXPECT_EQ(config_error({{"d_model", int64_t(1) << 32}, {"n_heads", 1}}),
+            "config key 'd_model': expected an integer <= 65536 (the engine's limit: the width of the residual stream), "
+            "got 4294967296");
+  EXPECT_NE(config_error({{"n_layers", int64_t(1) << 53}}).find("config key 'n_layers': expected an integer <= 4096"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"d_ff", 1 << 20}}).find("config key 'd_ff': expected an integer <= 262144"), std::string::npos);
+  EXPECT_NE(config_error({{"n_heads", 2048}, {"d_model", 2048}}).find("config key 'n_heads': expected an integer <= 1024"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"vocab_size", 1 << 21}}).find("config key 'vocab_size'"), std::string::npos);
+  EXPECT_NE(config_error({{"vocab_size", 10}, {"max_seq_len", 1 << 17}}).find("config key 'max_seq_len'"), std::string::npos);
+  // Each key within its limit, the product past 2^31 parameters.
+  EXPECT_NE(config_error({{"d_model", 65536}, {"n_heads", 1}, {"d_ff", 262144}, {"n_layers", 4096}})
+                .find("parameters: expected at most 2147483648"),
+            std::string::npos);
+  // Model::create refuses it the same way (it never allocates).
+  ModelConfig huge;
+  huge.d_model = int64_t(1) << 32;
+  huge.n_heads = 1;
+  Result<Model<float>> m = Model<float>::create(huge);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_NE(m.status().message().find("d_model"), std::string::npos);
+}
+
+TEST(ConfigLimits, ParameterCountIsTheLayoutsTotal) {
+  for (Norm norm : {Norm::layernorm, Norm::rmsnorm, Norm::none})
+    for (bool lm : {false, true}) {
+      ModelConfig c;
+      c.d_model = 12;
+      c.n_heads = 3;
+      c.d_ff = 20;
+      c.n_layers = 3;
+      c.norm = norm;
+      c.final_norm = norm != Norm::none;
+      c.alpha_learnable = lm;
+      if (lm) {
+        c.vocab_size = 7;
+        c.max_seq_len = 5;
+      }
+      ASSERT_TRUE(validate(c).is_ok());
+      EXPECT_EQ(parameter_count(c).value(), ParamLayout(c).total()) << name_of(norm) << lm;
+    }
+  EXPECT_EQ(numel_of({int64_t(1) << 40, int64_t(1) << 40}), -1);  // overflow, not a wrapped size
+  EXPECT_EQ(numel_of({3, -1}), -1);
+}
+
+// A header with `n_layers` blocks of d_model 2 (d_ff 1), written directly (no model built).
+std::vector<uint8_t> deep_model_file(int64_t n_layers) {
+  json header = json::object();
+  ModelConfig c;
+  c.d_model = 2;
+  c.n_heads = 1;
+  c.d_ff = 1;
+  c.n_layers = n_layers;
+  header["__metadata__"] = {{kConfigMetadataKey, config_to_json(c).dump()}};
+  struct T {
+    const char* name;
+    int64_t rows, cols;
+  };
+  const T block[] = {{"self_attn.in_proj_weight", 6, 2}, {"self_attn.in_proj_bias", 6, 0},
+                     {"self_attn.out_proj.weight", 2, 2}, {"self_attn.out_proj.bias", 2, 0},
+                     {"linear1.weight", 1, 2},           {"linear1.bias", 1, 0},
+                     {"linear2.weight", 2, 1},           {"linear2.bias", 2, 0},
+                     {"norm1.weight", 2, 0},             {"norm1.bias", 2, 0},
+                     {"norm2.weight", 2, 0},             {"norm2.bias", 2, 0}};
+  uint64_t offset = 0;
+  for (int64_t i = 0; i < n_layers; ++i)
+    for (const T& t : block) {
+      const uint64_t n = uint64_t(t.rows) * uint64_t(t.cols ? t.cols : 1);
+      json shape = t.cols ? json{t.rows, t.cols} : json{t.rows};
+      header["layers." + std::to_string(i) + "." + t.name] = {
+          {"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + 4 * n}}};
+      offset += 4 * n;
+    }
+  const std::string text = header.dump();
+  std::vector<uint8_t> out(8 + text.size() + offset, 0);
+  const uint64_t len = text.size();
+  std::memcpy(out.data(), &len, 8);
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  return out;
+}
+
+TEST(ModelFile, LoadingIsLinearInTheTensorCount) {
+  // 4096 blocks (the limit), 49,152 tensors: name lookups by map, not by scanning the file's tensors.
+  const std::vector<uint8_t> bytes = deep_model_file(4096);
+  const auto start = std::chrono::steady_clock::now();
+  Result<SafetensorsFile> f = parse_safetensors(bytes, "deep.safetensors");
+  ASSERT_TRUE(f.is_ok()) << f.status().message();
+  Result<Model<float>> m = model_from_safetensors<float>(f.value(), "deep.safetensors");
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(m->config().n_layers, 4096);
+  EXPECT_LT(seconds, 1.0);
+}
+
+TEST(ModelFile, FortyThousandLayersAreRefusedAtOnce) {
+  const std::vector<uint8_t> bytes = deep_model_file(40000);  // 480,000 tensors
+  const auto start = std::chrono::steady_clock::now();
+  Result<SafetensorsFile> f = parse_safetensors(bytes, "deep.safetensors");
+  ASSERT_TRUE(f.is_ok()) << f.status().message();
+  Result<Model<float>> m = model_from_safetensors<float>(f.value(), "deep.safetensors");
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().message(),
+            "deep.safetensors: config key 'n_layers': expected an integer <= 4096 (the engine's limit: blocks in the "
+            "stack), got 40000");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 5.0);  // parsing the 30 MB header is most of it
 }
 
 }  // namespace

@@ -165,5 +165,85 @@ TEST(Safetensors, IntIdsRejectFractions) {
   EXPECT_NE(r.status().message().find("tokens'[1]: expected an integer id"), std::string::npos);
 }
 
+// ---- Hostile files (issue 11) ---------------------------------------------------------------------
+
+std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+
+TEST(Safetensors, HeaderNestedTooDeepIsRefusedWhileParsing) {
+  // 60,000 levels (120 KB): printing or copying it would overflow the stack.
+  const std::string h = "{\"__metadata__\": " + std::string(60000, '[') + std::string(60000, ']') + "}";
+  const std::string e = parse_error(file_with_header(h, 0));
+  EXPECT_NE(e.find("nested deeper than 64 levels"), std::string::npos) << e;
+  EXPECT_EQ(e.rfind("f.safetensors: header", 0), 0u) << e;
+}
+
+TEST(Safetensors, NumbersBeyondADoubleOrAnIntegerAreErrorsNotExceptions) {
+  EXPECT_NE(parse_error(file_with_header(R"({"x": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", 4))
+                .find("number overflow parsing '1e400'"),
+            std::string::npos);
+  EXPECT_NE(parse_error(file_with_header(R"({"x": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", 4))
+                .find("shape: expected non-negative integers, got [1.5]"),
+            std::string::npos);
+  EXPECT_NE(parse_error(file_with_header(R"({"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4))
+                .find("shape: expected non-negative integers"),
+            std::string::npos);
+  // A zero dimension must not let a huge one through (it would become a negative int64).
+  EXPECT_NE(parse_error(file_with_header(
+                            R"({"x": {"dtype": "F32", "shape": [0, 18446744073709551615], "data_offsets": [0, 0]}})", 0))
+                .find("expected at most 2^40 elements"),
+            std::string::npos);
+  EXPECT_NE(parse_error(file_with_header(R"({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4.0]}})", 4))
+                .find("data_offsets: expected [begin, end] with integers"),
+            std::string::npos);
+  EXPECT_NE(parse_error(file_with_header(R"({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e999]}})", 4))
+                .find("number overflow"),
+            std::string::npos);
+}
+
+TEST(Safetensors, APyTorchPickleOrZipIsNamedWithHowToConvert) {
+  std::vector<uint8_t> zip = bytes_of(std::string("PK\x03\x04", 4) + std::string(600, 'z'));
+  std::string e = parse_error(zip);
+  EXPECT_NE(e.find("not a safetensors file"), std::string::npos) << e;
+  EXPECT_NE(e.find("PyTorch pickle/zip"), std::string::npos) << e;
+  EXPECT_NE(e.find("save_file(model.state_dict(), \"m.safetensors\")"), std::string::npos) << e;
+  EXPECT_EQ(e.find("header length"), std::string::npos) << e;
+  for (uint8_t protocol : {2, 3, 4, 5}) {
+    std::vector<uint8_t> pickle = {0x80, protocol, 0x63, 0x63, 0x6f, 0x6c, 0x6c, 0x65, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x73};
+    e = parse_error(pickle);
+    EXPECT_NE(e.find("not a safetensors file: it is a Python pickle (protocol " + std::to_string(protocol)), std::string::npos) << e;
+    EXPECT_NE(e.find("save_file"), std::string::npos) << e;
+  }
+}
+
+TEST(Safetensors, TextOrJsonIsNotASafetensorsFile) {
+  for (const std::string& text : {std::string(R"({"d_model": 64, "n_heads": 4})"), std::string("hello world\n"),
+                                 std::string("abc")}) {
+    const std::string e = parse_error(bytes_of(text));
+    EXPECT_NE(e.find("f.safetensors: not a safetensors file: it starts with text"), std::string::npos) << e;
+  }
+}
+
+TEST(Safetensors, ARealHeaderLengthThatStartsLikeAPickleStillParses) {
+  // 0x80 0x02 as the low bytes of the header length is 640 bytes of header: a safetensors file, not a pickle.
+  SafetensorsFile f;
+  f.metadata["pad"] = std::string(500, 'p');
+  f.add(from_float_tensor("a", Tensor<float>({1}, {1}), DType::F32));
+  std::vector<uint8_t> bytes = serialize_safetensors(f);
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  // Re-pad the header to exactly 0x280 bytes.
+  std::string header(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(n));
+  while (header.back() == ' ') header.pop_back();
+  ASSERT_LE(header.size(), 0x280u);
+  header.append(0x280 - header.size(), ' ');
+  std::vector<uint8_t> out = file_with_header(header, 4);
+  std::memcpy(out.data() + 8 + header.size(), bytes.data() + bytes.size() - 4, 4);
+  ASSERT_EQ(out[0], 0x80);
+  ASSERT_EQ(out[1], 0x02);
+  Result<SafetensorsFile> r = parse_safetensors(out, "f");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->find("a")->shape, (Shape{1}));
+}
+
 }  // namespace
 }  // namespace blocklab::io
