@@ -195,8 +195,14 @@ bool url_ok(std::string_view u) {
     if (!is_url_char(c)) return false;
   const std::string norm = normalize_url(u);
   if (norm.rfind("http://", 0) != 0 && norm.rfind("https://", 0) != 0) return false;
-  if (norm.find("javascript:") != std::string::npos || norm.find("vbscript:") != std::string::npos) return false;
-  return !has_handler_pattern(norm);
+  // Both as written and as decoded: decoding can hide a pattern ("&#97;onclick=" reads "aonclick=").
+  std::string raw(u);
+  for (char& c : raw) c = lower(c);
+  for (const std::string& form : {raw, norm}) {
+    if (form.find("javascript:") != std::string::npos || form.find("vbscript:") != std::string::npos) return false;
+    if (has_handler_pattern(form)) return false;
+  }
+  return true;
 }
 
 void append_href(std::string& out, std::string_view url) {

@@ -37,8 +37,8 @@ inline constexpr int kMarkdownMaxEmphasisDepth = 8;
 // angle brackets or backslashes), begins with http:// or https:// (any case; the scheme is written
 // lower-case) followed by a letter or digit, and, after decoding HTML character references and
 // percent-escapes, removing whitespace and control characters and lower-casing, still begins with
-// http:// or https:// and contains neither "javascript:" nor "vbscript:" nor an "on<letters>="
-// that does not follow a letter or digit. Anything else (javascript:, data:, vbscript:, file:,
+// http:// or https://; and if neither as written nor so decoded (both lower-cased) it contains
+// "javascript:", "vbscript:" or an "on<letters>=" that does not follow a letter or digit. Anything else (javascript:, data:, vbscript:, file:,
 // //host, relative) stays as text.
 //
 // Output: only the tags p, br, em, strong, code, pre and a; only the attributes href and rel (on a)

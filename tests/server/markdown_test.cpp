@@ -146,6 +146,10 @@ TEST(Markdown, UrlsWithQuotesOrHiddenSchemesAreText) {
   EXPECT_EQ(render("[x](http://a/&#x6a;avascript:alert(1))"), "<p>[x](http://a/&amp;#x6a;avascript:alert(1))</p>");
   EXPECT_EQ(render("[x](http://a/?u=%6Aavascript%3Aalert(1))"), "<p>[x](http://a/?u=%6Aavascript%3Aalert(1))</p>");
   EXPECT_EQ(render("[x](http://a/?%22onclick=1)"), "<p>[x](http://a/?%22onclick=1)</p>");
+  EXPECT_EQ(render("[x](http://a/?&#97;onclick=1)"), "<p>[x](http://a/?&amp;#97;onclick=1)</p>");
+  EXPECT_EQ(render("[x](http://a/?q=1&onclick=1)"), "<p>[x](http://a/?q=1&amp;onclick=1)</p>");
+  EXPECT_EQ(render("[x](http://a/?lesson=1&month=2)"),
+            "<p>" + a("http://a/?lesson=1&amp;month=2", "x") + "</p>");
   EXPECT_EQ(render("[\"onmouseover=alert(1)](http://a)"), "<p>" + a("http://a", "&quot;onmouseover=alert(1)") + "</p>");
 }
 
