@@ -77,6 +77,12 @@ Runner add_serve_command(CLI::App& sub) {
   sub.add_option("--cors-origin", a->options.cors_origin, "allow this origin (default: no CORS headers)");
   sub.add_option("--allowed-host", a->options.allowed_hosts,
                  "a Host name clients may use besides localhost, IP addresses and this machine's name (repeatable)");
+  sub.add_option("--registration", a->options.registration,
+                 "who may register: open, code (a teacher's class code) or closed (default: open on loopback, else code)")
+      ->check(CLI::IsMember({"open", "code", "closed"}));
+  sub.add_flag("--behind-tls", a->options.behind_tls, "a TLS proxy is in front: the session cookie is Secure");
+  sub.add_option("--trusted-proxy", a->options.trusted_proxy,
+                 "the reverse proxy's address: its X-Forwarded-For and X-Forwarded-Proto are believed");
   sub.add_option("--threads", a->options.threads, "handler threads (default 8; connections hold none)")
       ->check(CLI::Range(1, 256));
   server::Limits& L = a->options.limits;

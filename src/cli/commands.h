@@ -17,5 +17,6 @@ Runner add_gradflow_command(CLI::App& sub);
 Runner add_runs_command(CLI::App& sub);
 Runner add_experiment_command(CLI::App& sub);
 Runner add_serve_command(CLI::App& sub);
+Runner add_users_command(CLI::App& sub);
 
 }  // namespace blocklab::cli

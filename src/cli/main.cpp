@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
       {"experiment", "run one of the seed pages' claims as an experiment; stores its runs, writes a report",
        add_experiment_command, nullptr, {}},
       {"serve", "the HTTP API and the web app", add_serve_command, nullptr, {}},
+      {"users", "the server's accounts: add, list, remove, set-role, block, class-code", add_users_command, nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {

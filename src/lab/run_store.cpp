@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <ctime>
 
+#include "lab/sqlite_stmt.h"
+
 namespace blocklab::lab {
 
 namespace {
@@ -60,56 +62,55 @@ CREATE TABLE layer_grad_norms (
   PRIMARY KEY (run_id, step, layer)
 ) WITHOUT ROWID;
 )sql",
+    // 2 -> 3: accounts, their sessions, class codes, comments on the web app's sections, and the log of
+    // every moderation action; runs may belong to an account (null: the CLI's, or anonymous).
+    R"sql(
+CREATE TABLE users (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  name_key TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('student', 'teacher')),
+  blocked INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE sessions (
+  token_hash TEXT PRIMARY KEY,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  created_s REAL NOT NULL,
+  last_seen_s REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE class_codes (
+  code_hash TEXT PRIMARY KEY,
+  created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+  created_at TEXT NOT NULL,
+  expires_s REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE comments (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  section TEXT NOT NULL,
+  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  body TEXT NOT NULL,
+  html TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_s REAL NOT NULL,
+  hidden INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX comments_section ON comments(section, id);
+CREATE INDEX comments_user_time ON comments(user_id, created_s);
+CREATE TABLE moderation_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT ''
+);
+ALTER TABLE runs ADD COLUMN user_id INTEGER REFERENCES users(id) ON DELETE SET NULL;
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == RunStore::kSchemaVersion);
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-// A prepared statement, finalised on scope exit. Binds by position (1-based), reads by column.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK; }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  Stmt& bind(int i, double v) {  // NaN is stored as NULL and read back as NaN
-    if (std::isnan(v)) sqlite3_bind_null(s_, i);
-    else sqlite3_bind_double(s_, i, v);
-    return *this;
-  }
-  Stmt& bind(int i, std::optional<double> v) { return v ? bind(i, *v) : (sqlite3_bind_null(s_, i), *this); }
-  Stmt& bind(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  int step() { return sqlite3_step(s_); }  // SQLITE_ROW, SQLITE_DONE or an error
-  int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
-  double real(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL ? NAN : sqlite3_column_double(s_, col); }
-  std::optional<double> optional_real(int col) const {
-    if (sqlite3_column_type(s_, col) == SQLITE_NULL) return std::nullopt;
-    return sqlite3_column_double(s_, col);
-  }
-  std::string text(int col) const {
-    const unsigned char* p = sqlite3_column_text(s_, col);
-    return p ? reinterpret_cast<const char*>(p) : "";
-  }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-  int rc_;
-};
 
 bool process_alive(int64_t pid) {
   if (pid <= 0) return false;

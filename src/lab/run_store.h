@@ -54,7 +54,7 @@ struct RunRecord {
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) and migrates the store. A store written by a newer blocklab is refused.
   static Result<std::unique_ptr<RunStore>> open(const std::string& path);

@@ -576,9 +576,11 @@ struct Server::Impl {
   bool parse_head(Conn& c, size_t end) {
     if (std::optional<Refusal> no = parse_request_head(std::string_view(c.in.data(), end), o.max_header_fields, &c.req,
                                                        &c.keep_alive)) {
+      c.req.remote_addr = c.addr;
       answer(c, no->status, no->code, no->message, true);
       return false;
     }
+    c.req.remote_addr = c.addr;
     return true;
   }
 

@@ -1,7 +1,6 @@
 #include "server/model_registry.h"
 
 #include <fcntl.h>
-#include <sodium.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "io/json_limits.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
+#include "server/auth.h"
 
 namespace blocklab::server {
 
@@ -205,22 +205,6 @@ struct MappedFile {
   }
 };
 
-std::string hex_of(const unsigned char* b, size_t n) {
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) {
-    s += kHex[b[i] >> 4];
-    s += kHex[b[i] & 15];
-  }
-  return s;
-}
-
-std::string token_hash(const std::string& token) {
-  unsigned char h[crypto_generichash_BYTES];
-  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()), token.size(), nullptr, 0);
-  return hex_of(h, sizeof h);
-}
-
 }  // namespace
 
 bool ModelRegistry::upload_fits(int64_t bytes, const UploadQuota& quota) const {
@@ -260,12 +244,7 @@ Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& 
   }
   const fs::path path = fs::path(upload_dir_) / (id + ".safetensors");
   const fs::path token_path = fs::path(upload_dir_) / (id + ".token");
-  std::string token;
-  {
-    unsigned char raw[24];
-    randombytes_buf(raw, sizeof raw);
-    token = hex_of(raw, sizeof raw);
-  }
+  const std::string token = random_token(24);
   {
     const int fd = ::open(token_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const std::string hash = token_hash(token) + "\n";
@@ -302,9 +281,7 @@ ModelRegistry::DeleteResult ModelRegistry::remove_upload(const std::string& id, 
   std::ifstream in(token_path);
   std::string stored;
   std::getline(in, stored);
-  const std::string given = token_hash(token);
-  if (stored.size() != given.size() || sodium_memcmp(stored.data(), given.data(), given.size()) != 0)
-    return DeleteResult::forbidden;
+  if (!same_secret(stored, token_hash(token))) return DeleteResult::forbidden;
   std::lock_guard lock(mu_);
   std::error_code ec;
   fs::remove(m->info.path, ec);

@@ -17,6 +17,7 @@
 #include "lab/run_json.h"
 #include "lab/trainer.h"
 #include "server/compute.h"
+#include "server/handlers.h"
 #include "server/http.h"
 
 namespace blocklab::server {
@@ -38,52 +39,6 @@ std::string beside_source(const std::string& rel) {
     if (fs::exists(p)) return p.string();
   }
   return (fs::current_path() / rel).string();
-}
-
-void send_json(http::Response& res, int status, const json& body) {
-  res.status = status;
-  res.content_type = "application/json";
-  res.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-void send_error(http::Response& res, const ApiError& e) { send_json(res, e.status, e.body()); }
-
-using Handler = std::function<void(const http::Request&, http::Response&)>;
-
-// Every handler runs inside this: an ApiError becomes its 4xx; anything else is our bug, a 500.
-Handler guarded(Handler h) {
-  return [h = std::move(h)](const http::Request& req, http::Response& res) {
-    try {
-      h(req, res);
-    } catch (const ApiError& e) {
-      send_error(res, e);
-    } catch (const std::bad_alloc&) {
-      send_error(res, ApiError(503, "out_of_memory", "the server ran out of memory for this request: expected a smaller one"));
-    } catch (const std::exception& e) {
-      send_error(res, ApiError(500, "internal", std::string("internal error: ") + e.what()));
-    }
-  };
-}
-
-int64_t path_id(const http::Request& req) {
-  const std::string s = req.matches.at(1);
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    if (used == s.size() && v > 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw ApiError(400, "bad_request", "id: expected a positive integer run id, got \"" + s + "\"", "id");
-}
-
-
-// A body in memory, or 413 (the layer refuses larger Content-Lengths before reading; this is the
-// same limit said again for bodies that reached a handler some other way).
-json body_json(const http::Request& req, const Limits& L) {
-  if (int64_t(req.body.size()) > L.max_body_bytes)
-    throw ApiError(413, "too_large", "request body: expected at most " + std::to_string(L.max_body_bytes) + " bytes, got " +
-                                         std::to_string(req.body.size()));
-  return parse_body(req.body);
 }
 
 // A run as the store has it, with what this server knows better: a job that ended while the store
@@ -109,12 +64,26 @@ std::string file_bytes(const std::string& path) {
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
-  if (sodium_init() < 0) return Status::error("libsodium: cannot initialise");
+  if (sodium_init_once() != 0) return Status::error("libsodium: cannot initialise");
   std::unique_ptr<Server> s(new Server(options));
   s->started_at_ = now_s();
   Result<std::unique_ptr<lab::RunStore>> store = lab::RunStore::open(options.db);
   if (!store) return store.status();
   s->store_ = std::move(store.value());
+  Result<std::unique_ptr<AccountStore>> accounts = AccountStore::open(options.db);
+  if (!accounts) return accounts.status();
+  s->accounts_ = std::move(accounts.value());
+  s->registration_ = options.registration;
+  if (s->registration_.empty()) {
+    const std::string& host = options.host;
+    const bool loopback = host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+    s->registration_ = loopback ? "open" : "code";
+  }
+  if (s->registration_ != "open" && s->registration_ != "code" && s->registration_ != "closed")
+    return Status::error("--registration: expected open, code or closed, got " + s->registration_);
+  (void)s->accounts_->delete_expired_sessions(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(), options.session_idle_s,
+      options.session_absolute_s);
   const std::string models_dir = options.models_dir.empty() ? beside_source("models") : options.models_dir;
   const std::string uploads_dir =
       options.uploads_dir.empty() ? (fs::absolute(options.db).parent_path() / "uploads").string() : options.uploads_dir;
@@ -262,6 +231,7 @@ void Server::routes() {
                              " MiB in all: expected one to be deleted first (DELETE /api/models/{id})"};
   };
   h.route("POST", "/api/models", guarded([this, quota](const http::Request& req, http::Response& res) {
+            (void)session_for_change(req);
             if (req.body_file.empty())
               throw ApiError(400, "bad_request", "request body: expected a .safetensors model file, got nothing");
             bool over_quota = false;
@@ -281,6 +251,7 @@ void Server::routes() {
     send_json(res, 200, model_info_json(m->info));
   });
   del(R"(/api/models/([A-Za-z0-9_.\-]+))", [this](const http::Request& req, http::Response& res) {
+    (void)session_for_change(req);
     const std::string id = req.matches.at(1);
     const std::string* token = req.header("x-delete-token");
     switch (models_->remove_upload(id, token ? *token : std::string())) {
@@ -305,6 +276,7 @@ void Server::routes() {
 
   // ---- Runs ---------------------------------------------------------------------------------------
   post("/api/runs", [this, L](const http::Request& req, http::Response& res) {
+    (void)session_for_change(req);
     lab::TrainRunSpec spec = read_run_request(body_json(req, L), L);
     const int64_t id = jobs_->submit(std::move(spec));
     send_json(res, 202, {{"run_id", id}, {"status", "queued"}, {"events", "/api/runs/" + std::to_string(id) + "/events"}});
@@ -339,6 +311,7 @@ void Server::routes() {
     send_json(res, 200, run_json(get_run(path_id(req))));
   });
   del(R"(/api/runs/([^/]+))", [this, get_run](const http::Request& req, http::Response& res) {
+    (void)session_for_change(req);
     const int64_t id = path_id(req);
     const lab::RunRecord r = get_run(id);
     if (jobs_->cancel(id)) {
@@ -411,6 +384,8 @@ void Server::routes() {
       return !(done && events.empty());
     };
   });
+
+  account_routes();
 
   if (web_dir_.empty() || !fs::is_directory(web_dir_)) {
     const std::string web = web_dir_;

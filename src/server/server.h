@@ -5,16 +5,20 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "lab/run_store.h"
+#include "server/account_store.h"
+#include "server/auth.h"
 #include "server/api_input.h"
 #include "server/jobs.h"
 #include "server/model_registry.h"
 
 namespace blocklab::server::http {
 class Server;
+struct Request;
 }
 
 namespace blocklab::server {
@@ -30,6 +34,16 @@ struct ServerOptions {
   std::vector<std::string> allowed_hosts;  // Host names besides localhost, IP literals and the machine's name
   bool access_log = true;   // one JSON line per request on stderr
   int threads = 8;          // handler threads (connections hold none: server/http.h)
+  // Who may register (docs/accounts.md): open | code (with a teacher's class code) | closed.
+  // "": open when listening on loopback, code otherwise.
+  std::string registration;
+  bool behind_tls = false;    // the session cookie is Secure
+  std::string trusted_proxy;  // its address: X-Forwarded-For and X-Forwarded-Proto from it are believed
+  double session_idle_s = 24 * 3600.0;       // a session not used for this long ends
+  double session_absolute_s = 14 * 86400.0;  // and none lasts longer
+  int max_comment_chars = 4000;
+  int comments_per_minute = 6;  // per account
+  int comments_page = 100;      // most comments in one answer
   Limits limits;
 };
 
@@ -46,15 +60,33 @@ class Server {
   void stop();
 
   ModelRegistry& models() { return *models_; }
+  const std::string& registration() const { return registration_; }
 
  private:
   explicit Server(const ServerOptions& options);
   void routes();
+  void account_routes();  // server_accounts.cpp: /api/auth, /api/comments, /api/users
+
+  struct Session {
+    User user;
+    std::string token;
+  };
+  // The request's session (its cookie names a live one), or none.
+  std::optional<Session> session(const http::Request& req);
+  // For a request that changes state: its session, after the CSRF check (403 csrf); none when it
+  // carries no session cookie.
+  std::optional<Session> session_for_change(const http::Request& req);
+  // The client's address: the peer's, or X-Forwarded-For's last hop when the peer is the trusted proxy.
+  std::string client_address(const http::Request& req) const;
+  bool secure_request(const http::Request& req) const;
 
   ServerOptions options_;
   std::unique_ptr<lab::RunStore> store_;
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<AccountStore> accounts_;
+  SignInThrottle throttle_;
+  std::string registration_;
   std::unique_ptr<http::Server> http_;
   std::string web_dir_;
   double started_at_ = 0;

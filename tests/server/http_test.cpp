@@ -139,7 +139,7 @@ TEST_F(HttpTest, NonUtf8PathsAndBadRequestLinesAreClearErrors) {
   std::atomic<int> logged{0};
   o.log = [&](const Request& r, int, size_t, double) {
     (void)json{{"path", r.path}}.dump(-1, ' ', false, json::error_handler_t::replace);
-    ++logged;
+    if (r.remote_addr == "127.0.0.1") ++logged;  // the log names the client
   };
   start(o);
   for (const char* path : {"/%ff", "/api/%ff%fe", "/%c3%28", "/%"}) {

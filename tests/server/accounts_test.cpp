@@ -1,0 +1,330 @@
+// Accounts, sessions and comments over HTTP (the contract's section 5), each rule with the request
+// that breaks it: CSRF, Origin, roles, throttling, registration modes, expiry, validation; and the store
+// file never holds a password or a session token in clear.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "server/account_store.h"
+#include "server/auth.h"
+#include "server/server.h"
+
+namespace blocklab::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+// One client: its own cookie jar (the session cookie), and the CSRF token from the last sign-in.
+struct Browser {
+  std::unique_ptr<httplib::Client> c;
+  std::string cookie, csrf, address = "127.0.0.1";
+  Browser(int port) : c(std::make_unique<httplib::Client>("127.0.0.1", port)) { c->set_read_timeout(30, 0); }
+  httplib::Headers headers(bool with_csrf) const {
+    httplib::Headers h = {{"X-Forwarded-For", address}};
+    if (!cookie.empty()) h.emplace("Cookie", "blocklab_session=" + cookie);
+    if (with_csrf && !csrf.empty()) h.emplace("X-CSRF-Token", csrf);
+    return h;
+  }
+  httplib::Result post(const std::string& path, const json& body, bool with_csrf = true) {
+    httplib::Result r = c->Post(path, headers(with_csrf), body.dump(), "application/json");
+    take_cookie(r);
+    return r;
+  }
+  httplib::Result get(const std::string& path) { return c->Get(path, headers(false)); }
+  httplib::Result del(const std::string& path, bool with_csrf = true) { return c->Delete(path, headers(with_csrf)); }
+  void take_cookie(const httplib::Result& r) {
+    if (!r) return;
+    const std::string set = r->get_header_value("Set-Cookie");
+    if (set.rfind("blocklab_session=", 0) == 0) cookie = set.substr(17, set.find(';') - 17);
+    const json j = json::parse(r->body, nullptr, false);
+    if (j.is_object() && j.contains("csrf_token")) csrf = j["csrf_token"];
+  }
+};
+
+int status(const httplib::Result& r) { return r ? r->status : 0; }
+std::string code(const httplib::Result& r) {
+  const json j = r ? json::parse(r->body, nullptr, false) : json();
+  return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
+}
+
+class AccountsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("blocklab_accounts_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    stop();
+    fs::remove_all(dir_);
+  }
+  void start(ServerOptions o = {}) {
+    o.port = 0;
+    o.db = (dir_ / "store.db").string();
+    o.models_dir = (dir_ / "no-models").string();
+    o.uploads_dir = (dir_ / "uploads").string();
+    o.web_dir = (dir_ / "no-web").string();
+    o.access_log = false;
+    o.trusted_proxy = "127.0.0.1";  // the tests play several addresses through X-Forwarded-For
+    server_ = Server::create(o).value();
+    port_ = server_->bind().value();
+    thread_ = std::thread([this] { server_->serve(); });
+  }
+  void stop() {
+    if (!server_) return;
+    server_->stop();
+    thread_.join();
+    server_.reset();
+  }
+  // A teacher made as `blocklab users add` makes one, in the store.
+  void add_teacher(const std::string& name, const std::string& password) {
+    lab::RunStore::open((dir_ / "store.db").string()).value();
+    auto store = AccountStore::open((dir_ / "store.db").string()).value();
+    ASSERT_TRUE(store->create_user(name, hash_password(password), "teacher").is_ok());
+  }
+  Browser signed_up(const std::string& name, const std::string& password = "correct horse") {
+    Browser b(port_);
+    EXPECT_EQ(status(b.post("/api/auth/register", {{"username", name}, {"password", password}})), 201);
+    return b;
+  }
+  Browser signed_in(const std::string& name, const std::string& password) {
+    Browser b(port_);
+    EXPECT_EQ(status(b.post("/api/auth/login", {{"username", name}, {"password", password}})), 200);
+    return b;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+TEST_F(AccountsTest, RegisterSignInWhoAmISignOut) {
+  start();
+  Browser b(port_);
+  httplib::Result r = b.post("/api/auth/register", {{"username", "Ada.L"}, {"password", "correct horse"}});
+  ASSERT_EQ(status(r), 201) << r->body;
+  const std::string set = r->get_header_value("Set-Cookie");
+  for (const char* flag : {"HttpOnly", "SameSite=Lax", "Path=/"}) EXPECT_NE(set.find(flag), std::string::npos) << set;
+  EXPECT_EQ(set.find("Secure"), std::string::npos);  // plain HTTP on loopback
+  EXPECT_EQ(json::parse(r->body)["user"], (json{{"name", "Ada.L"}, {"role", "student"}}));
+  r = b.get("/api/auth/me");
+  ASSERT_EQ(status(r), 200);
+  EXPECT_EQ(json::parse(r->body)["csrf_token"], b.csrf);
+  // The same name in another case is taken; bad names and passwords are 400 naming the field.
+  Browser other(port_);
+  EXPECT_EQ(code(other.post("/api/auth/register", {{"username", "ada.l"}, {"password", "another one"}})), "username_taken");
+  for (const json& bad : {json{{"username", "ab"}, {"password", "correct horse"}},
+                          json{{"username", "a b c"}, {"password", "correct horse"}},
+                          json{{"username", "abc"}, {"password", "short"}},
+                          json{{"username", "abc"}, {"password", std::string(257, 'x')}},
+                          json{{"username", 5}, {"password", "correct horse"}},
+                          json{{"username", "abc"}, {"password", "correct horse"}, {"admin", true}}})
+    EXPECT_EQ(status(other.post("/api/auth/register", bad)), 400) << bad.dump();
+  // Sign out needs the CSRF token; then the session is gone on the server.
+  const std::string old_cookie = b.cookie;
+  EXPECT_EQ(code(b.post("/api/auth/logout", json::object(), false)), "csrf");
+  EXPECT_EQ(status(b.post("/api/auth/logout", json::object())), 204);
+  b.cookie = old_cookie;  // a stolen copy of the cookie is worth nothing now
+  EXPECT_EQ(status(b.get("/api/auth/me")), 401);
+  // Sign in again.
+  Browser again = signed_in("ADA.L", "correct horse");
+  EXPECT_EQ(status(again.get("/api/auth/me")), 200);
+}
+
+TEST_F(AccountsTest, WrongNamesAndPasswordsLookTheSameAndAreThrottled) {
+  start();
+  signed_up("grace");
+  Browser attacker(port_);
+  attacker.address = "10.0.0.66";
+  const json wrong = {{"username", "grace"}, {"password", "wrong password"}};
+  httplib::Result r1 = attacker.post("/api/auth/login", wrong);
+  httplib::Result r2 = attacker.post("/api/auth/login", {{"username", "nobody"}, {"password", "wrong password"}});
+  EXPECT_EQ(status(r1), 401);
+  EXPECT_EQ(r1->body, r2->body);  // the same answer for a wrong name and a wrong password
+  for (int i = 0; i < 4; ++i) attacker.post("/api/auth/login", wrong);
+  httplib::Result r = attacker.post("/api/auth/login", wrong);
+  EXPECT_EQ(status(r), 429);
+  EXPECT_GE(std::stoi(r->get_header_value("Retry-After")), 1);
+  // The right password from the attacker's address waits too; grace from her own address does not.
+  EXPECT_EQ(status(attacker.post("/api/auth/login", {{"username", "grace"}, {"password", "correct horse"}})), 429);
+  Browser grace(port_);
+  grace.address = "10.0.0.7";
+  httplib::Result own = grace.post("/api/auth/login", {{"username", "grace"}, {"password", "correct horse"}});
+  EXPECT_EQ(status(own), 200) << own->body;
+}
+
+TEST_F(AccountsTest, StateChangesWithASessionNeedTheCsrfTokenAndTheServersOrigin) {
+  start();
+  Browser b = signed_up("alan");
+  const json comment = {{"section", "ffn#position-wise"}, {"body", "hello"}};
+  EXPECT_EQ(code(b.post("/api/comments", comment, false)), "csrf");
+  b.csrf = std::string(64, 'a');
+  EXPECT_EQ(code(b.post("/api/comments", comment)), "csrf");
+  b.csrf = json::parse(b.get("/api/auth/me")->body)["csrf_token"];
+  EXPECT_EQ(status(b.post("/api/comments", comment)), 201);
+  // The other state-changing endpoints ask the same of a signed-in client.
+  EXPECT_EQ(code(b.post("/api/runs", {{"steps", 1}}, false)), "csrf");
+  EXPECT_EQ(code(b.del("/api/runs/1", false)), "csrf");
+  // A foreign Origin is refused before anything (the HTTP layer).
+  httplib::Headers h = b.headers(true);
+  h.emplace("Origin", "http://evil.example");
+  httplib::Result r = b.c->Post("/api/comments", h, comment.dump(), "application/json");
+  EXPECT_EQ(status(r), 403);
+  EXPECT_EQ(code(r), "forbidden_origin");
+  // Without a session, commenting is 401.
+  Browser anon(port_);
+  EXPECT_EQ(code(anon.post("/api/comments", comment)), "unauthenticated");
+}
+
+TEST_F(AccountsTest, CommentsOldestFirstValidatedLimitedAndPaged) {
+  ServerOptions o;
+  o.comments_per_minute = 5;
+  o.comments_page = 3;
+  start(o);
+  Browser a = signed_up("alice"), b = signed_up("bob");
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(status(a.post("/api/comments", {{"section", "residual#highway"}, {"body", "a" + std::to_string(i)}})), 201);
+  ASSERT_EQ(status(b.post("/api/comments", {{"section", "residual#highway"}, {"body", "**bold** and `code`"}})), 201);
+  Browser anon(port_);
+  httplib::Result r = anon.get("/api/comments?section=residual%23highway");
+  ASSERT_EQ(status(r), 200) << r->body;
+  json page = json::parse(r->body);
+  ASSERT_EQ(page["comments"].size(), 3u);
+  EXPECT_EQ(page["count"], 4);
+  EXPECT_EQ(page["comments"][0]["body"], "a0");
+  EXPECT_EQ(page["comments"][0]["author"], "alice");
+  const int64_t after = page["next_after"];
+  page = json::parse(anon.get("/api/comments?section=residual%23highway&after=" + std::to_string(after))->body);
+  ASSERT_EQ(page["comments"].size(), 1u);
+  EXPECT_EQ(page["comments"][0]["html"], "<p><strong>bold</strong> and <code>code</code></p>");
+  EXPECT_TRUE(page["next_after"].is_null());
+  // Bad input is 400 naming the field.
+  for (const json& bad : {json{{"section", "residual#highway"}, {"body", ""}},
+                          json{{"section", "residual#highway"}, {"body", "   \n "}},
+                          json{{"section", "residual#highway"}, {"body", std::string(4001, 'x')}},
+                          json{{"section", "Residual Highway"}, {"body", "x"}},
+                          json{{"section", "residual#highway"}, {"body", 5}},
+                          json{{"section", "residual#highway"}}})
+    EXPECT_EQ(status(b.post("/api/comments", bad)), 400) << bad.dump();
+  EXPECT_EQ(status(anon.get("/api/comments")), 400);
+  EXPECT_EQ(status(anon.get("/api/comments?section=x%23y&limit=0")), 400);
+  EXPECT_EQ(status(anon.get("/api/comments?section=x%23y&after=-1")), 400);
+  // 4000 characters are fine, counted as characters (é is two bytes).
+  std::string long_body;
+  for (int i = 0; i < 3998; ++i) long_body += "\xc3\xa9";
+  EXPECT_EQ(status(b.post("/api/comments", {{"section", "norms#why"}, {"body", long_body + "ab"}})), 201);
+  // The sixth comment of a minute from one account waits.
+  for (int i = 0; i < 3; ++i) b.post("/api/comments", {{"section", "norms#why"}, {"body", "again"}});
+  r = b.post("/api/comments", {{"section", "norms#why"}, {"body", "one too many"}});
+  EXPECT_EQ(status(r), 429) << r->body;
+  EXPECT_EQ(r->get_header_value("Retry-After"), "60");
+}
+
+TEST_F(AccountsTest, AuthorsAndTeachersDeleteTeachersHideAndEveryActionIsLogged) {
+  add_teacher("teach", "teacher password");
+  start();
+  Browser s1 = signed_up("student1"), s2 = signed_up("student2"), t = signed_in("teach", "teacher password");
+  const int64_t c1 = json::parse(s1.post("/api/comments", {{"section", "ffn#why"}, {"body", "mine"}})->body)["comment"]["id"];
+  const int64_t c2 = json::parse(s1.post("/api/comments", {{"section", "ffn#why"}, {"body", "rude"}})->body)["comment"]["id"];
+  const std::string p1 = "/api/comments/" + std::to_string(c1), p2 = "/api/comments/" + std::to_string(c2);
+  EXPECT_EQ(status(s2.del(p1)), 403);
+  EXPECT_EQ(status(s2.post(p2 + "/hide", json::object())), 403);
+  EXPECT_EQ(status(t.post(p2 + "/hide", json::object())), 200);
+  auto visible = [&](Browser& b) { return json::parse(b.get("/api/comments?section=ffn%23why")->body)["comments"].size(); };
+  EXPECT_EQ(visible(s2), 1u);
+  EXPECT_EQ(visible(s1), 1u);
+  EXPECT_EQ(visible(t), 2u);  // teachers see hidden comments, marked
+  EXPECT_TRUE(json::parse(t.get("/api/comments?section=ffn%23why")->body)["comments"][1]["hidden"].get<bool>());
+  EXPECT_EQ(status(t.post(p2 + "/unhide", json::object())), 200);
+  EXPECT_EQ(visible(s2), 2u);
+  EXPECT_EQ(status(s1.del(p1)), 204);  // its author
+  EXPECT_EQ(status(t.del(p2)), 204);   // a teacher
+  EXPECT_EQ(status(t.del(p2)), 404);
+  // A teacher blocks an account: its session ends and it cannot sign in.
+  EXPECT_EQ(status(s2.post("/api/users/student1/block", json::object())), 403);
+  EXPECT_EQ(status(t.post("/api/users/student1/block", json::object())), 200);
+  EXPECT_EQ(status(s1.get("/api/auth/me")), 401);
+  Browser again(port_);
+  EXPECT_EQ(code(again.post("/api/auth/login", {{"username", "student1"}, {"password", "correct horse"}})), "blocked");
+  EXPECT_EQ(status(t.post("/api/users/nobody/block", json::object())), 404);
+  // The log names every moderation action.
+  auto store = AccountStore::open((dir_ / "store.db").string()).value();
+  std::vector<std::string> actions;
+  for (const auto& e : store->moderation_log(10).value()) actions.push_back(e.action + " " + e.target);
+  EXPECT_EQ(actions, (std::vector<std::string>{"block user:student1", "delete comment:" + std::to_string(c2),
+                                               "unhide comment:" + std::to_string(c2), "hide comment:" + std::to_string(c2)}));
+}
+
+TEST_F(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
+  add_teacher("teach", "teacher password");
+  ServerOptions o;
+  o.registration = "code";
+  start(o);
+  Browser b(port_);
+  EXPECT_EQ(code(b.post("/api/auth/register", {{"username", "newbie"}, {"password", "correct horse"}})), "bad_class_code");
+  EXPECT_EQ(code(b.post("/api/auth/register", {{"username", "newbie"}, {"password", "correct horse"}, {"class_code", "AAAA-BBBB-CCCC"}})),
+            "bad_class_code");
+  Browser t = signed_in("teach", "teacher password");
+  httplib::Result r = t.post("/api/auth/class-codes", {{"hours", 2}});
+  ASSERT_EQ(status(r), 201) << r->body;
+  std::string class_code = json::parse(r->body)["class_code"];
+  for (char& c : class_code) c = char(std::tolower(c));  // read out loud, typed in lower case
+  EXPECT_EQ(status(b.post("/api/auth/register", {{"username", "newbie"}, {"password", "correct horse"}, {"class_code", class_code}})), 201);
+  EXPECT_EQ(status(b.post("/api/auth/class-codes", json::object())), 403);  // a student makes none
+  stop();
+  o.registration = "closed";
+  start(o);
+  Browser c(port_);
+  EXPECT_EQ(code(c.post("/api/auth/register", {{"username", "late"}, {"password", "correct horse"}})), "registration_closed");
+  EXPECT_EQ(status(signed_in("newbie", "correct horse").get("/api/auth/me")), 200);
+}
+
+TEST_F(AccountsTest, SessionsExpireWhenIdle) {
+  ServerOptions o;
+  o.session_idle_s = 1;
+  start(o);
+  Browser b = signed_up("sleepy");
+  EXPECT_EQ(status(b.get("/api/auth/me")), 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(status(b.get("/api/auth/me")), 401);
+}
+
+TEST_F(AccountsTest, BehindTlsTheCookieIsSecure) {
+  ServerOptions o;
+  o.behind_tls = true;
+  start(o);
+  Browser b(port_);
+  httplib::Result r = b.post("/api/auth/register", {{"username", "secure"}, {"password", "correct horse"}});
+  EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);
+}
+
+TEST_F(AccountsTest, TheStoreHoldsNoPasswordNorSessionTokenInClear) {
+  start();
+  const std::string password = "a very particular password 7319";
+  Browser b = signed_up("keeper", password);
+  ASSERT_EQ(status(b.post("/api/comments", {{"section", "ffn#why"}, {"body", "hi"}})), 201);
+  stop();  // the WAL is checkpointed into the file
+  std::string bytes;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::ifstream in(dir_ / (std::string("store.db") + suffix), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes += ss.str();
+  }
+  ASSERT_GT(bytes.size(), 1000u);
+  EXPECT_NE(bytes.find("keeper"), std::string::npos);  // the file is readable as it is
+  EXPECT_NE(bytes.find("$argon2id$"), std::string::npos);
+  EXPECT_EQ(bytes.find(password), std::string::npos);
+  EXPECT_EQ(bytes.find(b.cookie), std::string::npos);
+  EXPECT_EQ(bytes.find(b.csrf), std::string::npos);
+}
+
+}  // namespace
+}  // namespace blocklab::server
