@@ -64,6 +64,39 @@ TEST_F(Cli, TrainWithBf16MatmulsRecordsThePrecisionAndSaysHowItRan) {
   EXPECT_NE(j.out.find("\"precision\":\"bf16\""), std::string::npos) << j.out;
 }
 
+TEST_F(Cli, UsersAddListSetRoleBlockRemoveAndClassCodes) {
+  const std::string db = " --db " + path("store.db");
+  { std::ofstream(path("pw.txt")) << "teacher password\n"; }
+  CliRun r = run("users add teach --role teacher --password-file " + path("pw.txt") + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "added teach (teacher)\n");
+  r = run("users add alice" + db + " < " + path("pw.txt"));  // the password on standard input
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("users list" + db);
+  EXPECT_NE(r.out.find("teach "), std::string::npos);
+  EXPECT_NE(r.out.find("alice"), std::string::npos);
+  EXPECT_EQ(run("users set-role alice teacher" + db).code, 0);
+  EXPECT_EQ(run("users block alice" + db).code, 0);
+  EXPECT_NE(run("users list" + db).out.find("teacher   yes"), std::string::npos);
+  r = run("users class-code --hours 2" + db);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.size(), 15u);  // XXXX-XXXX-XXXX and a newline
+  EXPECT_EQ(run("users remove alice" + db).code, 0);
+  EXPECT_EQ(run("users list" + db).out.find("alice"), std::string::npos);
+  // Bad input: one line, exit 2.
+  expect_usage_error(run("users add ab --password-file " + path("pw.txt") + db), "expected 3 to 32 characters");
+  expect_usage_error(run("users add teach --password-file " + path("pw.txt") + db), "already taken");
+  { std::ofstream(path("short.txt")) << "short\n"; }
+  expect_usage_error(run("users add bob --password-file " + path("short.txt") + db), "password: expected 8 to 256");
+  expect_usage_error(run("users remove nobody" + db), "no such account");
+  expect_usage_error(run("users set-role teach admin" + db), "expected student or teacher");
+  // The store holds the hash, never the password.
+  std::ifstream in(path("store.db"), std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  EXPECT_EQ(bytes.str().find("teacher password"), std::string::npos);
+}
+
 TEST_F(Cli, RunsListShowExportCompare) {
   const std::string db = path("runs.db");
   ASSERT_EQ(run("train " + kSmall + " --steps 12 --db " + db + " --label first").code, 0);
