@@ -105,6 +105,12 @@ Runner add_serve_command(CLI::App& sub) {
       ->check(CLI::Range(1, 64));
   sub.add_option("--max-queue", a->options.limits.max_queued_jobs, "training jobs waiting, then 429 (default 8)")
       ->check(CLI::Range(0, 1024));
+  sub.add_option("--max-jobs-per-account", a->options.limits.max_jobs_per_account,
+                 "training jobs queued or running per signed-in account (default 4)")
+      ->check(CLI::Range(1, 1024));
+  sub.add_option("--max-jobs-anonymous", a->options.limits.max_jobs_anonymous,
+                 "training jobs queued or running per address without a session (default 2)")
+      ->check(CLI::Range(0, 1024));
   sub.add_flag("--quiet", a->quiet, "no access log");
   return [a] { return run_serve(*a); };
 }

@@ -39,6 +39,8 @@ struct Limits {
   double max_job_gflop = 40000.0;       // a training job's estimated cost (about half an hour here)
   int max_running_jobs = 2;
   int max_queued_jobs = 8;
+  int max_jobs_per_account = 4;  // queued or running, per signed-in account
+  int max_jobs_anonymous = 2;    // queued or running, per address without a session (the Train page runs two)
   // Uploads (POST /api/models): each file, how many are kept, and their bytes in all.
   int64_t max_upload_bytes = 64 << 20;
   int max_uploads = 32;

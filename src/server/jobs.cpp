@@ -65,9 +65,14 @@ JobManager::JobManager(lab::RunStore& store, const Limits& limits) : store_(stor
 
 JobManager::~JobManager() { shutdown(); }
 
-int64_t JobManager::submit(lab::TrainRunSpec spec) {
+int64_t JobManager::submit(lab::TrainRunSpec spec, const std::string& owner, int owner_limit) {
   std::lock_guard lock(mu_);
   if (stopping_) throw ApiError(503, "shutting_down", "the server is shutting down: expected no new jobs");
+  if (!owner.empty() && owner_limit > 0 && active_[owner] >= owner_limit)
+    throw ApiError(429, "too_many_jobs",
+                   "training jobs: " + std::to_string(active_[owner]) + " of yours are queued or running (" +
+                       (owner.rfind("user:", 0) == 0 ? "an account" : "anonymous use from one address") + " may have " +
+                       std::to_string(owner_limit) + "): expected a retry after one finishes, or cancel one");
   if (int(queue_.size()) >= limits_.max_queued_jobs)
     throw ApiError(429, "queue_full",
                    "training queue is full (" + std::to_string(queue_.size()) + " waiting, " + std::to_string(running_) +
@@ -78,6 +83,8 @@ int64_t JobManager::submit(lab::TrainRunSpec spec) {
   if (!id) throw ApiError(503, "store_unavailable", id.status().message());
   spec.run_id = *id;
   auto job = std::make_shared<Job>(*id, std::move(spec), notify_);
+  job->owner = owner;
+  if (!owner.empty()) ++active_[owner];
   queue_.push_back(job);
   jobs_.push_back(job);
   job->publish("status", {{"status", "queued"}, {"run_id", *id}, {"position", queue_.size()}});
@@ -93,6 +100,7 @@ bool JobManager::cancel(int64_t run_id) {
       if ((*it)->run_id() == run_id) {
         job = *it;
         queue_.erase(it);
+        release_locked(*job);
         (void)store_.finish_run(run_id, "cancelled", std::nullopt, std::nullopt, 0, 0);
         job->finish("cancelled", {{"status", "cancelled"}, {"run_id", run_id}, {"steps", 0}});
         return true;
@@ -183,6 +191,7 @@ void JobManager::shutdown() {
     if (stopping_ && workers_.empty()) return;
     stopping_ = true;
     queued.assign(queue_.begin(), queue_.end());
+    for (const auto& j : queue_) release_locked(*j);
     queue_.clear();
     for (const auto& j : jobs_) j->cancel = true;
   }
@@ -209,7 +218,14 @@ void JobManager::worker() {
     run(job);
     std::lock_guard lock(mu_);
     --running_;
+    release_locked(*job);
   }
+}
+
+void JobManager::release_locked(const Job& job) {
+  if (job.owner.empty()) return;
+  auto it = active_.find(job.owner);
+  if (it != active_.end() && --it->second <= 0) active_.erase(it);
 }
 
 void JobManager::run(const std::shared_ptr<Job>& job) {

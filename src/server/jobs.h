@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +37,7 @@ class Job {
       : run_id_(run_id), spec_(std::move(spec)), notify_(std::move(notify)), resume_(std::move(resume_checkpoint)) {}
   int64_t run_id() const { return run_id_; }
   const std::string& resume_checkpoint() const { return resume_; }
+  std::string owner;  // who submitted it (JobManager::submit), for the per-owner limit
   const lab::TrainRunSpec& spec() const { return spec_; }
 
   // SSE-formatted events ("event: step\ndata: {...}\n\n") from index `from`; waits up to `wait_ms`
@@ -67,9 +69,10 @@ class JobManager {
   JobManager(lab::RunStore& store, const Limits& limits);
   ~JobManager();
 
-  // Records the run as queued and queues it; throws ApiError 429 when the queue is full, 503 when
-  // shutting down.
-  int64_t submit(lab::TrainRunSpec spec);
+  // Records the run as queued and queues it; throws ApiError 429 when the queue is full or `owner`
+  // ("user:NAME" signed in, "address:IP" anonymous) already has `owner_limit` jobs queued or running,
+  // 503 when shutting down.
+  int64_t submit(lab::TrainRunSpec spec, const std::string& owner = "", int owner_limit = 0);
   // True when the run was a job of this server (queued: now cancelled; running: stopping).
   bool cancel(int64_t run_id);
   std::shared_ptr<Job> find(int64_t run_id);
@@ -87,6 +90,7 @@ class JobManager {
  private:
   void worker();
   void run(const std::shared_ptr<Job>& job);
+  void release_locked(const Job& job);  // REQUIRES: mu_ held
 
   lab::RunStore& store_;
   const Limits limits_;
@@ -95,6 +99,7 @@ class JobManager {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::shared_ptr<Job>> jobs_;  // every job of this server, for its listeners
+  std::map<std::string, int> active_;       // queued or running jobs per owner
   int running_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

@@ -186,6 +186,8 @@ void Server::routes() {
                                      {"max_job_gflop", l.max_job_gflop},
                                      {"max_running_jobs", l.max_running_jobs},
                                      {"max_queued_jobs", l.max_queued_jobs},
+                                     {"max_jobs_per_account", l.max_jobs_per_account},
+                                     {"max_jobs_anonymous", l.max_jobs_anonymous},
                                      {"max_upload_bytes", l.max_upload_bytes},
                                      {"max_uploads", l.max_uploads},
                                      {"max_upload_total_bytes", l.max_upload_total_bytes},
@@ -276,9 +278,10 @@ void Server::routes() {
 
   // ---- Runs ---------------------------------------------------------------------------------------
   post("/api/runs", [this, L](const http::Request& req, http::Response& res) {
-    (void)session_for_change(req);
+    const std::optional<Session> who = session_for_change(req);
     lab::TrainRunSpec spec = read_run_request(body_json(req, L), L);
-    const int64_t id = jobs_->submit(std::move(spec));
+    const int64_t id = who ? jobs_->submit(std::move(spec), "user:" + who->user.name, L.max_jobs_per_account)
+                           : jobs_->submit(std::move(spec), "address:" + client_address(req), L.max_jobs_anonymous);
     send_json(res, 202, {{"run_id", id}, {"status", "queued"}, {"events", "/api/runs/" + std::to_string(id) + "/events"}});
   });
   get("/api/runs", [this](const http::Request&, http::Response& res) {

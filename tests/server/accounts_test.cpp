@@ -286,6 +286,28 @@ TEST_F(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
   EXPECT_EQ(status(signed_in("newbie", "correct horse").get("/api/auth/me")), 200);
 }
 
+TEST_F(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
+  ServerOptions o;
+  o.limits.max_jobs_per_account = 2;
+  o.limits.max_running_jobs = 1;
+  start(o);
+  Browser a = signed_up("runner"), b = signed_up("other");
+  const json job = {{"steps", 20000}, {"batch", 2}, {"seq_len", 4}, {"config", {{"d_model", 8}, {"n_heads", 2}, {"d_ff", 8}, {"n_layers", 1}}}};
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 2; ++i) {
+    httplib::Result r = a.post("/api/runs", job);
+    ASSERT_EQ(status(r), 202) << r->body;
+    ids.push_back(json::parse(r->body)["run_id"]);
+  }
+  httplib::Result r = a.post("/api/runs", job);
+  EXPECT_EQ(status(r), 429);
+  EXPECT_EQ(code(r), "too_many_jobs");
+  r = b.post("/api/runs", job);  // another account has its own
+  ASSERT_EQ(status(r), 202) << r->body;
+  ids.push_back(json::parse(r->body)["run_id"]);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(status((i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]))), 202);
+}
+
 TEST_F(AccountsTest, SessionsExpireWhenIdle) {
   ServerOptions o;
   o.session_idle_s = 1;

@@ -811,7 +811,7 @@ STILL = ("queued", "running")
 
 def case_j_restart_recovery(c, ctx):
     folder = ctx.scratch("j")
-    srv = ctx.own(c, "server (j)", folder=folder, args=["--max-jobs", "1"])
+    srv = ctx.own(c, "server (j)", folder=folder, args=["--max-jobs", "1", "--max-jobs-anonymous", "3"])
     body = run_body(steps=30, config={"d_model": 32, "n_heads": 2, "d_ff": 64, "n_layers": 2}, batch=16, seq_len=16)
     ids = []
     for _ in range(3):

@@ -576,6 +576,7 @@ TEST_F(ServerTest, AFullQueueAnswers429AndBadRunsAreRefused) {
   Limits limits;
   limits.max_running_jobs = 1;
   limits.max_queued_jobs = 1;
+  limits.max_jobs_anonymous = 8;
   start(limits);
   const json small = {{"d_model", 16}, {"n_heads", 2}, {"d_ff", 32}, {"n_layers", 1}};
   const json job = {{"steps", 5000}, {"batch", 4}, {"seq_len", 8}, {"config", small}};
@@ -589,6 +590,17 @@ TEST_F(ServerTest, AFullQueueAnswers429AndBadRunsAreRefused) {
   EXPECT_EQ(call("DELETE", "/api/runs/" + std::to_string(second), nullptr, 202, "/api/runs/{id}")["status"], "cancelling");
   EXPECT_EQ(call("GET", "/api/runs/" + std::to_string(second), nullptr, 200, "/api/runs/{id}")["status"], "cancelled");
   call("DELETE", "/api/runs/" + std::to_string(first), nullptr, 202, "/api/runs/{id}");
+  stop();
+  limits.max_jobs_anonymous = 1;  // one job at a time from an address without a session
+  limits.max_queued_jobs = 8;
+  start(limits);
+  const int64_t mine = call("POST", "/api/runs", job, 202)["run_id"];
+  EXPECT_EQ(call("POST", "/api/runs", job, 429)["error"]["code"], "too_many_jobs");
+  call("DELETE", "/api/runs/" + std::to_string(mine), nullptr, 202, "/api/runs/{id}");
+  for (int i = 0; i < 500 && call("GET", "/api/health", nullptr, 200)["jobs"]["running"] != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const int64_t next = call("POST", "/api/runs", job, 202)["run_id"];  // its slot is free again
+  call("DELETE", "/api/runs/" + std::to_string(next), nullptr, 202, "/api/runs/{id}");
   // Bad requests.
   expect_error("/api/runs", {{"task", "translate"}}, 400, "task");
   expect_error("/api/runs", {{"steps", 0}}, 400, "steps");
