@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -279,22 +280,31 @@ std::vector<uint8_t> deep_model_file(int64_t n_layers) {
   return out;
 }
 
+// Loading is linear in the tensor count (name lookups by map, not by scanning the file's tensors): four
+// times the blocks take about four times as long, not sixteen. A ratio of the same machine's times, the
+// minimum of three each, so neither the machine's speed nor a sanitizer build changes the verdict.
 TEST(ModelFile, LoadingIsLinearInTheTensorCount) {
-  // 4096 blocks (the limit), 49,152 tensors: name lookups by map, not by scanning the file's tensors.
-  const std::vector<uint8_t> bytes = deep_model_file(4096);
-  const auto start = std::chrono::steady_clock::now();
-  Result<SafetensorsFile> f = parse_safetensors(bytes, "deep.safetensors");
-  ASSERT_TRUE(f.is_ok()) << f.status().message();
-  Result<Model<float>> m = model_from_safetensors<float>(f.value(), "deep.safetensors");
-  ASSERT_TRUE(m.is_ok()) << m.status().message();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_EQ(m->config().n_layers, 4096);
-  EXPECT_LT(seconds, 1.0);
+  auto load_seconds = [](int64_t layers) {
+    const std::vector<uint8_t> bytes = deep_model_file(layers);
+    double best = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      Result<SafetensorsFile> f = parse_safetensors(bytes, "deep.safetensors");
+      EXPECT_TRUE(f.is_ok()) << f.status().message();
+      if (!f) return best;
+      Result<Model<float>> m = model_from_safetensors<float>(f.value(), "deep.safetensors");
+      EXPECT_TRUE(m.is_ok()) << m.status().message();
+      if (m) EXPECT_EQ(m->config().n_layers, layers);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+  };
+  const double small = load_seconds(1024), large = load_seconds(4096);  // 4096: the limit, 49,152 tensors
+  EXPECT_LT(large / small, 8.0) << "1024 blocks " << small << " s, 4096 blocks " << large << " s";
 }
 
-TEST(ModelFile, FortyThousandLayersAreRefusedAtOnce) {
+TEST(ModelFile, FortyThousandLayersAreRefused) {
   const std::vector<uint8_t> bytes = deep_model_file(40000);  // 480,000 tensors
-  const auto start = std::chrono::steady_clock::now();
   Result<SafetensorsFile> f = parse_safetensors(bytes, "deep.safetensors");
   ASSERT_TRUE(f.is_ok()) << f.status().message();
   Result<Model<float>> m = model_from_safetensors<float>(f.value(), "deep.safetensors");
@@ -302,8 +312,6 @@ TEST(ModelFile, FortyThousandLayersAreRefusedAtOnce) {
   EXPECT_EQ(m.status().message(),
             "deep.safetensors: config key 'n_layers': expected an integer <= 4096 (the engine's limit: blocks in the "
             "stack), got 40000");
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, 5.0);  // parsing the 30 MB header is most of it
 }
 
 }  // namespace
