@@ -224,9 +224,9 @@ export class CommentThread {
 }
 
 /** A comment's time as the panel shows it: the reader's local date and time, to the minute. */
-export function formatTime(createdAt: number): string {
-  const d = new Date(createdAt * 1000);
-  if (Number.isNaN(d.getTime())) return '';
+export function formatTime(createdAt: string): string {
+  const d = new Date(createdAt);
+  if (Number.isNaN(d.getTime())) return String(createdAt);
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }

@@ -291,8 +291,8 @@ export interface Comment {
   body: string;
   /** the server's sanitized rendering: the only text the app inserts as HTML */
   html: string;
-  /** seconds since 1970 */
-  created_at: number;
+  /** ISO 8601, UTC ("2026-12-01T22:14:12Z") */
+  created_at: string;
   hidden: boolean;
 }
 export interface CommentPage {

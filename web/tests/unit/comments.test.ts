@@ -5,7 +5,7 @@ import { setFetch, type Comment } from '../../src/lib/api';
 import { CommentThread, bodyProblem, commentLength, commentsUrl, formatTime, SECTION_RE } from '../../src/comments.svelte';
 
 const S = 'ffn#position-wise';
-const mk = (id: number, extra: Partial<Comment> = {}): Comment => ({ id, section: S, author: 'ada', body: `c${id}`, html: `<p>c${id}</p>`, created_at: 1_800_000_000 + id, hidden: false, ...extra });
+const mk = (id: number, extra: Partial<Comment> = {}): Comment => ({ id, section: S, author: 'ada', body: `c${id}`, html: `<p>c${id}</p>`, created_at: `2026-12-01T22:${String(10 + id).padStart(2, '0')}:00Z`, hidden: false, ...extra });
 
 /** A fake server: `all` comments; GET honours after and limit like the real one. */
 let all: Comment[] = [];
@@ -58,7 +58,8 @@ describe('comment helpers', () => {
     expect(bodyProblem('  \n')).toMatch(/Write something/);
     expect(bodyProblem('x'.repeat(4000))).toBeNull();
     expect(bodyProblem('x'.repeat(4001))).toMatch(/1 characters too long/);
-    expect(formatTime(0)).toMatch(/^19(69|70)-\d\d-\d\d \d\d:\d\d$/);
+    expect(formatTime('2026-12-01T22:14:12Z')).toMatch(/^2026-12-0[12] \d\d:14$/);
+    expect(formatTime('not a time')).toBe('not a time');
   });
 });
 
