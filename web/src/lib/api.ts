@@ -43,14 +43,31 @@ export function setFetch(f: FetchLike): void {
   fetchImpl = f;
 }
 
+// The session's CSRF token (contract section 5): every request that changes state (anything but GET and HEAD)
+// made while signed in carries it as X-CSRF-Token. The auth store (auth.svelte.ts) is the one source of it.
+let csrfSource: () => string | null = () => null;
+export function setCsrfSource(f: () => string | null): void {
+  csrfSource = f;
+}
+
+/** The one way the app reaches the API: adds X-CSRF-Token to state changes when signed in. */
+export function send(path: string, init: RequestInit = {}): Promise<Response> {
+  const method = (init.method ?? 'GET').toUpperCase();
+  const token = method === 'GET' || method === 'HEAD' ? null : csrfSource();
+  if (!token) return fetchImpl(path, init);
+  const headers = new Headers(init.headers);
+  headers.set('X-CSRF-Token', token);
+  return fetchImpl(path, { ...init, headers });
+}
+
 export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
-  const res = await fetchImpl(path, { signal, headers: { Accept: 'application/json' } });
+  const res = await send(path, { signal, headers: { Accept: 'application/json' } });
   if (!res.ok) throw await refusalOf(res);
   return (await res.json()) as T;
 }
 
 export async function postJson<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
-  const res = await fetchImpl(path, {
+  const res = await send(path, {
     method: 'POST',
     signal,
     headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
@@ -60,14 +77,16 @@ export async function postJson<T>(path: string, body: unknown, signal?: AbortSig
   return (await res.json()) as T;
 }
 
+/** DELETE; the answer's JSON, or null for an empty answer (204). */
 export async function deleteJson<T>(path: string): Promise<T> {
-  const res = await fetchImpl(path, { method: 'DELETE', headers: { Accept: 'application/json' } });
+  const res = await send(path, { method: 'DELETE', headers: { Accept: 'application/json' } });
   if (!res.ok) throw await refusalOf(res);
-  return (await res.json()) as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : null) as T;
 }
 
 export async function getBytes(path: string, signal?: AbortSignal): Promise<ArrayBuffer> {
-  const res = await fetchImpl(path, { signal });
+  const res = await send(path, { signal });
   if (!res.ok) throw await refusalOf(res);
   return await res.arrayBuffer();
 }
@@ -250,4 +269,34 @@ export interface StatusEvent {
   run_id: number;
   status: string;
   position?: number;
+}
+
+// ---- accounts and comments (contract section 5) ------------------------------------------------------
+
+export type Role = 'student' | 'teacher';
+export interface User {
+  name: string;
+  role: Role;
+}
+export interface AuthAnswer {
+  user: User;
+  csrf_token: string;
+  /** GET /api/auth/me only: open | code | closed */
+  registration?: 'open' | 'code' | 'closed';
+}
+export interface Comment {
+  id: number;
+  section: string;
+  author: string;
+  body: string;
+  /** the server's sanitized rendering: the only text the app inserts as HTML */
+  html: string;
+  /** ISO 8601, UTC ("2026-12-01T22:14:12Z") */
+  created_at: string;
+  hidden: boolean;
+}
+export interface CommentPage {
+  comments: Comment[];
+  count: number;
+  next_after: number | null;
 }

@@ -1,7 +1,7 @@
 // Server-Sent Events, read with fetch (so a run's stream is aborted like any request) and parsed here
 // (the WHATWG event-stream format: `event:`, `data:` (lines joined by "\n"), `id:`, `retry:`, comments `:`,
 // an event dispatched at a blank line; "\n", "\r\n" and "\r" all end a line).
-import { refusalOf, type FetchLike } from './api';
+import { refusalOf, send, type FetchLike } from './api';
 
 export interface SseEvent {
   event: string;
@@ -74,7 +74,7 @@ export async function streamEvents(
   url: string,
   onEvent: (name: string, data: unknown) => void,
   signal: AbortSignal,
-  fetchImpl: FetchLike = (u, i) => fetch(u, i),
+  fetchImpl: FetchLike = send, // GET: the API's one wrapper (it adds X-CSRF-Token only to state changes)
 ): Promise<void> {
   const res = await fetchImpl(url, { signal, headers: { Accept: 'text/event-stream' } });
   if (!res.ok) throw await refusalOf(res);

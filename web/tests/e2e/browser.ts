@@ -54,7 +54,10 @@ export async function openPage(b: Browser, base: string, search: string): Promis
   const page = await b.context.newPage();
   const errors: string[] = [];
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    // Signed out, GET /api/auth/me answers 401 by contract (the app asks it at start); the browser logs that.
+    if (/\/api\/auth\/me$/.test(m.location().url) && /status of 401/.test(m.text())) return;
+    errors.push(`console: ${m.text()}`);
   });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   await page.goto(base + '/' + search, { waitUntil: 'load' });

@@ -1,7 +1,9 @@
 // Starts `blocklab serve` on a free port (--port 0) with a scratch run store, serving the built app (web/dist)
-// and the API on one origin; the tests get its address with inject('baseUrl'). SIGTERM at the end.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+// and the API on one origin; the tests get its address with inject('baseUrl'). Before it starts, a teacher
+// account is made in that store with `blocklab users add` (inject('teacher'): its name and password). SIGTERM at
+// the end.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +13,7 @@ import { CHROMIUM } from './browser';
 declare module 'vitest' {
   export interface ProvidedContext {
     baseUrl: string;
+    teacher: { name: string; password: string };
   }
 }
 
@@ -24,9 +27,14 @@ export default async function setup(project: TestProject) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM}: no chromium (scripts/setup.sh installs Debian's chromium)`);
 
   const work = mkdtempSync(path.join(os.tmpdir(), 'blocklab-web-test-'));
+  const db = path.join(work, 'test.db');
+  const teacher = { name: 'teach', password: 'teacher-pass-' + Math.random().toString(36).slice(2, 10) };
+  const pwFile = path.join(work, 'teacher.pw');
+  writeFileSync(pwFile, teacher.password + '\n', { mode: 0o600 });
+  execFileSync(binary, ['users', 'add', teacher.name, '--role', 'teacher', '--password-file', pwFile, '--db', db], { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] });
   const server: ChildProcess = spawn(
     binary,
-    ['serve', '--port', '0', '--models', path.join(repo, 'models'), '--web', dist, '--db', path.join(work, 'test.db'), '--quiet'],
+    ['serve', '--port', '0', '--models', path.join(repo, 'models'), '--web', dist, '--db', db, '--quiet'],
     { cwd: work, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const baseUrl = await new Promise<string>((resolve, reject) => {
@@ -49,6 +57,7 @@ export default async function setup(project: TestProject) {
   server.stderr!.resume();
   console.log(`e2e: ${binary} serving ${dist} at ${baseUrl}`);
   project.provide('baseUrl', baseUrl);
+  project.provide('teacher', teacher);
 
   return async () => {
     if (server.exitCode === null) {

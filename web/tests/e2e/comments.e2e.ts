@@ -1,0 +1,267 @@
+// Accounts and comments in the browser, against the real server: the header's sign-in panel (keyboard, refusals,
+// a phone's width), posting on a section and seeing it from a second browser by the poll, deleting, a teacher
+// hiding a student's comment, and a dozen XSS payloads from tests/server/xss_payloads.txt that must run nothing,
+// fetch nothing from elsewhere and leave no dangerous element or attribute in the list.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { launch, openPage, screenshot, type Browser } from './browser';
+import { expectNoErrors, expectText, horizontalOverflow } from './helpers';
+
+const base = inject('baseUrl');
+const teacher = inject('teacher');
+const here = path.dirname(fileURLToPath(import.meta.url));
+let run = 0;
+/** A fresh username per call (the store lives for the whole e2e run). */
+const newName = (p: string) => `${p}${Date.now().toString(36).slice(-5)}${run++}`;
+const PASSWORD = 'correct-horse-9';
+
+let b1: Browser;
+let b2: Browser;
+beforeAll(async () => {
+  b1 = await launch();
+  b2 = await launch();
+});
+afterAll(async () => {
+  await b1?.close();
+  await b2?.close();
+});
+
+async function signOutIfSignedIn(page: Page) {
+  if (await page.locator('[data-testid="account-signout"]').count()) {
+    await page.click('[data-testid="account-signout"]');
+    await page.waitForSelector('[data-testid="account-open"]');
+  }
+}
+
+async function signIn(page: Page, name: string, password: string, register: boolean) {
+  await signOutIfSignedIn(page);
+  await page.click('[data-testid="account-open"]');
+  await page.waitForSelector('[data-testid="account-panel"]');
+  await page.click(register ? '[data-testid="account-mode-register"]' : '[data-testid="account-mode-signin"]');
+  await page.fill('[data-testid="account-username"]', name);
+  await page.fill('[data-testid="account-password"]', password);
+  await page.click('[data-testid="account-submit"]');
+  await expectText(page, '[data-testid="account-name"]', name);
+}
+
+/** Scrolls the page's comments panel into view (the poll runs only while it is visible) and waits for its list. */
+async function toComments(page: Page) {
+  await page.locator('[data-testid="comments"]').scrollIntoViewIfNeeded();
+  await page.waitForSelector('[data-testid="comments"][data-status="ready"]');
+}
+
+async function post(page: Page, body: string) {
+  const before = await page.locator('[data-testid="comment"]').count();
+  await page.fill('[data-testid="comment-input"]', body);
+  await page.click('[data-testid="comment-post"]');
+  try {
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="comment"]').length > n, before, { timeout: 10_000 });
+  } catch {
+    const err = await page.evaluate(() => document.querySelector('[data-testid="comment-post-error"]')?.textContent ?? null);
+    const n = await page.locator('[data-testid="comment"]').count();
+    throw new Error(`posting "${body}": the list has ${n} comments (had ${before}); the panel says: ${err}`);
+  }
+  await expectText(page, '[data-testid="comment-counter"]', '0 / 4000');
+}
+
+const bodies = (page: Page) => page.$$eval('[data-testid="comment-body"]', (els) => els.map((e) => e.textContent?.trim() ?? ''));
+
+describe('sign-in panel', () => {
+  it('opens from the keyboard, takes focus, says the server’s refusal, closes on Escape; fits a phone', async () => {
+    const { page, errors } = await openPage(b1, base, '?page=gradflow');
+    await page.waitForSelector('[data-testid="account-open"]');
+    await page.focus('[data-testid="account-open"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid="account-panel"]');
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('account-username');
+    expect(await page.getAttribute('[data-testid="account-open"]', 'aria-expanded')).toBe('true');
+    // labels name the fields
+    expect(await page.getByLabel('Username').count()).toBe(1);
+    expect(await page.getByLabel('Password').count()).toBe(1);
+    await page.keyboard.type('nobody-here');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('wrong-password');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid="account-error"]');
+    expect(await page.textContent('[data-testid="account-error"]')).toMatch(/no such account, or a wrong password.*bad_credentials/);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('[data-testid="account-panel"]', { state: 'detached' });
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('account-open');
+
+    // a taken name, on register: the server's 409 is shown
+    await page.click('[data-testid="account-open"]');
+    await page.click('[data-testid="account-mode-register"]');
+    await page.fill('[data-testid="account-username"]', teacher.name);
+    await page.fill('[data-testid="account-password"]', PASSWORD);
+    await page.click('[data-testid="account-submit"]');
+    await page.waitForSelector('[data-testid="account-error"]');
+    expect(await page.textContent('[data-testid="account-error"]')).toMatch(/taken.*username_taken/);
+
+    await page.setViewportSize({ width: 375, height: 740 });
+    const box = await page.locator('[data-testid="account-panel"]').boundingBox();
+    expect(box!.x).toBeGreaterThanOrEqual(0);
+    expect(box!.x + box!.width).toBeLessThanOrEqual(375);
+    expect(await horizontalOverflow(page)).toBeLessThanOrEqual(0);
+    await screenshot(page, 'comments-signin-phone');
+    await page.keyboard.press('Escape');
+    expectNoErrors(errors, [/status of 401/, /status of 409/]);
+    await page.close();
+  });
+});
+
+describe('comments', () => {
+  it('register, post on a section, seen from a second browser by the poll, deleted', async () => {
+    const alice = newName('alice');
+    const a = await openPage(b1, base, '?page=ffn');
+    const b = await openPage(b2, base, '?page=ffn');
+    await signIn(a.page, alice, PASSWORD, true);
+    expect(await a.page.textContent('[data-testid="account-role"]')).toBe('student');
+    await toComments(a.page);
+    await toComments(b.page);
+    expect(await b.page.textContent('[data-testid="comments-signin"]')).toMatch(/Sign in \(top-right\) to leave a comment/);
+    expect(await b.page.locator('[data-testid="comment-form"]').count()).toBe(0);
+    const count0 = Number(await b.page.textContent('[data-testid="comments-count"]'));
+
+    const text = `Position-wise means the same weights at every token ${alice}`;
+    await a.page.fill('[data-testid="comment-input"]', text + ' **really**');
+    expect(await a.page.textContent('[data-testid="comment-counter"]')).toBe(`${text.length + 11} / 4000`);
+    await post(a.page, text + ' **really**');
+    const mineSel = `[data-testid="comment"]:has-text("${alice}")`;
+    expect(await a.page.locator(`${mineSel} strong`).last().textContent()).toBe('really'); // the server's rendering
+    expect(await a.page.locator(`${mineSel} [data-testid="comment-delete"]`).count()).toBe(1);
+
+    // the second browser (signed out) sees it within the 5 s poll, without reloading
+    await b.page.waitForSelector(mineSel, { timeout: 9_000 });
+    await expectText(b.page, '[data-testid="comments-count"]', String(count0 + 1));
+    expect(await b.page.locator(`${mineSel} [data-testid="comment-delete"]`).count()).toBe(0);
+    expect(await b.page.textContent(`${mineSel} [data-testid="comment-author"]`)).toBe(alice);
+    await screenshot(a.page, 'comments-posted');
+
+    await a.page.click(`${mineSel} [data-testid="comment-delete"]`);
+    await a.page.waitForSelector(mineSel, { state: 'detached' });
+    await b.page.reload();
+    await toComments(b.page);
+    expect(await b.page.locator(mineSel).count()).toBe(0);
+    await signOutIfSignedIn(a.page);
+    expect(await a.page.locator('[data-testid="comment-form"]').count()).toBe(0);
+    expectNoErrors(a.errors);
+    expectNoErrors(b.errors);
+    await a.page.close();
+    await b.page.close();
+  });
+
+  it('a teacher hides a student’s comment: marked hidden for the teacher, gone for the student', async () => {
+    const bob = newName('bob');
+    const s = await openPage(b1, base, '?page=layernorm');
+    await signIn(s.page, bob, PASSWORD, true);
+    await toComments(s.page);
+    await post(s.page, `A question from ${bob}: why ε?`);
+    const sel = `[data-testid="comment"]:has-text("${bob}")`;
+
+    const t = await openPage(b2, base, '?page=layernorm');
+    await signIn(t.page, teacher.name, teacher.password, false);
+    expect(await t.page.textContent('[data-testid="account-role"]')).toBe('teacher');
+    await toComments(t.page);
+    await t.page.waitForSelector(sel);
+    // a teacher may act on any comment
+    expect(await t.page.locator(`${sel} [data-testid="comment-delete"]`).count()).toBe(1);
+    await t.page.click(`${sel} [data-testid="comment-hide"]`);
+    await t.page.waitForSelector(`${sel}[data-hidden="true"] [data-testid="comment-hidden"]`);
+    await t.page.reload();
+    await toComments(t.page);
+    await t.page.waitForSelector(`${sel}[data-hidden="true"] [data-testid="comment-unhide"]`); // still listed for the teacher
+    await screenshot(t.page, 'comments-teacher-hidden');
+
+    await s.page.reload();
+    await toComments(s.page);
+    expect(await s.page.locator(sel).count()).toBe(0);
+    // unhidden, it comes back for the student
+    await t.page.click(`${sel} [data-testid="comment-unhide"]`);
+    await t.page.waitForSelector(`${sel}[data-hidden="false"]`);
+    await s.page.reload();
+    await toComments(s.page);
+    await s.page.waitForSelector(sel);
+    await signOutIfSignedIn(t.page);
+    await signOutIfSignedIn(s.page);
+    expectNoErrors(s.errors);
+    expectNoErrors(t.errors);
+    await s.page.close();
+    await t.page.close();
+  });
+
+  it('signed in, the Train page’s POST /api/runs and DELETE /api/runs/{id} carry X-CSRF-Token (no 403 csrf)', async () => {
+    const { page, errors } = await openPage(b1, base, '?page=train&steps=400&dmodel=16');
+    await signIn(page, newName('tess'), PASSWORD, true);
+    const changes: { method: string; url: string; csrf: string | null }[] = [];
+    page.on('request', (r) => {
+      if (r.method() !== 'GET' && r.url().includes('/api/runs')) changes.push({ method: r.method(), url: new URL(r.url()).pathname, csrf: r.headers()['x-csrf-token'] ?? null });
+    });
+    await page.click('[data-testid="train-both"]');
+    await page.waitForFunction(() => /run_b=\d+/.test(location.search), null, { timeout: 20_000 });
+    await page.waitForSelector('[data-testid="cancel-a"]:not([disabled])', { timeout: 20_000 });
+    await page.click('[data-testid="cancel-a"]');
+    await page.waitForFunction(() => ['cancelled', 'finished'].includes(document.querySelector('[data-testid="state-a"]')?.textContent ?? ''), null, { timeout: 30_000 });
+    expect(await page.locator('[data-testid="error"]').count()).toBe(0);
+    expect(changes.map((c) => c.method)).toEqual(['POST', 'POST', 'DELETE']);
+    expect(changes.every((c) => c.csrf !== null && c.csrf.length > 10)).toBe(true);
+    if (await page.locator('[data-testid="cancel-b"]:not([disabled])').count()) await page.click('[data-testid="cancel-b"]');
+    await signOutIfSignedIn(page);
+    expectNoErrors(errors);
+    await page.close();
+  });
+
+  it('XSS: a dozen payloads run nothing, fetch nothing foreign, and leave no script, img, svg, iframe or on* attribute', async () => {
+    // One payload a line; '#' lines are comments; lines with escapes (\xHH, \n, …) are left to the server tests.
+    const all = readFileSync(path.join(here, '../../../tests/server/xss_payloads.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#') && !l.includes('\\'));
+    const payloads = Array.from({ length: 12 }, (_, i) => all[Math.floor((i * all.length) / 12)]);
+    expect(new Set(payloads).size).toBe(12);
+
+    const { page, errors } = await openPage(b1, base, '?page=train');
+    const dialogs: string[] = [];
+    const foreign: string[] = [];
+    const origin = new URL(base).origin;
+    page.on('dialog', (d) => {
+      dialogs.push(`${d.type()}: ${d.message()}`);
+      void d.dismiss();
+    });
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.protocol !== 'data:' && u.origin !== origin) foreign.push(r.url());
+    });
+    // The server allows 6 comments a minute per account: two accounts post six each.
+    for (let k = 0; k < 2; k++) {
+      await signIn(page, newName('mallory'), PASSWORD, true);
+      await toComments(page);
+      for (const p of payloads.slice(k * 6, k * 6 + 6)) await post(page, p);
+    }
+    await page.reload();
+    await toComments(page);
+    await page.waitForTimeout(500);
+    const shown = await bodies(page);
+    expect(shown.length).toBeGreaterThanOrEqual(12);
+    const bad = await page.evaluate(() => {
+      const list = document.querySelector('[data-testid="comment-list"]')!;
+      const out: string[] = [];
+      for (const el of list.querySelectorAll('script, img, svg, iframe, object, embed, form, input, link, meta, base, style, video, audio, details, body'))
+        out.push(`<${el.tagName.toLowerCase()}>`);
+      for (const el of list.querySelectorAll('*'))
+        for (const a of el.attributes) {
+          if (a.name.startsWith('on')) out.push(`${el.tagName.toLowerCase()}[${a.name}]`);
+          if ((a.name === 'href' || a.name === 'src') && !/^https?:/i.test(a.value)) out.push(`${el.tagName.toLowerCase()}[${a.name}=${a.value}]`);
+        }
+      return out;
+    });
+    expect(bad).toEqual([]);
+    expect(dialogs).toEqual([]);
+    expect(foreign).toEqual([]);
+    await screenshot(page, 'comments-xss');
+    await signOutIfSignedIn(page);
+    expectNoErrors(errors);
+    await page.close();
+  });
+});
