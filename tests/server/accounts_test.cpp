@@ -12,6 +12,7 @@
 
 #include "server/account_store.h"
 #include "server/auth.h"
+#include "openapi_check.h"
 #include "server/server.h"
 
 namespace blocklab::server {
@@ -47,6 +48,18 @@ struct Browser {
 };
 
 int status(const httplib::Result& r) { return r ? r->status : 0; }
+
+// Checks an answer against docs/openapi.json (its error answers against the Error schema).
+void conforms(const httplib::Result& r, const std::string& path_template, const std::string& method) {
+  static const blocklab::testing::OpenApi api(std::string(BLOCKLAB_SOURCE_DIR) + "/docs/openapi.json");
+  ASSERT_TRUE(r);
+  if (r->status == 204) return;
+  const json j = json::parse(r->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r->body;
+  const json& schema = r->status >= 400 ? api.doc()["components"]["schemas"]["Error"]
+                                        : api.response_schema(path_template, method, r->status);
+  for (const std::string& p : api.check(j, schema)) ADD_FAILURE() << method << " " << path_template << ": " << p;
+}
 std::string code(const httplib::Result& r) {
   const json j = r ? json::parse(r->body, nullptr, false) : json();
   return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
@@ -110,6 +123,8 @@ TEST_F(AccountsTest, RegisterSignInWhoAmISignOut) {
   Browser b(port_);
   httplib::Result r = b.post("/api/auth/register", {{"username", "Ada.L"}, {"password", "correct horse"}});
   ASSERT_EQ(status(r), 201) << r->body;
+  conforms(r, "/api/auth/register", "post");
+  conforms(b.get("/api/auth/me"), "/api/auth/me", "get");
   const std::string set = r->get_header_value("Set-Cookie");
   for (const char* flag : {"HttpOnly", "SameSite=Lax", "Path=/"}) EXPECT_NE(set.find(flag), std::string::npos) << set;
   EXPECT_EQ(set.find("Secure"), std::string::npos);  // plain HTTP on loopback
@@ -195,6 +210,9 @@ TEST_F(AccountsTest, CommentsOldestFirstValidatedLimitedAndPaged) {
   Browser anon(port_);
   httplib::Result r = anon.get("/api/comments?section=residual%23highway");
   ASSERT_EQ(status(r), 200) << r->body;
+  conforms(r, "/api/comments", "get");
+  conforms(b.post("/api/comments", {{"section", "x#y"}, {"body", "checked"}}), "/api/comments", "post");
+  conforms(anon.get("/api/auth/me"), "/api/auth/me", "get");
   json page = json::parse(r->body);
   ASSERT_EQ(page["comments"].size(), 3u);
   EXPECT_EQ(page["count"], 4);
