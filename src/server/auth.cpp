@@ -23,7 +23,7 @@ std::string hex(const unsigned char* b, size_t n) {
   return s;
 }
 
-// At most two argon2id computations at once (32 MiB each): sign-ins cannot starve the machine.
+// At most two argon2id computations at once (64 MiB each): sign-ins cannot starve the machine.
 class HashGate {
  public:
   void enter() {

@@ -13,9 +13,9 @@ namespace blocklab::server {
 
 // argon2id with t = kPasswordOps passes over kPasswordMemory bytes (docs/accounts.md says why).
 inline constexpr unsigned long long kPasswordOps = 2;
-inline constexpr size_t kPasswordMemory = size_t(32) << 20;
+inline constexpr size_t kPasswordMemory = size_t(64) << 20;
 
-std::string hash_password(const std::string& password);  // "$argon2id$v=19$m=32768,t=2,p=1$..."
+std::string hash_password(const std::string& password);  // "$argon2id$v=19$m=65536,t=2,p=1$..."
 bool verify_password(const std::string& hash, const std::string& password);
 // Spends the time of a verification for a name that has no account, so that a wrong name and a wrong
 // password take as long.
