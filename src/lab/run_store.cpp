@@ -119,7 +119,8 @@ bool process_alive(int64_t pid) {
 
 constexpr const char* kRunColumns =
     "id, created_at, updated_at, kind, task, experiment, label, config_json, options_json, seed, status, steps_done, "
-    "steps_total, final_loss, final_accuracy, wall_s, tokens_per_s, checkpoint_path, checkpoint_step, pid, error";
+    "steps_total, final_loss, final_accuracy, wall_s, tokens_per_s, checkpoint_path, checkpoint_step, pid, error, "
+    "user_id";
 
 RunRecord read_run(const Stmt& s) {
   RunRecord r;
@@ -144,6 +145,7 @@ RunRecord read_run(const Stmt& s) {
   r.checkpoint_step = s.integer(18);
   r.pid = s.integer(19);
   r.error = s.text(20);
+  r.user_id = s.integer(21);  // NULL reads as 0
   if (r.status == "running" && r.pid != int64_t(::getpid()) && !process_alive(r.pid)) r.status = "interrupted";
   return r;
 }
@@ -234,12 +236,14 @@ Result<int64_t> RunStore::create_run(const RunRecord& r) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
          "INSERT INTO runs (created_at, updated_at, kind, task, experiment, label, config_json, options_json, seed, "
-         "status, steps_done, steps_total, checkpoint_path, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         "status, steps_done, steps_total, checkpoint_path, pid, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!s.ok()) return sql_error("create run");
   const std::string now = now_utc();
   s.bind(1, now).bind(2, now).bind(3, r.kind).bind(4, r.task).bind(5, r.experiment).bind(6, r.label);
   s.bind(7, r.config_json).bind(8, r.options_json).bind(9, int64_t(r.seed)).bind(10, r.status);
   s.bind(11, r.steps_done).bind(12, r.steps_total).bind(13, r.checkpoint_path).bind(14, r.pid);
+  if (r.user_id > 0) s.bind(15, r.user_id);
+  else s.bind_null(15);
   if (s.step() != SQLITE_DONE) return sql_error("create run");
   return int64_t(sqlite3_last_insert_rowid(db_));
 }
@@ -316,6 +320,18 @@ Result<std::vector<RunRecord>> RunStore::list_runs() {
   std::lock_guard lock(mu_);
   Stmt s(db_, (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id").c_str());
   if (!s.ok()) return sql_error("list runs");
+  std::vector<RunRecord> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(s));
+  if (rc != SQLITE_DONE) return sql_error("list runs");
+  return out;
+}
+
+Result<std::vector<RunRecord>> RunStore::list_runs_of(int64_t user_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE user_id = ? ORDER BY id").c_str());
+  if (!s.ok()) return sql_error("list runs");
+  s.bind(1, user_id);
   std::vector<RunRecord> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(s));

@@ -50,6 +50,7 @@ struct RunRecord {
   int64_t checkpoint_step = 0;
   int64_t pid = 0;
   std::string error;
+  int64_t user_id = 0;  // the account that ran it (a server job of a signed-in user); 0: none
 };
 
 class RunStore {
@@ -77,6 +78,7 @@ class RunStore {
                     const std::string& error = "");
 
   Result<std::vector<RunRecord>> list_runs();
+  Result<std::vector<RunRecord>> list_runs_of(int64_t user_id);  // one account's runs
   Result<RunRecord> get_run(int64_t id);
   Result<std::vector<StepRecord>> steps(int64_t run_id);
   struct StepLayers {

@@ -121,6 +121,7 @@ RunRecord run_record(const TrainRunSpec& spec, const std::string& status) {
   run.steps_total = spec.options.steps;
   run.pid = ::getpid();
   run.status = status;
+  run.user_id = spec.user_id;
   return run;
 }
 

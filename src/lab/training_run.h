@@ -20,6 +20,7 @@ struct TrainRunSpec {
   std::string checkpoint_path;   // "" : checkpoints/run-<id>.safetensors beside the store
   int64_t checkpoint_every = 0;  // 0 : about ten checkpoints over the run (and always one at the end)
   int64_t run_id = 0;            // > 0: a run already in the store (queued by the server), started now
+  int64_t user_id = 0;           // the account it belongs to (the server's signed-in user); 0: none
 };
 
 // The store's record of a run about to train (status "queued" when it must wait for its turn).

@@ -163,6 +163,7 @@ std::vector<std::string> JobManager::recover() {
     spec.label = r.label;
     spec.experiment = r.experiment;
     spec.run_id = r.id;
+    spec.user_id = r.user_id;
     std::string resume;
     std::error_code ec;
     if (r.status == "interrupted" && r.checkpoint_step > 0 && !r.checkpoint_path.empty() && fs::exists(r.checkpoint_path, ec))

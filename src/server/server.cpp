@@ -280,12 +280,20 @@ void Server::routes() {
   post("/api/runs", [this, L](const http::Request& req, http::Response& res) {
     const std::optional<Session> who = session_for_change(req);
     lab::TrainRunSpec spec = read_run_request(body_json(req, L), L);
+    if (who) spec.user_id = who->user.id;  // the run is in the account's history
     const int64_t id = who ? jobs_->submit(std::move(spec), "user:" + who->user.name, L.max_jobs_per_account)
                            : jobs_->submit(std::move(spec), "address:" + client_address(req), L.max_jobs_anonymous);
     send_json(res, 202, {{"run_id", id}, {"status", "queued"}, {"events", "/api/runs/" + std::to_string(id) + "/events"}});
   });
-  get("/api/runs", [this](const http::Request&, http::Response& res) {
-    Result<std::vector<lab::RunRecord>> runs = store_->list_runs();
+  get("/api/runs", [this](const http::Request& req, http::Response& res) {
+    // ?mine=1: the signed-in account's runs only (extension).
+    const bool mine = req.has_param("mine") && req.param("mine") != "0" && req.param("mine") != "false";
+    std::optional<Session> who;
+    if (mine) {
+      who = session(req);
+      if (!who) throw ApiError(401, "unauthenticated", "mine: sign in to list your runs (POST /api/auth/login)", "mine");
+    }
+    Result<std::vector<lab::RunRecord>> runs = who ? store_->list_runs_of(who->user.id) : store_->list_runs();
     if (!runs) throw ApiError(503, "store_unavailable", runs.status().message());
     json list = json::array();
     for (lab::RunRecord& r : runs.value()) {

@@ -323,6 +323,19 @@ TEST_F(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   r = b.post("/api/runs", job);  // another account has its own
   ASSERT_EQ(status(r), 202) << r->body;
   ids.push_back(json::parse(r->body)["run_id"]);
+  // Each account's history holds its own runs; anonymous ones belong to nobody.
+  Browser anon(port_);
+  ASSERT_EQ(status(anon.post("/api/runs", job)), 202);
+  auto mine = [](Browser& who) {
+    std::vector<int64_t> out;
+    const json runs = json::parse(who.get("/api/runs?mine=1")->body);
+    for (const json& r : runs["runs"]) out.push_back(r["id"]);
+    return out;
+  };
+  EXPECT_EQ(mine(a), (std::vector<int64_t>{ids[0], ids[1]}));
+  EXPECT_EQ(mine(b), (std::vector<int64_t>{ids[2]}));
+  EXPECT_EQ(status(anon.get("/api/runs?mine=1")), 401);
+  EXPECT_EQ(json::parse(anon.get("/api/runs")->body)["runs"].size(), 4u);  // the whole store, as before
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(status((i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]))), 202);
 }
 
