@@ -45,6 +45,8 @@ struct Limits {
   int64_t max_upload_bytes = 64 << 20;
   int max_uploads = 32;
   int64_t max_upload_total_bytes = int64_t(512) << 20;
+  int max_uploads_per_account = 8;  // kept per signed-in account
+  int max_uploads_anonymous = 4;    // kept per address without a session
   // Connections (the HTTP layer, server/http.h).
   int max_connections = 1024;
   int64_t max_inflight_body_bytes = int64_t(256) << 20;  // JSON bodies being read or handled, all requests

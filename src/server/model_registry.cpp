@@ -155,6 +155,13 @@ Result<std::unique_ptr<ModelRegistry>> ModelRegistry::open(const std::string& bu
         continue;
       }
       r->models_[p.stem().string()] = m.value();
+      if (std::string(source) == "upload") {  // the token file's second line names the uploader
+        std::ifstream token(fs::path(dir) / (p.stem().string() + ".token"));
+        std::string hash, owner;
+        std::getline(token, hash);
+        std::getline(token, owner);
+        if (!owner.empty()) r->owners_[p.stem().string()] = owner;
+      }
     }
   }
   return r;
@@ -207,6 +214,13 @@ struct MappedFile {
 
 }  // namespace
 
+int ModelRegistry::uploads_of(const std::string& owner) const {
+  std::lock_guard lock(mu_);
+  int n = 0;
+  for (const auto& [id, o] : owners_) n += o == owner && models_.count(id);
+  return n;
+}
+
 bool ModelRegistry::upload_fits(int64_t bytes, const UploadQuota& quota) const {
   std::lock_guard lock(mu_);
   int count = 0;
@@ -237,6 +251,11 @@ Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& 
   BLOCKLAB_RETURN_IF_ERROR(check_model_file(parsed.value(), "upload"));
   Result<Model<float>> check = io::model_from_safetensors<float>(parsed.value(), "upload");
   if (!check) return check.status();
+  if (!quota.owner.empty() && quota.max_per_owner > 0 && uploads_of(quota.owner) >= quota.max_per_owner) {
+    *over_quota = true;
+    return Status::error("uploads: " + std::string(quota.owner.rfind("user:", 0) == 0 ? "an account" : "an address without a session") +
+                         " may keep " + std::to_string(quota.max_per_owner) + " uploaded models: expected one of yours to be deleted first");
+  }
   if (!upload_fits(int64_t(file.size), quota)) {
     *over_quota = true;
     return Status::error("uploads: the server keeps at most " + std::to_string(quota.max_count) + " uploaded models and " +
@@ -247,7 +266,7 @@ Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& 
   const std::string token = random_token(24);
   {
     const int fd = ::open(token_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    const std::string hash = token_hash(token) + "\n";
+    const std::string hash = token_hash(token) + "\n" + quota.owner + "\n";
     const bool ok = fd >= 0 && ::write(fd, hash.data(), hash.size()) == ssize_t(hash.size()) && ::fsync(fd) == 0;
     if (fd >= 0) ::close(fd);
     if (!ok) {
@@ -270,6 +289,7 @@ Result<ModelRegistry::Upload> ModelRegistry::add_upload_file(const std::string& 
   }
   std::lock_guard lock(mu_);
   models_[id] = m.value();
+  if (!quota.owner.empty()) owners_[id] = quota.owner;
   return Upload{m.value()->info, true, token};
 }
 
@@ -287,6 +307,7 @@ ModelRegistry::DeleteResult ModelRegistry::remove_upload(const std::string& id, 
   fs::remove(m->info.path, ec);
   fs::remove(token_path, ec);
   models_.erase(id);
+  owners_.erase(id);
   return DeleteResult::deleted;
 }
 

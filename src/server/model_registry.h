@@ -52,6 +52,8 @@ class ModelRegistry {
   struct UploadQuota {
     int max_count = 32;
     int64_t max_bytes = int64_t(512) << 20;
+    std::string owner;    // who uploads: "user:NAME" signed in, "address:IP" anonymous ("": not counted)
+    int max_per_owner = 0;  // uploads kept per owner (0: no limit)
   };
   struct Upload {
     ModelInfo info;
@@ -62,6 +64,8 @@ class ModelRegistry {
   // model; left for the caller to remove otherwise). Errors: a message, and `quota` set when the
   // quota is the reason.
   Result<Upload> add_upload_file(const std::string& path, const UploadQuota& quota, bool* over_quota);
+  // How many uploads `owner` has (kept in each upload's token file, so it survives a restart).
+  int uploads_of(const std::string& owner) const;
   // Whether one more upload of `bytes` fits the quota (checked before the body is read).
   bool upload_fits(int64_t bytes, const UploadQuota& quota) const;
   // Deletes an upload when `token` is its delete token. 404: unknown; 403: builtin or wrong token.
@@ -82,6 +86,7 @@ class ModelRegistry {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const LoadedModel>> models_;
   std::vector<std::string> warnings_;
+  std::map<std::string, std::string> owners_;  // upload id -> its uploader
 };
 
 }  // namespace blocklab::server

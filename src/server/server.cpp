@@ -191,6 +191,8 @@ void Server::routes() {
                                      {"max_upload_bytes", l.max_upload_bytes},
                                      {"max_uploads", l.max_uploads},
                                      {"max_upload_total_bytes", l.max_upload_total_bytes},
+                                     {"max_uploads_per_account", l.max_uploads_per_account},
+                                     {"max_uploads_anonymous", l.max_uploads_anonymous},
                                      {"max_connections", l.max_connections},
                                      {"max_inflight_body_bytes", l.max_inflight_body_bytes},
                                      {"max_connections_per_address", l.max_connections_per_address},
@@ -220,7 +222,9 @@ void Server::routes() {
     for (const ModelInfo& m : models_->list()) list.push_back(model_info_json(m));
     send_json(res, 200, {{"models", list}});
   });
-  const ModelRegistry::UploadQuota quota{L.max_uploads, L.max_upload_total_bytes};
+  ModelRegistry::UploadQuota quota;
+  quota.max_count = L.max_uploads;
+  quota.max_bytes = L.max_upload_total_bytes;
   http::RouteOptions upload;
   upload.max_body = L.max_upload_bytes;
   upload.content_types = {"application/octet-stream"};
@@ -233,11 +237,14 @@ void Server::routes() {
                              " MiB in all: expected one to be deleted first (DELETE /api/models/{id})"};
   };
   h.route("POST", "/api/models", guarded([this, quota](const http::Request& req, http::Response& res) {
-            (void)session_for_change(req);
+            const std::optional<Session> who = session_for_change(req);
             if (req.body_file.empty())
               throw ApiError(400, "bad_request", "request body: expected a .safetensors model file, got nothing");
+            ModelRegistry::UploadQuota mine = quota;
+            mine.owner = who ? "user:" + who->user.name : "address:" + client_address(req);
+            mine.max_per_owner = who ? options_.limits.max_uploads_per_account : options_.limits.max_uploads_anonymous;
             bool over_quota = false;
-            Result<ModelRegistry::Upload> up = models_->add_upload_file(req.body_file, quota, &over_quota);
+            Result<ModelRegistry::Upload> up = models_->add_upload_file(req.body_file, mine, &over_quota);
             if (!up) {
               if (over_quota) throw ApiError(507, "upload_quota", up.status().message());
               throw ApiError(400, "bad_model", up.status().message(), "body");

@@ -12,6 +12,9 @@
 
 #include "server/account_store.h"
 #include "server/auth.h"
+#include "engine/params.h"
+#include "io/model_file.h"
+#include "io/safetensors.h"
 #include "openapi_check.h"
 #include "server/server.h"
 
@@ -337,6 +340,36 @@ TEST_F(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   EXPECT_EQ(status(anon.get("/api/runs?mine=1")), 401);
   EXPECT_EQ(json::parse(anon.get("/api/runs")->body)["runs"].size(), 4u);  // the whole store, as before
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(status((i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]))), 202);
+}
+
+TEST_F(AccountsTest, UploadsHaveAQuotaPerAccountThatSurvivesARestart) {
+  ServerOptions o;
+  o.limits.max_uploads_per_account = 1;
+  start(o);
+  auto model_bytes = [](uint64_t seed) {
+    ModelConfig c;
+    c.d_model = 4;
+    c.n_heads = 2;
+    c.d_ff = 8;
+    c.n_layers = 1;
+    Model<float> m = std::move(Model<float>::create(c).value());
+    init_parameters(m.layout(), seed, m.params().data());
+    const std::vector<uint8_t> file = io::serialize_safetensors(io::model_to_safetensors(m));
+    return std::string(file.begin(), file.end());
+  };
+  auto upload = [&](Browser& b, uint64_t seed) {
+    return b.c->Post("/api/models", b.headers(true), model_bytes(seed), "application/octet-stream");
+  };
+  Browser a = signed_up("uploader"), b = signed_up("another");
+  EXPECT_EQ(status(upload(a, 1)), 201);
+  httplib::Result r = upload(a, 2);
+  EXPECT_EQ(status(r), 507);
+  EXPECT_EQ(code(r), "upload_quota");
+  EXPECT_EQ(status(upload(b, 3)), 201);
+  stop();
+  start(o);
+  a = signed_in("uploader", "correct horse");
+  EXPECT_EQ(code(upload(a, 4)), "upload_quota");  // the uploader is kept with the upload
 }
 
 TEST_F(AccountsTest, SessionsExpireWhenIdle) {
