@@ -7,7 +7,6 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +25,9 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+
+#include "server/api_input.h"
+#include "server/auth.h"
 
 namespace blocklab::server::http {
 
@@ -79,10 +81,9 @@ const char* reason(int status) {
   }
 }
 
+// The contract's error body, as every handler writes it (ApiError::body).
 std::string error_json(int status, const std::string& code, const std::string& message) {
-  (void)status;
-  return json{{"error", {{"code", code}, {"message", message}, {"field", nullptr}}}}.dump(
-      -1, ' ', false, json::error_handler_t::replace);
+  return ApiError(status, code, message).body().dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // The media type of a Content-Type value: "application/json; charset=utf-8" -> "application/json".
@@ -136,21 +137,6 @@ std::string gzip(const std::string& in) {
   return rc == Z_STREAM_END ? out : std::string();
 }
 
-std::string random_hex(size_t bytes) {
-  std::vector<unsigned char> b(bytes);
-  size_t got = 0;
-  while (got < bytes) {
-    const ssize_t n = getrandom(b.data() + got, bytes - got, 0);
-    if (n > 0) got += size_t(n);
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : b) {
-    s += kHex[c >> 4];
-    s += kHex[c & 15];
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -708,7 +694,7 @@ struct Server::Impl {
     if (const std::string* expect = req.header("expect"); expect && lower(*expect) == "100-continue" && length > 0)
       c.out += "HTTP/1.1 100 Continue\r\n\r\n";
     if (route && !route->options.body_dir.empty() && length > 0) {
-      const std::string path = (fs::path(route->options.body_dir) / (".part-" + random_hex(8))).string();
+      const std::string path = (fs::path(route->options.body_dir) / (".part-" + random_token(8))).string();
       c.file_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
       if (c.file_fd < 0) {
         answer(c, 507, "storage_full", "request body: the server cannot store it now (" + std::string(std::strerror(errno)) + ")", true);
