@@ -9,7 +9,9 @@ packages=(
   libdnnl-dev              # oneDNN: bf16 matmuls on CPUs with AVX512-BF16 or AMX
   nlohmann-json3-dev       # JSON (safetensors headers, configs, CLI output)
   libcli11-dev             # command-line parsing
-  libsqlite3-dev           # the run store
+  libsqlite3-dev           # the store (the embedded default)
+  libpq-dev                # the store on PostgreSQL (serve --db postgresql://…)
+  postgresql               # PostgreSQL 15: the tests start their own server in a temporary folder
   libcpp-httplib-dev       # the tests' HTTP client
   libsodium-dev            # random tokens and their hashes (uploads' delete tokens)
   zlib1g-dev               # gzip for the web app's files

@@ -8,6 +8,7 @@
 
 #include "io/json_limits.h"
 #include "io/model_file.h"
+#include "lab/database.h"
 
 namespace blocklab::cli {
 
@@ -20,6 +21,13 @@ int fail(const std::string& command, const std::string& message) {
 }
 
 int fail(const std::string& command, const Status& status) { return fail(command, status.message()); }
+
+void add_db_flag(CLI::App& app, std::string& db, const std::string& what, bool must_exist) {
+  CLI::Option* o = app.add_option("--db", db, what + ": an SQLite file or a postgresql:// URL (default blocklab.db)");
+  if (must_exist)
+    o->check(CLI::Validator(
+        [](std::string& v) { return lab::Database::is_url(v) ? std::string() : CLI::ExistingFile(v); }, "FILE|URL"));
+}
 
 void add_model_flags(CLI::App& app, ModelFlags& f, bool config_required) {
   f.app = &app;

@@ -36,6 +36,10 @@ bool given_in_config_file(const ModelFlags& flags, const std::string& key);
 // --dtype f32|f64: the compute (and output) precision.
 void add_dtype_flag(CLI::App& app, std::string& dtype);
 
+// --db: the store, an SQLite file (default blocklab.db) or a postgresql:// URL; `what` says what the
+// command keeps there. With must_exist, a file path must name an existing file.
+void add_db_flag(CLI::App& app, std::string& db, const std::string& what, bool must_exist = false);
+
 }  // namespace blocklab::cli
 
 #include "engine/model.h"

@@ -62,7 +62,7 @@ Runner add_experiment_command(CLI::App& sub) {
   sub.footer(list + "Each stores its training runs (--db) and writes report.md with SVG figures to --out "
                     "(default reports/NAME). docs/experiments.md has the figures of a full run of each.");
   sub.add_option("name", a->name, "the experiment")->required()->check(CLI::IsMember(names));
-  sub.add_option("--db", a->db, "run store (default blocklab.db)");
+  add_db_flag(sub, a->db, "the run store");
   sub.add_option("--out", a->out, "report folder (default reports/NAME)");
   sub.add_option("--seed", a->seed, "seed of every run (default 0)");
   sub.add_option("--steps", a->steps, "override every run's number of steps");

@@ -204,7 +204,7 @@ int compare_runs(lab::RunStore& store, const RunsArgs& a) {
 Runner add_runs_command(CLI::App& sub) {
   auto a = std::make_shared<RunsArgs>();
   sub.require_subcommand(1, 1);
-  sub.add_option("--db", a->db, "run store (default blocklab.db)")->check(CLI::ExistingFile);
+  add_db_flag(sub, a->db, "the run store", true);
   a->list = sub.add_subcommand("list", "every run: task, status, steps, final figures");
   a->list->add_flag("--json", a->json, "as JSON");
   a->show = sub.add_subcommand("show", "one run: config, options, final figures, checkpoint, loss curve");
@@ -220,7 +220,7 @@ Runner add_runs_command(CLI::App& sub) {
   a->compare->add_option("other", a->other, "second run id")->required();
   a->compare->add_flag("--json", a->json, "as JSON");
   for (CLI::App* s : {a->list, a->show, a->export_, a->compare})
-    s->add_option("--db", a->db, "run store (default blocklab.db)")->check(CLI::ExistingFile);
+    add_db_flag(*s, a->db, "the run store", true);
   return [a] {
     Result<std::unique_ptr<lab::RunStore>> store = lab::RunStore::open(a->db);
     if (!store) return fail("runs", store.status());

@@ -70,7 +70,7 @@ Runner add_serve_command(CLI::App& sub) {
   sub.footer("The API is documented in docs/api.md (and docs/openapi.json); the web app is served at /.");
   sub.add_option("--host", a->options.host, "address to listen on (default 127.0.0.1)");
   sub.add_option("--port", a->options.port, "port (default 8080; 0: any free port)");
-  sub.add_option("--db", a->options.db, "the store: runs, accounts, sessions, comments (default blocklab.db)");
+  add_db_flag(sub, a->options.db, "the store of runs, accounts, sessions and comments");
   sub.add_option("--models", a->options.models_dir, "built-in models folder (default models/ of the source tree)");
   sub.add_option("--uploads", a->options.uploads_dir, "uploaded models folder (default uploads/ beside the store)");
   sub.add_option("--web", a->options.web_dir, "the built web app (default web/dist of the source tree)");

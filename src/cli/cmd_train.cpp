@@ -149,7 +149,7 @@ Runner add_train_command(CLI::App& sub) {
   sub.add_option("--grad-norm-every", a->grad_norm_every, "record per-layer gradient norms every k steps (default 10)");
   sub.add_option("--checkpoint-every", a->checkpoint_every, "checkpoint every k steps (default: steps / 10)");
   sub.add_option("--threads", a->threads, "BLAS threads (default 1)");
-  sub.add_option("--db", a->db, "run store (default blocklab.db)");
+  add_db_flag(sub, a->db, "the run store");
   sub.add_option("--save", a->save, "checkpoint path (default: checkpoints/run-<id>.safetensors beside the store)");
   sub.add_option("--resume", a->resume, "continue the run of this checkpoint (up to --steps)")->check(CLI::ExistingFile);
   sub.add_option("--label", a->label, "a short name for the run");

@@ -131,7 +131,7 @@ Runner add_users_command(CLI::App& sub) {
   a->class_code = sub.add_subcommand("class-code", "a new class code for `serve --registration code`, printed once");
   a->class_code->add_option("--hours", a->hours, "valid for this many hours (default 168)")->check(CLI::Range(1, 24 * 90));
   for (CLI::App* s : {a->add, a->list, a->remove, a->set_role, a->block, a->unblock, a->class_code})
-    s->add_option("--db", a->db, "the server's store (default blocklab.db)");
+    add_db_flag(*s, a->db, "the server's store");
   return [a] { return run_users(*a); };
 }
 

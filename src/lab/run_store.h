@@ -1,20 +1,20 @@
 // The run store: every training run — config, options, seed, metrics per step, per-layer gradient
-// norms every k steps, final figures, checkpoint path — in one SQLite file (WAL mode). Each step is
-// its own transaction, so a process killed at any moment loses no committed step. The schema is
-// versioned (PRAGMA user_version) and migrated forward on open (docs/run-store.md).
+// norms every k steps, final figures, checkpoint path — in the store's database (lab/database.h: an
+// SQLite file by default, or PostgreSQL). Each step is its own transaction, so a process killed at any
+// moment loses no committed step. The schema of the whole store (runs, and the accounts beside them) is
+// versioned and migrated forward on open, the same migrations on both backends (docs/run-store.md).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/status.h"
 
-struct sqlite3;
+#include "lab/database.h"
 
 namespace blocklab::lab {
 
@@ -51,19 +51,25 @@ struct RunRecord {
   int64_t pid = 0;
   std::string error;
   int64_t user_id = 0;  // the account that ran it (a server job of a signed-in user); 0: none
+
+  // Whether another live process on this machine wrote it last (a queued job in another server's queue).
+  bool held_by_another_process() const;
 };
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
-  // Opens (creating if needed) and migrates the store. A store written by a newer blocklab is refused.
-  static Result<std::unique_ptr<RunStore>> open(const std::string& path);
-  ~RunStore();
+  // Opens (creating if needed) and migrates the store: a file path (SQLite) or a postgresql:// URL. A
+  // store written by a newer blocklab is refused.
+  static Result<std::unique_ptr<RunStore>> open(const std::string& where);
+  // The same on a database already open (the server shares one between its stores).
+  static Result<std::unique_ptr<RunStore>> open(std::shared_ptr<Database> db);
   RunStore(const RunStore&) = delete;
   RunStore& operator=(const RunStore&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return db_->name(); }
+  const std::shared_ptr<Database>& database() const { return db_; }
   int schema_version();
   std::string integrity_check();  // "ok" when sound
 
@@ -88,18 +94,15 @@ class RunStore {
   Result<std::vector<StepLayers>> layer_grad_norms(int64_t run_id);
 
   // For tests of the migrations: a store at an older schema version.
-  static Result<std::unique_ptr<RunStore>> open_at_version(const std::string& path, int version);
+  static Result<std::unique_ptr<RunStore>> open_at_version(const std::string& where, int version);
 
  private:
-  RunStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  static Result<std::unique_ptr<RunStore>> open_impl(const std::string& path, int target_version);
-  Status exec(const std::string& sql);
+  explicit RunStore(std::shared_ptr<Database> db) : db_(std::move(db)) {}
+  static Result<std::unique_ptr<RunStore>> open_impl(std::shared_ptr<Database> db, int target_version);
   Status migrate(int target_version);
-  Status sql_error(const std::string& what);
+  Result<std::vector<RunRecord>> select_runs(const std::string& where, const std::vector<Value>& params);
 
-  sqlite3* db_;
-  std::string path_;
-  std::mutex mu_;
+  std::shared_ptr<Database> db_;
 };
 
 }  // namespace blocklab::lab

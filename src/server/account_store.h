@@ -1,19 +1,18 @@
-// Accounts, sessions, class codes, comments and the moderation log, in the server's store file beside
-// the runs (the run store's schema, version 3: src/lab/run_store.cpp). Holds no secret in clear:
+// Accounts, sessions, class codes, comments, sign-in failures and the moderation log, in the server's
+// store beside the runs (the run store's schema: src/lab/run_store.cpp), on SQLite or PostgreSQL
+// (lab/database.h), so that every server process on one database shares them. Holds no secret in clear:
 // passwords as argon2id strings, session tokens and class codes as BLAKE2b hashes (server/auth.h).
 // Every method is safe from any thread.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/status.h"
-
-struct sqlite3;
+#include "lab/database.h"
 
 namespace blocklab::server {
 
@@ -33,11 +32,15 @@ struct Comment {
 
 class AccountStore {
  public:
-  // Opens the store file (RunStore::open has created and migrated it).
-  static Result<std::unique_ptr<AccountStore>> open(const std::string& path);
-  ~AccountStore();
+  // Opens the store (RunStore::open has created and migrated it): a file path or a postgresql:// URL.
+  static Result<std::unique_ptr<AccountStore>> open(const std::string& where);
+  // The same on a database already open (the server shares one between its stores).
+  static Result<std::unique_ptr<AccountStore>> open(std::shared_ptr<lab::Database> db);
   AccountStore(const AccountStore&) = delete;
   AccountStore& operator=(const AccountStore&) = delete;
+
+  // The form of a user name that is unique: names are compared ignoring ASCII case.
+  static std::string name_key(const std::string& name);
 
   // ---- users ----
   // A new account; `taken` is set when the name (ignoring case) is already someone's.
@@ -76,6 +79,17 @@ class AccountStore {
   Status delete_comment(int64_t id);
   int64_t comments_since(int64_t user_id, double since_s);
 
+  // ---- sign-in failures (auth.h's SignInThrottle keeps its counts here) ----
+  struct Failures {
+    int64_t failures = 0;
+    double last_s = 0;
+  };
+  Failures signin_failures(const std::string& key);
+  // One more failure; the count starts again at 1 when the last one is older than window_s.
+  Status record_signin_failure(const std::string& key, double now_s, double window_s);
+  Status clear_signin_failures(const std::string& key);
+  Status forget_signin_failures_before(double before_s);
+
   // ---- moderation log ----
   Status log(const std::string& actor, const std::string& action, const std::string& target, const std::string& detail = "");
   struct LogEntry {
@@ -85,11 +99,10 @@ class AccountStore {
   Result<std::vector<LogEntry>> moderation_log(int limit);
 
  private:
-  AccountStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  Status sql_error(const std::string& what);
-  sqlite3* db_;
-  std::string path_;
-  std::mutex mu_;
+  explicit AccountStore(std::shared_ptr<lab::Database> db) : db_(std::move(db)) {}
+  Status set_user(const std::string& name, const std::string& sql, const std::vector<lab::Value>& params,
+                  const std::string& what, bool end_sessions);
+  std::shared_ptr<lab::Database> db_;
 };
 
 }  // namespace blocklab::server

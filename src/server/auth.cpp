@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstring>
 
+#include "server/account_store.h"
+
 namespace blocklab::server {
 
 namespace {
@@ -158,40 +160,43 @@ std::optional<std::string> password_problem(const std::string& password) {
   return std::nullopt;
 }
 
-double SignInThrottle::wait_of(const Count& c, int free, double now_s) const {
-  if (c.failures < free) return 0;
-  const double wait = std::min(kMaxWait, std::ldexp(1.0, std::min(c.failures - free, 20)));
-  return std::max(0.0, c.last + wait - now_s);
+namespace {
+std::string pair_key(const std::string& account, const std::string& address) { return "p:" + account + "\n" + address; }
+std::string address_key(const std::string& address) { return "a:" + address; }
+}  // namespace
+
+double SignInThrottle::wait_after(int64_t failures, double last_s, int free, double now_s) {
+  if (failures < free) return 0;
+  const double wait = std::min(kMaxWait, std::ldexp(1.0, int(std::min<int64_t>(failures - free, 20))));
+  return std::max(0.0, last_s + wait - now_s);
 }
 
 void SignInThrottle::prune(double now_s) {
-  if (now_s - last_prune_ < 60) return;
-  last_prune_ = now_s;
-  for (auto* m : {&pair_, &address_})
-    for (auto it = m->begin(); it != m->end();) it = now_s - it->second.last > kWindow ? m->erase(it) : std::next(it);
+  {
+    std::lock_guard lock(mu_);
+    if (now_s - last_prune_ < 60) return;
+    last_prune_ = now_s;
+  }
+  (void)store_.forget_signin_failures_before(now_s - kWindow);
 }
 
 double SignInThrottle::wait_s(const std::string& account, const std::string& address, double now_s) {
-  std::lock_guard lock(mu_);
   prune(now_s);
   double w = 0;
-  if (auto it = pair_.find(account + "\n" + address); it != pair_.end()) w = std::max(w, wait_of(it->second, kFree, now_s));
-  if (auto it = address_.find(address); it != address_.end()) w = std::max(w, wait_of(it->second, kFreePerAddress, now_s));
+  for (const auto& [key, free] : {std::pair{pair_key(account, address), kFree}, {address_key(address), kFreePerAddress}}) {
+    const AccountStore::Failures f = store_.signin_failures(key);
+    if (now_s - f.last_s <= kWindow) w = std::max(w, wait_after(f.failures, f.last_s, free, now_s));
+  }
   return w;
 }
 
 void SignInThrottle::failed(const std::string& account, const std::string& address, double now_s) {
-  std::lock_guard lock(mu_);
-  for (Count* c : {&pair_[account + "\n" + address], &address_[address]}) {
-    if (now_s - c->last > kWindow) c->failures = 0;
-    ++c->failures;
-    c->last = now_s;
-  }
+  for (const std::string& key : {pair_key(account, address), address_key(address)})
+    (void)store_.record_signin_failure(key, now_s, kWindow);
 }
 
 void SignInThrottle::succeeded(const std::string& account, const std::string& address) {
-  std::lock_guard lock(mu_);
-  pair_.erase(account + "\n" + address);
+  (void)store_.clear_signin_failures(pair_key(account, address));
 }
 
 }  // namespace blocklab::server

@@ -7,9 +7,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 namespace blocklab::server {
+
+class AccountStore;
 
 // argon2id with t = kPasswordOps passes over kPasswordMemory bytes (docs/accounts.md says why).
 inline constexpr unsigned long long kPasswordOps = 2;
@@ -54,20 +55,21 @@ class SignInThrottle {
   static constexpr double kMaxWait = 900;     // s
   static constexpr double kWindow = 3600;     // s without a failure: forgotten
 
+  // The counts live in the store, so that every server process on one database throttles alike.
+  explicit SignInThrottle(AccountStore& store) : store_(store) {}
+
   // Seconds to wait before this try is allowed (0: go ahead).
   double wait_s(const std::string& account, const std::string& address, double now_s);
   void failed(const std::string& account, const std::string& address, double now_s);
   void succeeded(const std::string& account, const std::string& address);
 
+  // The wait after `failures` failures, the last at last_s, when `free` are allowed.
+  static double wait_after(int64_t failures, double last_s, int free, double now_s);
+
  private:
-  struct Count {
-    int failures = 0;
-    double last = 0;
-  };
-  double wait_of(const Count& c, int free, double now_s) const;
   void prune(double now_s);
+  AccountStore& store_;
   std::mutex mu_;
-  std::unordered_map<std::string, Count> pair_, address_;
   double last_prune_ = 0;
 };
 

@@ -141,7 +141,9 @@ std::vector<std::string> JobManager::recover() {
   if (!runs) return {"cannot read the run store to take back its queued runs: " + runs.status().message()};
   std::vector<lab::RunRecord> left;
   for (const lab::RunRecord& r : runs.value())
-    if (r.status == "queued" || (r.kind == "job" && r.status == "interrupted")) left.push_back(r);
+    // Queued in another live server's queue (two servers on one PostgreSQL store): that one runs it.
+    if ((r.status == "queued" && !r.held_by_another_process()) || (r.kind == "job" && r.status == "interrupted"))
+      left.push_back(r);
   std::sort(left.begin(), left.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   int queued = 0, resumed = 0;
   for (const lab::RunRecord& r : left) {

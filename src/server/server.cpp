@@ -67,12 +67,15 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   if (sodium_init_once() != 0) return Status::error("libsodium: cannot initialise");
   std::unique_ptr<Server> s(new Server(options));
   s->started_at_ = now_s();
-  Result<std::unique_ptr<lab::RunStore>> store = lab::RunStore::open(options.db);
+  Result<std::shared_ptr<lab::Database>> db = lab::Database::open(options.db);
+  if (!db) return db.status();
+  Result<std::unique_ptr<lab::RunStore>> store = lab::RunStore::open(db.value());
   if (!store) return store.status();
   s->store_ = std::move(store.value());
-  Result<std::unique_ptr<AccountStore>> accounts = AccountStore::open(options.db);
+  Result<std::unique_ptr<AccountStore>> accounts = AccountStore::open(db.value());
   if (!accounts) return accounts.status();
   s->accounts_ = std::move(accounts.value());
+  s->throttle_ = std::make_unique<SignInThrottle>(*s->accounts_);
   s->registration_ = options.registration;
   if (s->registration_.empty()) {
     const std::string& host = options.host;
@@ -85,8 +88,11 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(), options.session_idle_s,
       options.session_absolute_s);
   const std::string models_dir = options.models_dir.empty() ? beside_source("models") : options.models_dir;
+  // Uploads sit beside an SQLite store; beside the working folder when the store is PostgreSQL.
   const std::string uploads_dir =
-      options.uploads_dir.empty() ? (fs::absolute(options.db).parent_path() / "uploads").string() : options.uploads_dir;
+      !options.uploads_dir.empty() ? options.uploads_dir
+      : lab::Database::is_url(options.db) ? (fs::current_path() / "uploads").string()
+                                          : (fs::absolute(options.db).parent_path() / "uploads").string();
   const Limits& limits = options.limits;
   Result<std::unique_ptr<ModelRegistry>> models = ModelRegistry::open(
       models_dir, uploads_dir, [limits](const ModelConfig& c) { return check_config_limits(c, limits); });

@@ -85,7 +85,7 @@ class Server {
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<AccountStore> accounts_;
-  SignInThrottle throttle_;
+  std::unique_ptr<SignInThrottle> throttle_;
   std::string registration_;
   std::unique_ptr<http::Server> http_;
   std::string web_dir_;

@@ -140,11 +140,10 @@ void Server::account_routes() {
     const std::string name = read_string(j, "username"), password = read_string(j, "password");
     if (name.size() > 64 || password.size() > 256)
       throw ApiError(401, "bad_credentials", "username or password: no such account, or a wrong password");
-    std::string key = name;
-    for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
+    const std::string key = AccountStore::name_key(name);
     const std::string address = client_address(req);
     const double now = wall_s();
-    if (const double wait = throttle_.wait_s(key, address, now); wait > 0) {
+    if (const double wait = throttle_->wait_s(key, address, now); wait > 0) {
       res.set_header("Retry-After", std::to_string(int64_t(std::ceil(wait))));
       throw ApiError(429, "too_many_attempts",
                      "sign-in: too many failed attempts: expected a retry in " + std::to_string(int64_t(std::ceil(wait))) + " s");
@@ -152,12 +151,12 @@ void Server::account_routes() {
     std::optional<std::pair<User, std::string>> found = accounts_->find_user(name);
     const bool ok = found ? verify_password(found->second, password) : (verify_password_of_nobody(password), false);
     if (!ok || found->first.blocked) {
-      throttle_.failed(key, address, now);
+      throttle_->failed(key, address, now);
       if (ok && found->first.blocked)
         throw ApiError(403, "blocked", "account '" + found->first.name + "': blocked by a teacher");
       throw ApiError(401, "bad_credentials", "username or password: no such account, or a wrong password");
     }
-    throttle_.succeeded(key, address);
+    throttle_->succeeded(key, address);
     start_session(req, res, found->first, 200);
   });
 

@@ -1,6 +1,7 @@
 // Accounts, sessions and comments over HTTP (the contract's section 5), each rule with the request
 // that breaks it: CSRF, Origin, roles, throttling, registration modes, expiry, validation; and the store
-// file never holds a password or a session token in clear.
+// never holds a password or a session token in clear. Every test runs on both backends: an SQLite file
+// and a PostgreSQL database (tests/support/test_postgres.h).
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "io/model_file.h"
 #include "io/safetensors.h"
 #include "openapi_check.h"
+#include "test_postgres.h"
 #include "server/server.h"
 
 namespace blocklab::server {
@@ -68,13 +70,17 @@ std::string code(const httplib::Result& r) {
   return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
 }
 
-class AccountsTest : public ::testing::Test {
+class AccountsTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("blocklab_accounts_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : name)
+      if (c == '/') c = '_';
+    dir_ = fs::temp_directory_path() / ("blocklab_accounts_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    db_ = GetParam() == "postgres" ? blocklab::testing::fresh_postgres_database() : (dir_ / "store.db").string();
+    ASSERT_FALSE(db_.empty());
   }
   void TearDown() override {
     stop();
@@ -82,7 +88,7 @@ class AccountsTest : public ::testing::Test {
   }
   void start(ServerOptions o = {}) {
     o.port = 0;
-    o.db = (dir_ / "store.db").string();
+    o.db = db_;
     o.models_dir = (dir_ / "no-models").string();
     o.uploads_dir = (dir_ / "uploads").string();
     o.web_dir = (dir_ / "no-web").string();
@@ -100,8 +106,8 @@ class AccountsTest : public ::testing::Test {
   }
   // A teacher made as `blocklab users add` makes one, in the store.
   void add_teacher(const std::string& name, const std::string& password) {
-    lab::RunStore::open((dir_ / "store.db").string()).value();
-    auto store = AccountStore::open((dir_ / "store.db").string()).value();
+    lab::RunStore::open(db_).value();
+    auto store = AccountStore::open(db_).value();
     ASSERT_TRUE(store->create_user(name, hash_password(password), "teacher").is_ok());
   }
   Browser signed_up(const std::string& name, const std::string& password = "correct horse") {
@@ -116,12 +122,13 @@ class AccountsTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::string db_;
   std::unique_ptr<Server> server_;
   std::thread thread_;
   int port_ = 0;
 };
 
-TEST_F(AccountsTest, RegisterSignInWhoAmISignOut) {
+TEST_P(AccountsTest, RegisterSignInWhoAmISignOut) {
   start();
   Browser b(port_);
   httplib::Result r = b.post("/api/auth/register", {{"username", "Ada.L"}, {"password", "correct horse"}});
@@ -156,7 +163,7 @@ TEST_F(AccountsTest, RegisterSignInWhoAmISignOut) {
   EXPECT_EQ(status(again.get("/api/auth/me")), 200);
 }
 
-TEST_F(AccountsTest, WrongNamesAndPasswordsLookTheSameAndAreThrottled) {
+TEST_P(AccountsTest, WrongNamesAndPasswordsLookTheSameAndAreThrottled) {
   start();
   signed_up("grace");
   Browser attacker(port_);
@@ -178,7 +185,7 @@ TEST_F(AccountsTest, WrongNamesAndPasswordsLookTheSameAndAreThrottled) {
   EXPECT_EQ(status(own), 200) << own->body;
 }
 
-TEST_F(AccountsTest, StateChangesWithASessionNeedTheCsrfTokenAndTheServersOrigin) {
+TEST_P(AccountsTest, StateChangesWithASessionNeedTheCsrfTokenAndTheServersOrigin) {
   start();
   Browser b = signed_up("alan");
   const json comment = {{"section", "ffn#position-wise"}, {"body", "hello"}};
@@ -201,7 +208,7 @@ TEST_F(AccountsTest, StateChangesWithASessionNeedTheCsrfTokenAndTheServersOrigin
   EXPECT_EQ(code(anon.post("/api/comments", comment)), "unauthenticated");
 }
 
-TEST_F(AccountsTest, CommentsOldestFirstValidatedLimitedAndPaged) {
+TEST_P(AccountsTest, CommentsOldestFirstValidatedLimitedAndPaged) {
   ServerOptions o;
   o.comments_per_minute = 5;
   o.comments_page = 3;
@@ -248,7 +255,7 @@ TEST_F(AccountsTest, CommentsOldestFirstValidatedLimitedAndPaged) {
   EXPECT_EQ(r->get_header_value("Retry-After"), "60");
 }
 
-TEST_F(AccountsTest, AuthorsAndTeachersDeleteTeachersHideAndEveryActionIsLogged) {
+TEST_P(AccountsTest, AuthorsAndTeachersDeleteTeachersHideAndEveryActionIsLogged) {
   add_teacher("teach", "teacher password");
   start();
   Browser s1 = signed_up("student1"), s2 = signed_up("student2"), t = signed_in("teach", "teacher password");
@@ -276,14 +283,14 @@ TEST_F(AccountsTest, AuthorsAndTeachersDeleteTeachersHideAndEveryActionIsLogged)
   EXPECT_EQ(code(again.post("/api/auth/login", {{"username", "student1"}, {"password", "correct horse"}})), "blocked");
   EXPECT_EQ(status(t.post("/api/users/nobody/block", json::object())), 404);
   // The log names every moderation action.
-  auto store = AccountStore::open((dir_ / "store.db").string()).value();
+  auto store = AccountStore::open(db_).value();
   std::vector<std::string> actions;
   for (const auto& e : store->moderation_log(10).value()) actions.push_back(e.action + " " + e.target);
   EXPECT_EQ(actions, (std::vector<std::string>{"block user:student1", "delete comment:" + std::to_string(c2),
                                                "unhide comment:" + std::to_string(c2), "hide comment:" + std::to_string(c2)}));
 }
 
-TEST_F(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
+TEST_P(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
   add_teacher("teach", "teacher password");
   ServerOptions o;
   o.registration = "code";
@@ -307,7 +314,7 @@ TEST_F(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
   EXPECT_EQ(status(signed_in("newbie", "correct horse").get("/api/auth/me")), 200);
 }
 
-TEST_F(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
+TEST_P(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   ServerOptions o;
   o.limits.max_jobs_per_account = 2;
   o.limits.max_running_jobs = 1;
@@ -342,7 +349,7 @@ TEST_F(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(status((i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]))), 202);
 }
 
-TEST_F(AccountsTest, UploadsHaveAQuotaPerAccountThatSurvivesARestart) {
+TEST_P(AccountsTest, UploadsHaveAQuotaPerAccountThatSurvivesARestart) {
   ServerOptions o;
   o.limits.max_uploads_per_account = 1;
   start(o);
@@ -372,7 +379,7 @@ TEST_F(AccountsTest, UploadsHaveAQuotaPerAccountThatSurvivesARestart) {
   EXPECT_EQ(code(upload(a, 4)), "upload_quota");  // the uploader is kept with the upload
 }
 
-TEST_F(AccountsTest, SessionsExpireWhenIdle) {
+TEST_P(AccountsTest, SessionsExpireWhenIdle) {
   ServerOptions o;
   o.session_idle_s = 1;
   start(o);
@@ -382,7 +389,7 @@ TEST_F(AccountsTest, SessionsExpireWhenIdle) {
   EXPECT_EQ(status(b.get("/api/auth/me")), 401);
 }
 
-TEST_F(AccountsTest, BehindTlsTheCookieIsSecure) {
+TEST_P(AccountsTest, BehindTlsTheCookieIsSecure) {
   ServerOptions o;
   o.behind_tls = true;
   start(o);
@@ -391,26 +398,55 @@ TEST_F(AccountsTest, BehindTlsTheCookieIsSecure) {
   EXPECT_NE(r->get_header_value("Set-Cookie").find("; Secure"), std::string::npos);
 }
 
-TEST_F(AccountsTest, TheStoreHoldsNoPasswordNorSessionTokenInClear) {
+// Everything the store holds, as bytes: the SQLite file with its WAL; on PostgreSQL every row of every
+// table as text, and the server's data files after a checkpoint.
+std::string store_bytes(const std::string& db, const fs::path& sqlite_file) {
+  std::string bytes;
+  auto read_file = [&](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes += ss.str();
+  };
+  if (!lab::Database::is_url(db)) {
+    for (const char* suffix : {"", "-wal", "-shm"}) read_file(sqlite_file.string() + suffix);
+    return bytes;
+  }
+  auto d = lab::Database::open(db).value();
+  auto tables = d->query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").value();
+  EXPECT_GE(tables.size(), 8u);
+  for (const lab::Row& t : tables)
+    for (const lab::Row& row : d->query("SELECT t::text FROM " + t.text(0) + " t").value()) bytes += row.text(0) + "\n";
+  EXPECT_TRUE(d->query("CHECKPOINT").is_ok());
+  const std::string admin = std::getenv("BLOCKLAB_TEST_POSTGRES");
+  const size_t host = admin.find("host=") + 5;
+  const fs::path data = fs::path(admin.substr(host, admin.find('&', host) - host)) / "data";
+  EXPECT_TRUE(fs::is_directory(data)) << data;
+  for (const auto& e : fs::recursive_directory_iterator(data, fs::directory_options::skip_permission_denied))
+    if (e.is_regular_file() && e.file_size() < (64u << 20)) read_file(e.path());
+  return bytes;
+}
+
+TEST_P(AccountsTest, TheStoreHoldsNoPasswordNorSessionTokenInClear) {
   start();
   const std::string password = "a very particular password 7319";
   Browser b = signed_up("keeper", password);
   ASSERT_EQ(status(b.post("/api/comments", {{"section", "ffn#why"}, {"body", "hi"}})), 201);
+  Browser wrong(port_);  // a failed sign-in is counted in the store, under the name and address only
+  EXPECT_EQ(status(wrong.post("/api/auth/login", {{"username", "keeper"}, {"password", "not the password 1"}})), 401);
   stop();  // the WAL is checkpointed into the file
-  std::string bytes;
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    std::ifstream in(dir_ / (std::string("store.db") + suffix), std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    bytes += ss.str();
-  }
+  const std::string bytes = store_bytes(db_, dir_ / "store.db");
   ASSERT_GT(bytes.size(), 1000u);
-  EXPECT_NE(bytes.find("keeper"), std::string::npos);  // the file is readable as it is
+  EXPECT_NE(bytes.find("keeper"), std::string::npos);  // the store is readable as it is
   EXPECT_NE(bytes.find("$argon2id$"), std::string::npos);
   EXPECT_EQ(bytes.find(password), std::string::npos);
+  EXPECT_EQ(bytes.find("not the password 1"), std::string::npos);
   EXPECT_EQ(bytes.find(b.cookie), std::string::npos);
   EXPECT_EQ(bytes.find(b.csrf), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, AccountsTest, ::testing::ValuesIn(blocklab::testing::kBackends),
+                         blocklab::testing::backend_name);
 
 }  // namespace
 }  // namespace blocklab::server
