@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A bounded load test of accounts and comments, on loopback only (docs/accounts.md).
 
-Starts `blocklab serve` on a free port with a scratch store, registers N accounts, then for a fixed time
+Starts `blocklab serve` on a free port with a scratch store (an SQLite file, or --db a PostgreSQL URL; with
+--replicas N, N servers on that one store, each account registered on one and then served by the next, so that
+every session and comment crosses servers), registers N accounts, then for a fixed time
 each account, in its own thread with its own session, reads a section's comments (new ones since its last
 read, as the web app's panel polls) about once a second and posts a comment within the per-account limit
 (at most one every 12 s: the server allows 6 a minute). Prints requests, errors, non-2xx answers and the
 p50 / p99 / max latency of reads and of posts, then stops everything.
 
-  tools/comments_load.py [--clients 100] [--seconds 60] [--blocklab build/blocklab]
+  tools/comments_load.py [--clients 100] [--seconds 60] [--blocklab build/blocklab] [--db postgresql://…] [--replicas 2]
 
 Python's standard library only; every loop is bounded by the time given.
 """
@@ -26,9 +28,9 @@ import time
 SECTIONS = ["ffn#position-wise", "layernorm#step-by-step", "gradflow#depth", "train#copy-task"]
 
 
-def start_server(blocklab, folder):
-    proc = subprocess.Popen([blocklab, "serve", "--port", "0", "--db", os.path.join(folder, "load.db"), "--quiet",
-                             "--max-conns-per-addr", "1024"],
+def start_server(blocklab, folder, db):
+    proc = subprocess.Popen([blocklab, "serve", "--port", "0", "--db", db, "--quiet",
+                             "--uploads", os.path.join(folder, "uploads"), "--max-conns-per-addr", "1024"],
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -86,17 +88,25 @@ def main():
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--blocklab", default=os.path.join(os.path.dirname(__file__), "..", "build", "blocklab"))
+    ap.add_argument("--db", default="", help="the store: an empty PostgreSQL database's URL (default: a scratch SQLite file)")
+    ap.add_argument("--replicas", type=int, default=1, help="servers on the one store (default 1)")
     a = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="blocklab-comments-load-")
-    proc, port = start_server(a.blocklab, folder)
+    db = a.db or os.path.join(folder, "load.db")
+    servers = [start_server(a.blocklab, folder, db) for _ in range(max(1, a.replicas))]
+    ports = [port for _, port in servers]
+    print(f"store: {'PostgreSQL' if db.startswith('postgres') else 'SQLite'}; {len(ports)} server(s)")
     try:
-        clients = [Client(port, f"student{i:03d}") for i in range(a.clients)]
+        clients = [Client(ports[i % len(ports)], f"student{i:03d}") for i in range(a.clients)]
         t0 = time.monotonic()
         for c in clients:
             status, body = c.call("POST", "/api/auth/register", {"username": c.name, "password": "password " + c.name})
             if status != 201:
                 sys.exit(f"comments_load: register {c.name}: {status} {body}")
             c.csrf = body["csrf_token"]
+            c.port = ports[(ports.index(c.port) + 1) % len(ports)]  # from now on, the next server
+            c.conn.close()
+            c.conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=30)
         print(f"registered {a.clients} accounts in {time.monotonic() - t0:.1f} s (argon2id, two hashes at a time)")
         reads, posts, errors, non2xx = [], [], [0], [0]
         lock = threading.Lock()
@@ -140,8 +150,10 @@ def main():
         print(f"  posts: p50 {ms(percentile(posts, 50))}, p99 {ms(percentile(posts, 99))}, max {ms(max(posts))}")
         return 1 if errors[0] or non2xx[0] else 0
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -167,8 +167,11 @@ void Server::routes() {
   // ---- Service ------------------------------------------------------------------------------------
   get("/api/health", [this](const http::Request&, http::Response& res) {
     const http::Server::Stats st = http_->stats();
+    const std::shared_ptr<lab::Database>& db = store_->database();
     send_json(res, 200, {{"status", "ok"},
                          {"uptime_s", now_s() - started_at_},
+                         {"store", {{"backend", db->dialect() == lab::Dialect::postgres ? "postgresql" : "sqlite"},
+                                    {"answers", db->query("SELECT 1").is_ok()}}},
                          {"jobs", {{"running", jobs_->running()}, {"queued", jobs_->queued()}}},
                          {"models", models_->list().size()},
                          {"connections", {{"open", st.connections},
