@@ -1,7 +1,8 @@
 // Accounts and comments in the browser, against the real server: the header's sign-in panel (keyboard, refusals,
 // a phone's width), posting on a section and seeing it from a second browser by the poll, deleting, a teacher
-// hiding a student's comment, and a dozen XSS payloads from tests/server/xss_payloads.txt that must run nothing,
-// fetch nothing from elsewhere and leave no dangerous element or attribute in the list.
+// hiding a student's comment, others' deletes and hides showing live in a page that is not reloaded, and a dozen
+// XSS payloads from tests/server/xss_payloads.txt that must run nothing, fetch nothing from elsewhere and leave no
+// dangerous element or attribute in the list.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -211,6 +212,88 @@ describe('comments', () => {
     await signOutIfSignedIn(page);
     expectNoErrors(errors);
     await page.close();
+  });
+
+  it('live: another student’s delete and a teacher’s hide, unhide and delete go from a page that is not reloaded', async () => {
+    const carol = newName('carol');
+    const dave = newName('dave');
+    const a = await openPage(b1, base, '?page=addnorm');
+    const b = await openPage(b2, base, '?page=addnorm');
+    await signIn(a.page, carol, PASSWORD, true);
+    await signIn(b.page, dave, PASSWORD, true);
+    await toComments(a.page);
+    await toComments(b.page);
+    await post(b.page, `First, from ${dave}: does placement matter at 2 layers?`);
+    await post(b.page, `Second, from ${dave}: and at 12?`);
+    const d1 = `[data-testid="comment"]:has-text("First, from ${dave}")`;
+    const d2 = `[data-testid="comment"]:has-text("Second, from ${dave}")`;
+    await a.page.waitForSelector(d2, { timeout: 9_000 }); // the poll brings them
+    await a.page.waitForSelector(d1);
+
+    // A is in the middle of writing: the text and the focus must survive what the others do
+    const draft = 'Half a thought about Pre-LN, not posted yet';
+    await a.page.click('[data-testid="comment-input"]');
+    await a.page.keyboard.type(draft);
+    // A's requests to the comments endpoint: never two at once
+    let open = 0;
+    let most = 0;
+    const asked: string[] = [];
+    const isList = (u: string) => new URL(u).pathname === '/api/comments';
+    a.page.on('request', (r) => {
+      if (r.method() === 'GET' && isList(r.url())) {
+        asked.push(r.url());
+        most = Math.max(most, ++open);
+      }
+    });
+    const done = (r: { method(): string; url(): string }) => {
+      if (r.method() === 'GET' && isList(r.url())) open--;
+    };
+    a.page.on('requestfinished', done);
+    a.page.on('requestfailed', done);
+    const t0 = Date.now();
+    // where the textarea being typed in is on screen (the removed comments are above it)
+    const inputTop = () => a.page.evaluate(() => document.querySelector('[data-testid="comment-input"]')!.getBoundingClientRect().top);
+    const top0 = await inputTop();
+
+    // B (the author) deletes their first comment: gone from A within a poll, without a reload
+    await b.page.click(`${d1} [data-testid="comment-delete"]`);
+    await b.page.waitForSelector(d1, { state: 'detached' });
+    await a.page.waitForSelector(d1, { state: 'detached', timeout: 9_000 });
+    expect(await a.page.locator(d2).count()).toBe(1);
+    expect(await a.page.inputValue('[data-testid="comment-input"]')).toBe(draft);
+    expect(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('comment-input');
+    expect(Math.abs((await inputTop()) - top0)).toBeLessThanOrEqual(1); // it did not move on screen
+    expect(await a.page.textContent('[data-testid="comments-notice"]')).toBe('A comment removed.');
+
+    // the teacher (in B) hides the second: gone for A, still listed (marked) for the teacher
+    await signIn(b.page, teacher.name, teacher.password, false);
+    await toComments(b.page);
+    await b.page.click(`${d2} [data-testid="comment-hide"]`);
+    await b.page.waitForSelector(`${d2}[data-hidden="true"]`);
+    await a.page.waitForSelector(d2, { state: 'detached', timeout: 9_000 });
+    // unhidden: back for A
+    await b.page.click(`${d2} [data-testid="comment-unhide"]`);
+    await a.page.waitForSelector(d2, { timeout: 9_000 });
+    expect(await a.page.getAttribute(d2, 'data-hidden')).toBe('false');
+    // the teacher deletes it: gone for A
+    await b.page.click(`${d2} [data-testid="comment-delete"]`);
+    await a.page.waitForSelector(d2, { state: 'detached', timeout: 9_000 });
+    expect(await a.page.inputValue('[data-testid="comment-input"]')).toBe(draft);
+    expect(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('comment-input');
+    expect(Math.abs((await inputTop()) - top0)).toBeLessThanOrEqual(1);
+    await screenshot(a.page, 'comments-live-removed');
+
+    // cheap: one request at a time, and at most a poll plus a resync per 5 s
+    const seconds = (Date.now() - t0) / 1000;
+    expect(most).toBe(1);
+    expect(asked.length).toBeLessThanOrEqual(2 * Math.ceil(seconds / 5) + 2);
+    expect(asked.some((u) => new URL(u).searchParams.get('limit') === '100')).toBe(true); // the resyncs happened
+    await signOutIfSignedIn(a.page);
+    await signOutIfSignedIn(b.page);
+    expectNoErrors(a.errors);
+    expectNoErrors(b.errors);
+    await a.page.close();
+    await b.page.close();
   });
 
   it('XSS: a dozen payloads run nothing, fetch nothing foreign, and leave no script, img, svg, iframe or on* attribute', async () => {
