@@ -11,6 +11,8 @@
 // this reader changes the count), and at the first tick after the panel comes back into view.
 import { deleteJson, describeError, ApiRefusal, getJson, postJson, type Comment, type CommentPage } from './lib/api';
 import { realTimers, type Timers } from './lib/timers';
+import { waitWords } from './lib/wait';
+import { Countdown } from './countdown.svelte';
 
 export type { Timers } from './lib/timers';
 
@@ -138,6 +140,8 @@ export class CommentThread {
   actionError: string | null = $state(null);
   /** what the last resync changed, for the panel's status line */
   notice: string | null = $state(null);
+  /** the wait a 429 named (Retry-After): Post is disabled until it ends */
+  readonly postWait: Countdown;
   /**
    * Called just before a poll or a resync changes the list, with the ids it removes: the panel keeps what the
    * reader is working on where it was (the focused textarea does not move on screen; focus in a removed comment
@@ -145,7 +149,8 @@ export class CommentThread {
    */
   beforeChange: ((removed: number[]) => void) | null = null;
 
-  postError: string | null = $state(null);
+  private postRefusal: string | null = $state(null);
+  private waitRefusal: ApiRefusal | null = $state(null);
   private visible = false;
   private timer: unknown = null;
   private inFlight = false;
@@ -167,8 +172,22 @@ export class CommentThread {
     readonly pollMs = POLL_MS,
     private timers: Timers = realTimers,
     readonly resyncEvery = RESYNC_EVERY,
+    now: () => number = () => Date.now(),
   ) {
     if (!SECTION_RE.test(section)) throw new Error(`${section}: not a section id (page#anchor, lower case)`);
+    this.postWait = new Countdown(timers, now);
+  }
+
+  /** While a 429's wait counts down: the server's reason (its message); else null. */
+  get postWaitReason(): string | null {
+    return this.waitRefusal && this.postWait.active ? this.waitRefusal.message : null;
+  }
+
+  /** Why the last post failed, or how long to wait before the next one (counting down); null when neither. */
+  get postError(): string | null {
+    const reason = this.postWaitReason;
+    if (reason !== null) return `Too many comments — try again in ${waitWords(this.postWait.left)}. (${reason})`;
+    return this.postRefusal;
   }
 
   private lastId(): number {
@@ -317,11 +336,13 @@ export class CommentThread {
   async post(body: string): Promise<boolean> {
     const problem = bodyProblem(body);
     if (problem) {
-      this.postError = problem;
+      this.postRefusal = problem;
       return false;
     }
+    if (this.postWait.active) return false;
     this.posting = true;
-    this.postError = null;
+    this.postRefusal = null;
+    this.waitRefusal = null;
     try {
       const { comment } = await postJson<{ comment: Comment }>('/api/comments', { section: this.section, body });
       this.edits++;
@@ -332,7 +353,10 @@ export class CommentThread {
       this.count += 1;
       return true;
     } catch (e) {
-      this.postError = commentError(e);
+      if (e instanceof ApiRefusal && e.status === 429 && e.retryAfter) {
+        this.waitRefusal = e;
+        this.postWait.start(e.retryAfter, () => (this.waitRefusal = null));
+      } else this.postRefusal = commentError(e);
       return false;
     } finally {
       this.posting = false;
@@ -402,6 +426,7 @@ export class CommentThread {
   destroy(): void {
     this.visible = false;
     this.disarm();
+    this.postWait.stop();
     this.generation++;
   }
 }

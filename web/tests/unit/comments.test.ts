@@ -1,5 +1,6 @@
 // The comments thread (comments.svelte.ts) with a mocked fetch and fake timers: paging, posting, the poll and
-// when it stops, and the resync that makes others' deletes and hides show (and its reconcile).
+// when it stops, the resync that makes others' deletes and hides show (and its reconcile), and the wait a 429
+// names.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { setFetch, type Comment } from '../../src/lib/api';
 import { CommentThread, bodyProblem, changeNotice, commentLength, commentsUrl, formatTime, reconcile, RESYNC_EVERY, SECTION_RE } from '../../src/comments.svelte';
@@ -99,8 +100,30 @@ describe('CommentThread', () => {
     expect(await t.post('hello *you*')).toBe(true);
     expect(JSON.parse(other[0].body!)).toEqual({ section: S, body: 'hello *you*' });
     expect([t.comments.map((c) => c.body), t.count, t.posting, t.postError]).toEqual([['hello *you*'], 1, false, null]);
+    postRetryAfter = null; // a 429 without Retry-After: the server's message as it is
     expect(await t.post('too fast')).toBe(false);
-    expect(t.postError).toBe('comments: expected at most 6 a minute from one account [429 too_many_comments]');
+    expect([t.postError, t.postWait.active]).toEqual(['comments: expected at most 6 a minute from one account [429 too_many_comments]', false]);
+  });
+
+  it('a 429 with Retry-After: the wait said in words and counted down, Post refused meanwhile, then allowed again', async () => {
+    vi.useFakeTimers();
+    const t = new CommentThread(S);
+    await t.load();
+    expect(await t.post('too fast')).toBe(false);
+    expect(t.postError).toBe('Too many comments — try again in 60 s. (comments: expected at most 6 a minute from one account)');
+    expect([t.postWait.active, t.postWait.left, t.postWaitReason]).toEqual([true, 60, 'comments: expected at most 6 a minute from one account']);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(t.postError).toMatch(/try again in 59 s\./);
+    await vi.advanceTimersByTimeAsync(40_000);
+    expect(t.postError).toMatch(/try again in 19 s\./);
+    const sent = other.length;
+    expect(await t.post('while waiting')).toBe(false); // not even asked
+    expect(other.length).toBe(sent);
+    await vi.advanceTimersByTimeAsync(19_000);
+    expect([t.postWait.active, t.postError, t.postWaitReason]).toEqual([false, null, null]);
+    expect(await t.post('now it may')).toBe(true);
+    expect(t.comments.at(-1)!.body).toBe('now it may');
+    t.destroy();
   });
 
   it('deletes and hides through the API and updates the list', async () => {
