@@ -2,8 +2,8 @@
 // GET /api/auth/me at start. The session itself is the HttpOnly cookie `blocklab_session`, which the page never
 // sees; the CSRF token lives only here, and lib/api.ts's `send` reads it from here for every state change.
 // A sign-in the server throttles (429 too_many_attempts with Retry-After) starts `signInWait`, a countdown for
-// that account name.
-import { ApiRefusal, getJson, postJson, send, refusalOf, setCsrfSource, type AuthAnswer, type User } from './lib/api';
+// that account name; teachers make class codes here too.
+import { ApiRefusal, getJson, postJson, send, refusalOf, setCsrfSource, type AuthAnswer, type ClassCode, type User } from './lib/api';
 import { Countdown } from './countdown.svelte';
 import { realTimers, type Timers } from './lib/timers';
 
@@ -89,6 +89,11 @@ export class AuthStore {
       if (e instanceof ApiRefusal && e.code === 'registration_closed') this.registration = 'closed';
       throw e;
     }
+  }
+
+  /** Teachers: a new class code for `--registration code`, valid `hours` (the server shows it only this once). */
+  async makeClassCode(hours: number): Promise<ClassCode> {
+    return postJson<ClassCode>('/api/auth/class-codes', { hours });
   }
 
   /** Ends the session on the server (with the CSRF token), then here, whatever the server said. */

@@ -302,6 +302,12 @@ export interface AuthAnswer {
   /** GET /api/auth/me only: open | code | closed */
   registration?: 'open' | 'code' | 'closed';
 }
+/** POST /api/auth/class-codes (teachers; extension) */
+export interface ClassCode {
+  /** 12 letters and digits in groups of four, typed in any case */
+  class_code: string;
+  expires_in_s: number;
+}
 export interface Comment {
   id: number;
   section: string;

@@ -111,6 +111,18 @@ describe('auth store', () => {
     expect([a.signInWait.active, a.waitFor('ada')]).toEqual([false, 0]);
   });
 
+  it('makeClassCode (teachers) posts {hours} with the CSRF token and answers the code', async () => {
+    const a = new AuthStore();
+    routes = [
+      (u) => (u === '/api/auth/login' ? json(200, { user: { name: 'teach', role: 'teacher' }, csrf_token: 'tok-t' }) : undefined),
+      (u, m) => (u === '/api/auth/class-codes' && m === 'POST' ? json(201, { class_code: 'K7Q2-M4XP-9RTA', expires_in_s: 86400 }) : undefined),
+    ];
+    await auth.signIn('teach', 'password1');
+    expect(await a.makeClassCode(24)).toEqual({ class_code: 'K7Q2-M4XP-9RTA', expires_in_s: 86400 });
+    const sent = seen.at(-1)!;
+    expect([sent.url, sent.method, JSON.parse(sent.body!), sent.headers.get('X-CSRF-Token')]).toEqual(['/api/auth/class-codes', 'POST', { hours: 24 }, 'tok-t']);
+  });
+
   it('signOut posts logout with the token, then forgets user and token even if the server fails', async () => {
     const a = new AuthStore();
     routes = [(u) => (u === '/api/auth/login' ? json(200, ME) : u === '/api/auth/logout' ? json(500, { error: { code: 'internal', message: 'boom', field: null } }) : undefined)];
