@@ -1,7 +1,11 @@
 // Who is signed in (contract section 5): the user (name, role) and the session's CSRF token, asked of
 // GET /api/auth/me at start. The session itself is the HttpOnly cookie `blocklab_session`, which the page never
 // sees; the CSRF token lives only here, and lib/api.ts's `send` reads it from here for every state change.
-import { ApiRefusal, getJson, postJson, send, refusalOf, setCsrfSource, type AuthAnswer, type User } from './lib/api';
+// A sign-in the server throttles (429 too_many_attempts with Retry-After) starts `signInWait`, a countdown for
+// that account name; teachers make class codes here too.
+import { ApiRefusal, getJson, postJson, send, refusalOf, setCsrfSource, type AuthAnswer, type ClassCode, type User } from './lib/api';
+import { Countdown } from './countdown.svelte';
+import { realTimers, type Timers } from './lib/timers';
 
 export type Registration = 'open' | 'code' | 'closed' | 'unknown';
 
@@ -12,6 +16,19 @@ export class AuthStore {
   registration: Registration = $state('unknown');
   /** me() has answered (either way) */
   ready = $state(false);
+  /** the wait the server named when it throttled a sign-in (Retry-After), for the account `signInWaitName` */
+  readonly signInWait: Countdown;
+  /** the (lower-case) account name the wait is for: the throttle counts per account and address */
+  signInWaitName: string | null = $state(null);
+
+  constructor(timers: Timers = realTimers, now: () => number = () => Date.now()) {
+    this.signInWait = new Countdown(timers, now);
+  }
+
+  /** Seconds to wait before signing in as `username` may be tried again (0: go ahead). */
+  waitFor(username: string): number {
+    return this.signInWait.active && this.signInWaitName === username.trim().toLowerCase() ? this.signInWait.left : 0;
+  }
 
   get signedIn(): boolean {
     return this.user !== null;
@@ -47,7 +64,18 @@ export class AuthStore {
   async signIn(username: string, password: string): Promise<User> {
     // A login replaces any session: send no stale token with it.
     this.clear();
-    return this.accept(await postJson<AuthAnswer>('/api/auth/login', { username, password }));
+    try {
+      const user = this.accept(await postJson<AuthAnswer>('/api/auth/login', { username, password }));
+      this.signInWait.stop();
+      this.signInWaitName = null;
+      return user;
+    } catch (e) {
+      if (e instanceof ApiRefusal && e.status === 429 && e.retryAfter) {
+        this.signInWaitName = username.trim().toLowerCase();
+        this.signInWait.start(e.retryAfter, () => (this.signInWaitName = null));
+      }
+      throw e;
+    }
   }
 
   async register(username: string, password: string, classCode?: string): Promise<User> {
@@ -61,6 +89,11 @@ export class AuthStore {
       if (e instanceof ApiRefusal && e.code === 'registration_closed') this.registration = 'closed';
       throw e;
     }
+  }
+
+  /** Teachers: a new class code for `--registration code`, valid `hours` (the server shows it only this once). */
+  async makeClassCode(hours: number): Promise<ClassCode> {
+    return postJson<ClassCode>('/api/auth/class-codes', { hours });
   }
 
   /** Ends the session on the server (with the CSRF token), then here, whatever the server said. */

@@ -1,5 +1,6 @@
-// The HTTP API (docs/api.md): JSON in and out, every refusal `{"error": {"code", "message", "field"}}`.
-// Types are the parts of docs/openapi.json the app reads.
+// The HTTP API (docs/api.md): JSON in and out, every refusal `{"error": {"code", "message", "field"}}`, with
+// the wait a 429 (or 503) names in `Retry-After` kept as `retryAfter`. Types are the parts of docs/openapi.json
+// the app reads.
 
 export class ApiRefusal extends Error {
   constructor(
@@ -7,10 +8,26 @@ export class ApiRefusal extends Error {
     readonly code: string,
     message: string,
     readonly field: string | null,
+    /** whole seconds from the `Retry-After` header (a number of seconds or an HTTP date), or null */
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
     this.name = 'ApiRefusal';
   }
+}
+
+/**
+ * A `Retry-After` value in whole seconds from now: delay-seconds ("42") or an HTTP date, rounded up, never
+ * negative; null when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, nowMs = Date.now()): number | null {
+  if (value === null) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v);
+  if (!/[a-z]/i.test(v)) return null; // "-3", "1.5": not a delay, not a date
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) return null;
+  return Math.max(0, Math.ceil((t - nowMs) / 1000));
 }
 
 /** One line for the page: what the engine refused and why (or that the server cannot be reached). */
@@ -26,14 +43,15 @@ export function describeError(e: unknown): string {
 /** Turns a non-2xx response into an ApiRefusal, whatever its body. */
 export async function refusalOf(res: Response): Promise<ApiRefusal> {
   const text = await res.text().catch(() => '');
+  const retryAfter = parseRetryAfter(res.headers.get('Retry-After'));
   try {
     const j = JSON.parse(text);
     if (j && typeof j === 'object' && j.error && typeof j.error.message === 'string')
-      return new ApiRefusal(res.status, String(j.error.code ?? 'error'), j.error.message, j.error.field ?? null);
+      return new ApiRefusal(res.status, String(j.error.code ?? 'error'), j.error.message, j.error.field ?? null, retryAfter);
   } catch {
     /* not JSON: fall through */
   }
-  return new ApiRefusal(res.status, 'http_' + res.status, text.trim().slice(0, 200) || res.statusText, null);
+  return new ApiRefusal(res.status, 'http_' + res.status, text.trim().slice(0, 200) || res.statusText, null, retryAfter);
 }
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -283,6 +301,12 @@ export interface AuthAnswer {
   csrf_token: string;
   /** GET /api/auth/me only: open | code | closed */
   registration?: 'open' | 'code' | 'closed';
+}
+/** POST /api/auth/class-codes (teachers; extension) */
+export interface ClassCode {
+  /** 12 letters and digits in groups of four, typed in any case */
+  class_code: string;
+  expires_in_s: number;
 }
 export interface Comment {
   id: number;

@@ -1,14 +1,16 @@
 // Accounts and comments in the browser, against the real server: the header's sign-in panel (keyboard, refusals,
-// a phone's width), posting on a section and seeing it from a second browser by the poll, deleting, a teacher
-// hiding a student's comment, and a dozen XSS payloads from tests/server/xss_payloads.txt that must run nothing,
-// fetch nothing from elsewhere and leave no dangerous element or attribute in the list.
+// a phone's width, a throttled sign-in's wait counted down), posting on a section and seeing it from a second
+// browser by the poll, deleting, a teacher hiding a student's comment, others' deletes and hides showing live in
+// a page that is not reloaded, the comment rate limit's wait, and a dozen XSS payloads from
+// tests/server/xss_payloads.txt that must run nothing, fetch nothing from elsewhere and leave no dangerous element
+// or attribute in the list. (Class-code registration, on a server of its own: registration.e2e.ts.)
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { launch, openPage, screenshot, type Browser } from './browser';
-import { expectNoErrors, expectText, horizontalOverflow } from './helpers';
+import { apiStatus, expectNoErrors, expectText, horizontalOverflow } from './helpers';
 
 const base = inject('baseUrl');
 const teacher = inject('teacher');
@@ -67,6 +69,8 @@ async function post(page: Page, body: string) {
   await expectText(page, '[data-testid="comment-counter"]', '0 / 4000');
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 const bodies = (page: Page) => page.$$eval('[data-testid="comment-body"]', (els) => els.map((e) => e.textContent?.trim() ?? ''));
 
 describe('sign-in panel', () => {
@@ -108,6 +112,68 @@ describe('sign-in panel', () => {
     await screenshot(page, 'comments-signin-phone');
     await page.keyboard.press('Escape');
     expectNoErrors(errors, [/status of 401/, /status of 409/]);
+    await page.close();
+  });
+});
+
+describe('sign-in throttle', () => {
+  it('a throttled sign-in says how long to wait, counts it down with the button disabled, then lets one in', async () => {
+    // The server waits 2^(n−5) s after n ≥ 5 failures for one account from one address: 7 failures (spaced by
+    // the waits) leave a 4 s wait for the browser to meet.
+    const name = newName('tina');
+    expect((await apiStatus(base, '/api/auth/register', { username: name, password: PASSWORD })).status).toBe(201);
+    const fail = async () => (await apiStatus(base, '/api/auth/login', { username: name, password: 'not-the-password' })).status;
+    for (let i = 0; i < 5; i++) expect(await fail()).toBe(401);
+    expect(await fail()).toBe(429); // at once: throttled (not counted)
+    await sleep(1_100);
+    expect(await fail()).toBe(401);
+    await sleep(2_100);
+    expect(await fail()).toBe(401);
+
+    const { page, errors } = await openPage(b1, base, '?page=gradflow');
+    await page.setViewportSize({ width: 360, height: 740 });
+    const logins: number[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/api/auth/login')) logins.push(Date.now());
+    });
+    await page.click('[data-testid="account-open"]');
+    await page.fill('[data-testid="account-username"]', name);
+    await page.fill('[data-testid="account-password"]', PASSWORD); // the right one: still refused while throttled
+    await page.press('[data-testid="account-password"]', 'Enter');
+    await page.waitForSelector('[data-testid="account-wait"]');
+    const said = (await page.textContent('[data-testid="account-wait"]'))!.trim();
+    expect(said).toMatch(/^Too many tries — try again in [1-4] s\.$/);
+    expect(await page.getAttribute('[data-testid="account-wait"]', 'role')).toBe('alert');
+    expect(await page.isDisabled('[data-testid="account-submit"]')).toBe(true);
+    expect(await page.locator('[data-testid="account-error"]').count()).toBe(0); // said once, as the wait
+    const first = Number(/(\d+) s/.exec(said)![1]);
+    // it counts down…
+    await page.waitForFunction(
+      (n) => {
+        const m = /(\d+) s/.exec(document.querySelector('[data-testid="account-wait-left"]')?.textContent ?? '');
+        return m !== null && Number(m[1]) < n;
+      },
+      first,
+      { timeout: 3_000 },
+    );
+    // …and Enter meanwhile sends nothing
+    await page.press('[data-testid="account-password"]', 'Enter');
+    expect(logins.length).toBe(1);
+    // the panel and the message fit a 360 px phone
+    const box = (await page.locator('[data-testid="account-panel"]').boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(360);
+    expect(await horizontalOverflow(page)).toBeLessThanOrEqual(0);
+    await screenshot(page, 'comments-signin-throttled-phone');
+    // the time is up: the button is back, and the right password signs in
+    await page.waitForSelector('[data-testid="account-wait-over"]', { timeout: 8_000 });
+    expect(await page.textContent('[data-testid="account-wait-over"]')).toBe('You can try again now.');
+    expect(await page.isDisabled('[data-testid="account-submit"]')).toBe(false);
+    await page.press('[data-testid="account-password"]', 'Enter');
+    await expectText(page, '[data-testid="account-name"]', name);
+    expect(logins.length).toBe(2);
+    await signOutIfSignedIn(page);
+    expectNoErrors(errors, [/status of 429/]);
     await page.close();
   });
 });
@@ -211,6 +277,118 @@ describe('comments', () => {
     await signOutIfSignedIn(page);
     expectNoErrors(errors);
     await page.close();
+  });
+
+  it('live: another student’s delete and a teacher’s hide, unhide and delete go from a page that is not reloaded', async () => {
+    const carol = newName('carol');
+    const dave = newName('dave');
+    const a = await openPage(b1, base, '?page=addnorm');
+    const b = await openPage(b2, base, '?page=addnorm');
+    await signIn(a.page, carol, PASSWORD, true);
+    await signIn(b.page, dave, PASSWORD, true);
+    await toComments(a.page);
+    await toComments(b.page);
+    await post(b.page, `First, from ${dave}: does placement matter at 2 layers?`);
+    await post(b.page, `Second, from ${dave}: and at 12?`);
+    const d1 = `[data-testid="comment"]:has-text("First, from ${dave}")`;
+    const d2 = `[data-testid="comment"]:has-text("Second, from ${dave}")`;
+    await a.page.waitForSelector(d2, { timeout: 9_000 }); // the poll brings them
+    await a.page.waitForSelector(d1);
+
+    // A is in the middle of writing: the text and the focus must survive what the others do
+    const draft = 'Half a thought about Pre-LN, not posted yet';
+    await a.page.click('[data-testid="comment-input"]');
+    await a.page.keyboard.type(draft);
+    // A's requests to the comments endpoint: never two at once
+    let open = 0;
+    let most = 0;
+    const asked: string[] = [];
+    const isList = (u: string) => new URL(u).pathname === '/api/comments';
+    a.page.on('request', (r) => {
+      if (r.method() === 'GET' && isList(r.url())) {
+        asked.push(r.url());
+        most = Math.max(most, ++open);
+      }
+    });
+    const done = (r: { method(): string; url(): string }) => {
+      if (r.method() === 'GET' && isList(r.url())) open--;
+    };
+    a.page.on('requestfinished', done);
+    a.page.on('requestfailed', done);
+    const t0 = Date.now();
+    // where the textarea being typed in is on screen (the removed comments are above it)
+    const inputTop = () => a.page.evaluate(() => document.querySelector('[data-testid="comment-input"]')!.getBoundingClientRect().top);
+    const top0 = await inputTop();
+
+    // B (the author) deletes their first comment: gone from A within a poll, without a reload
+    await b.page.click(`${d1} [data-testid="comment-delete"]`);
+    await b.page.waitForSelector(d1, { state: 'detached' });
+    await a.page.waitForSelector(d1, { state: 'detached', timeout: 9_000 });
+    expect(await a.page.locator(d2).count()).toBe(1);
+    expect(await a.page.inputValue('[data-testid="comment-input"]')).toBe(draft);
+    expect(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('comment-input');
+    expect(Math.abs((await inputTop()) - top0)).toBeLessThanOrEqual(1); // it did not move on screen
+    expect(await a.page.textContent('[data-testid="comments-notice"]')).toBe('A comment removed.');
+
+    // the teacher (in B) hides the second: gone for A, still listed (marked) for the teacher
+    await signIn(b.page, teacher.name, teacher.password, false);
+    await toComments(b.page);
+    await b.page.click(`${d2} [data-testid="comment-hide"]`);
+    await b.page.waitForSelector(`${d2}[data-hidden="true"]`);
+    await a.page.waitForSelector(d2, { state: 'detached', timeout: 9_000 });
+    // unhidden: back for A
+    await b.page.click(`${d2} [data-testid="comment-unhide"]`);
+    await a.page.waitForSelector(d2, { timeout: 9_000 });
+    expect(await a.page.getAttribute(d2, 'data-hidden')).toBe('false');
+    // the teacher deletes it: gone for A
+    await b.page.click(`${d2} [data-testid="comment-delete"]`);
+    await a.page.waitForSelector(d2, { state: 'detached', timeout: 9_000 });
+    expect(await a.page.inputValue('[data-testid="comment-input"]')).toBe(draft);
+    expect(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('comment-input');
+    expect(Math.abs((await inputTop()) - top0)).toBeLessThanOrEqual(1);
+    await screenshot(a.page, 'comments-live-removed');
+
+    // cheap: one request at a time, and at most a poll plus a resync per 5 s
+    const seconds = (Date.now() - t0) / 1000;
+    expect(most).toBe(1);
+    expect(asked.length).toBeLessThanOrEqual(2 * Math.ceil(seconds / 5) + 2);
+    expect(asked.some((u) => new URL(u).searchParams.get('limit') === '100')).toBe(true); // the resyncs happened
+    await signOutIfSignedIn(a.page);
+    await signOutIfSignedIn(b.page);
+    expectNoErrors(a.errors);
+    expectNoErrors(b.errors);
+    await a.page.close();
+    await b.page.close();
+  });
+
+  it('the comment rate limit: the wait (Retry-After) said and counted down, Post disabled until it is over', async () => {
+    // Its own browser, with Playwright's clock (which runs in real time until told to jump) to see the end of the
+    // server's 60 s without waiting for it.
+    const b3 = await launch();
+    try {
+      await b3.context.clock.install();
+      const { page, errors } = await openPage(b3, base, '?page=gradflow');
+      await signIn(page, newName('rita'), PASSWORD, true);
+      await toComments(page);
+      for (let i = 1; i <= 6; i++) await post(page, `Depth note ${i}`);
+      await page.fill('[data-testid="comment-input"]', 'Depth note 7, one too many');
+      await page.click('[data-testid="comment-post"]');
+      await page.waitForSelector('[data-testid="comment-post-wait"]');
+      const said = (await page.textContent('[data-testid="comment-post-error"]'))!.trim();
+      expect(said).toMatch(/^Too many comments — try again in (60|59) s\. \(comments: expected at most 6 a minute from one account\)$/);
+      expect(await page.isDisabled('[data-testid="comment-post"]')).toBe(true);
+      expect(await page.inputValue('[data-testid="comment-input"]')).toBe('Depth note 7, one too many'); // kept for later
+      await page.waitForFunction(() => Number(/\d+/.exec(document.querySelector('[data-testid="comment-post-wait"]')?.textContent ?? '')?.[0]) <= 58, null, { timeout: 4_000 });
+      expect(await page.isDisabled('[data-testid="comment-post"]')).toBe(true);
+      await page.clock.fastForward('01:00');
+      await page.waitForSelector('[data-testid="comment-post-error"]', { state: 'detached', timeout: 5_000 });
+      expect(await page.isDisabled('[data-testid="comment-post"]')).toBe(false);
+      await signOutIfSignedIn(page);
+      expectNoErrors(errors, [/status of 429/]);
+      await page.close();
+    } finally {
+      await b3.close();
+    }
   });
 
   it('XSS: a dozen payloads run nothing, fetch nothing foreign, and leave no script, img, svg, iframe or on* attribute', async () => {

@@ -1,5 +1,5 @@
 // The auth store and the one place the CSRF token is added (lib/api.ts's send), with a mocked fetch.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deleteJson, getJson, postJson, send, setFetch } from '../../src/lib/api';
 import { streamEvents } from '../../src/lib/sse';
 import { AuthStore, auth } from '../../src/auth.svelte';
@@ -34,6 +34,7 @@ beforeEach(() => {
   });
 });
 afterEach(async () => {
+  vi.useRealTimers();
   routes = [() => json(204, null)];
   await auth.signOut();
   setFetch((i, init) => fetch(i, init));
@@ -78,6 +79,48 @@ describe('auth store', () => {
     await a.register('bob', 'password1', ' K7-Q2 ');
     expect(JSON.parse(seen.at(-1)!.body!)).toEqual({ username: 'bob', password: 'password1', class_code: 'K7-Q2' });
     expect(a.csrf).toBe('tok-b');
+  });
+
+  it('a throttled sign-in (429 + Retry-After) counts down for that account name, then lets it try again', async () => {
+    vi.useFakeTimers();
+    const a = new AuthStore();
+    let throttled = true;
+    routes = [
+      (u) =>
+        u === '/api/auth/login'
+          ? throttled
+            ? json(429, { error: { code: 'too_many_attempts', message: 'sign-in: too many failed attempts: expected a retry in 42 s', field: null } }, { 'Retry-After': '42' })
+            : json(200, ME)
+          : undefined,
+    ];
+    await expect(a.signIn('Ada', 'password1')).rejects.toMatchObject({ status: 429, code: 'too_many_attempts', retryAfter: 42 });
+    expect([a.waitFor('ada'), a.waitFor(' ADA '), a.waitFor('bob'), a.signInWaitName]).toEqual([42, 42, 0, 'ada']);
+    await vi.advanceTimersByTimeAsync(12_000);
+    expect(a.waitFor('ada')).toBe(30);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect([a.waitFor('ada'), a.signInWait.active, a.signInWaitName]).toEqual([0, false, null]);
+    // a 429 without Retry-After: no countdown (the panel says "wait a little")
+    routes = [(u) => (u === '/api/auth/login' ? json(429, { error: { code: 'too_many_attempts', message: 'later', field: null } }) : undefined)];
+    await expect(a.signIn('ada', 'password1')).rejects.toMatchObject({ status: 429, retryAfter: null });
+    expect(a.waitFor('ada')).toBe(0);
+    // a success ends a wait that was running
+    routes = [(u) => (u === '/api/auth/login' ? (throttled ? json(429, { error: { code: 'too_many_attempts', message: 'm', field: null } }, { 'Retry-After': '5' }) : json(200, ME)) : undefined)];
+    await expect(a.signIn('ada', 'password1')).rejects.toMatchObject({ retryAfter: 5 });
+    throttled = false;
+    await a.signIn('eve', 'password1');
+    expect([a.signInWait.active, a.waitFor('ada')]).toEqual([false, 0]);
+  });
+
+  it('makeClassCode (teachers) posts {hours} with the CSRF token and answers the code', async () => {
+    const a = new AuthStore();
+    routes = [
+      (u) => (u === '/api/auth/login' ? json(200, { user: { name: 'teach', role: 'teacher' }, csrf_token: 'tok-t' }) : undefined),
+      (u, m) => (u === '/api/auth/class-codes' && m === 'POST' ? json(201, { class_code: 'K7Q2-M4XP-9RTA', expires_in_s: 86400 }) : undefined),
+    ];
+    await auth.signIn('teach', 'password1');
+    expect(await a.makeClassCode(24)).toEqual({ class_code: 'K7Q2-M4XP-9RTA', expires_in_s: 86400 });
+    const sent = seen.at(-1)!;
+    expect([sent.url, sent.method, JSON.parse(sent.body!), sent.headers.get('X-CSRF-Token')]).toEqual(['/api/auth/class-codes', 'POST', { hours: 24 }, 'tok-t']);
   });
 
   it('signOut posts logout with the token, then forgets user and token even if the server fails', async () => {
