@@ -2,7 +2,7 @@
 // default, WAL) and PostgreSQL (a postgresql:// or postgres:// URL, through libpq). The run store and the
 // account store are written once against it, in the SQL both dialects share: `?` placeholders (numbered
 // `$n` for PostgreSQL here), RETURNING, INSERT … ON CONFLICT … DO UPDATE. Schema text that differs
-// (types, identity columns) is written with the tokens that `Database::schema_sql` expands.
+// (types, identity columns) is written with the tokens that `Database::dialect_sql` expands.
 //
 // Each backend keeps a small pool of connections; `with_connection` lends one for a group of statements,
 // `transaction` wraps them in one transaction. Every method is safe from any thread.
@@ -95,10 +95,28 @@ class Database {
   virtual Status set_schema_version(Connection& c, int version) = 0;
   virtual Status lock_schema(Connection& c) = 0;
   virtual std::string integrity_check() = 0;  // "ok" when sound
+  // Inside a transaction: waits for (then holds until it ends) a lock named by `key`, so that two
+  // processes' transactions on one key run one after the other (PostgreSQL: an advisory lock; SQLite:
+  // nothing to do, its write transactions already run one at a time).
+  virtual Status lock_key(Connection& c, const std::string& key) = 0;
 
-  // Expands the schema tokens for this dialect: {id} an auto-numbered 64-bit primary key, {int} a 64-bit
-  // integer, {real} a double, {without_rowid} SQLite's clustered-table suffix.
-  std::string schema_sql(const std::string& text) const;
+  // Cross-process wake-ups (PostgreSQL: NOTIFY / LISTEN on the channel "blocklab"; SQLite, one process:
+  // none — listeners poll). `listen` calls fn with each payload from its own thread and connection
+  // until the returned handle is destroyed; nullptr where the backend has no notifications.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+  };
+  virtual void notify(const std::string& payload) { (void)payload; }
+  virtual std::unique_ptr<Listener> listen(std::function<void(const std::string&)> fn) {
+    (void)fn;
+    return nullptr;
+  }
+
+  // Expands the dialect tokens: {id} an auto-numbered 64-bit primary key, {int} a 64-bit integer,
+  // {real} a double, {without_rowid} SQLite's clustered-table suffix, {for_update} PostgreSQL's
+  // FOR UPDATE SKIP LOCKED (SQLite's write lock already makes a claim atomic).
+  std::string dialect_sql(const std::string& text) const;
 
  protected:
   Database(Dialect d, std::string name, int pool_size) : dialect_(d), name_(std::move(name)), pool_size_(pool_size) {}

@@ -3,7 +3,12 @@
 // the database; migrations take an advisory lock so that two starting at once migrate once.
 #include <libpq-fe.h>
 
+#include <poll.h>
+
+#include <atomic>
 #include <charconv>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -69,7 +74,9 @@ std::string redacted(const std::string& url) {
 class PgConnection final : public Connection {
  public:
   PgConnection(PGconn* c, std::string name) : c_(c), name_(std::move(name)) {}
-  ~PgConnection() override { PQfinish(c_); }
+  ~PgConnection() override {
+    if (c_) PQfinish(c_);
+  }
 
   Result<Rows> query(const std::string& sql, const std::vector<Value>& params) override {
     unique_violation_ = false;
@@ -130,6 +137,11 @@ class PgConnection final : public Connection {
   }
 
   bool broken() const override { return PQstatus(c_) != CONNECTION_OK; }
+  PGconn* release() {
+    PGconn* c = c_;
+    c_ = nullptr;
+    return c;
+  }
 
  private:
   Status error(PGresult* res) {
@@ -140,6 +152,26 @@ class PgConnection final : public Connection {
   }
   PGconn* c_;
   std::string name_;
+};
+
+class PgDatabase;
+
+// LISTEN blocklab on a connection of its own, in a thread of its own; after a lost connection it
+// reconnects and calls fn("") once, since notifications sent meanwhile are lost.
+class PgListener final : public Database::Listener {
+ public:
+  PgListener(PgDatabase* db, std::function<void(const std::string&)> fn);
+  ~PgListener() override {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void loop();
+  PgDatabase* db_;
+  std::function<void(const std::string&)> fn_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 class PgDatabase final : public Database {
@@ -162,6 +194,19 @@ class PgDatabase final : public Database {
     BLOCKLAB_RETURN_IF_ERROR(c.exec_script(kSchemaLock));
     return c.exec_script("CREATE TABLE IF NOT EXISTS blocklab_schema (version BIGINT NOT NULL)");
   }
+  Status lock_key(Connection& c, const std::string& key) override {
+    return c.query("SELECT pg_advisory_xact_lock(hashtext(?))", {key}).status();
+  }
+  void notify(const std::string& payload) override { (void)query("SELECT pg_notify('blocklab', ?)", {payload}); }
+  std::unique_ptr<Listener> listen(std::function<void(const std::string&)> fn) override {
+    return std::make_unique<PgListener>(this, std::move(fn));
+  }
+  Result<PGconn*> raw_connection() {
+    Result<std::unique_ptr<Connection>> c = connect();
+    if (!c) return c.status();
+    return static_cast<PgConnection*>(c.value().get())->release();
+  }
+
   std::string integrity_check() override {
     // PostgreSQL checks its own pages; what can be asked is whether the database answers.
     Result<Rows> r = query("SELECT 1");
@@ -191,6 +236,35 @@ class PgDatabase final : public Database {
  private:
   std::string url_;
 };
+
+PgListener::PgListener(PgDatabase* db, std::function<void(const std::string&)> fn)
+    : db_(db), fn_(std::move(fn)), thread_([this] { loop(); }) {}
+
+void PgListener::loop() {
+  bool first = true;
+  while (!stop_) {
+    Result<PGconn*> c = db_->raw_connection();
+    if (!c) {
+      for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    PGconn* conn = c.value();
+    PGresult* r = PQexec(conn, "LISTEN blocklab");
+    const bool listening = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (listening && !first) fn_("");  // what was sent while no one listened
+    first = false;
+    while (listening && !stop_ && PQstatus(conn) == CONNECTION_OK) {
+      pollfd p{PQsocket(conn), POLLIN, 0};
+      if (::poll(&p, 1, 200) > 0 && !PQconsumeInput(conn)) break;
+      while (PGnotify* n = PQnotifies(conn)) {
+        fn_(n->extra ? n->extra : "");
+        PQfreemem(n);
+      }
+    }
+    PQfinish(conn);
+  }
+}
 
 }  // namespace
 

@@ -91,6 +91,7 @@ class SqliteDatabase final : public Database {
     return c.exec_script("PRAGMA user_version = " + std::to_string(version));
   }
   Status lock_schema(Connection&) override { return Status::ok(); }  // BEGIN IMMEDIATE holds the file's write lock
+  Status lock_key(Connection&, const std::string&) override { return Status::ok(); }
   std::string integrity_check() override {
     Result<Rows> r = query("PRAGMA integrity_check");
     if (!r) return r.status().message();

@@ -28,7 +28,15 @@ json to_json(const RunRecord& r) {
           {"wall_s", r.wall_s},
           {"tokens_per_s", r.tokens_per_s},
           {"checkpoint", {{"path", r.checkpoint_path}, {"step", r.checkpoint_step}}},
-          {"error", r.error}};
+          {"error", r.error},
+          {"attempts", r.attempts}};
+}
+
+json to_json(const WorkerRecord& w, double now_s) {
+  return {{"id", w.id},       {"host", w.host},         {"kind", w.kind},
+          {"pid", w.pid},     {"max_jobs", w.max_jobs}, {"running", w.running},
+          {"started_at", w.started_at}, {"heartbeat_age_s", now_s - w.heartbeat_s},
+          {"live", now_s - w.heartbeat_s < kWorkerLiveS}};
 }
 
 json to_json(const std::vector<StepRecord>& steps) {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 
 namespace blocklab::lab {
 
@@ -116,6 +118,36 @@ CREATE TABLE signin_failures (
 ){without_rowid};
 CREATE INDEX signin_failures_last ON signin_failures(last_s);
 )sql",
+    // 4 -> 5: the job queue in the store, for every server and worker on it: whose quota a job counts
+    // against, its lease, its cancel flag; the events its stream sends; the workers' heartbeats.
+    R"sql(
+ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN lease_until_s {real} NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN queued_s {real} NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN started_s {real} NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN attempts {int} NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN cancel_requested {int} NOT NULL DEFAULT 0;
+CREATE INDEX runs_queue ON runs(status, kind, id);
+CREATE INDEX runs_owner ON runs(owner, status);
+CREATE TABLE run_events (
+  run_id {int} NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq {int} NOT NULL,
+  event TEXT NOT NULL,
+  data TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+){without_rowid};
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid {int} NOT NULL,
+  kind TEXT NOT NULL,
+  max_jobs {int} NOT NULL,
+  running {int} NOT NULL DEFAULT 0,
+  started_at TEXT NOT NULL,
+  heartbeat_s {real} NOT NULL
+){without_rowid};
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == RunStore::kSchemaVersion);
 
@@ -124,10 +156,14 @@ bool process_alive(int64_t pid) {
   return ::kill(pid_t(pid), 0) == 0 || errno == EPERM;
 }
 
+double wall_clock_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 constexpr const char* kRunColumns =
     "id, created_at, updated_at, kind, task, experiment, label, config_json, options_json, seed, status, steps_done, "
     "steps_total, final_loss, final_accuracy, wall_s, tokens_per_s, checkpoint_path, checkpoint_step, pid, error, "
-    "user_id";
+    "user_id, owner, lease_owner, lease_until_s, queued_s, started_s, attempts, cancel_requested";
 
 RunRecord read_run(const Row& s) {
   RunRecord r;
@@ -153,14 +189,35 @@ RunRecord read_run(const Row& s) {
   r.pid = s.integer(19);
   r.error = s.text(20);
   r.user_id = s.integer(21);  // NULL reads as 0
-  if (r.status == "running" && r.pid != int64_t(::getpid()) && !process_alive(r.pid)) r.status = "interrupted";
+  r.owner = s.text(22);
+  r.lease_owner = s.text(23);
+  r.lease_until_s = s.real(24);
+  r.queued_s = s.real(25);
+  r.started_s = s.real(26);
+  r.attempts = s.integer(27);
+  r.cancel_requested = s.integer(28) != 0;
+  if (r.status == "running" && lease_lost(r, wall_clock_s())) r.status = "interrupted";
   return r;
 }
 
 }  // namespace
 
-bool RunRecord::held_by_another_process() const {
-  return pid > 0 && pid != int64_t(::getpid()) && process_alive(pid);
+bool lease_lost(const RunRecord& r, double now_s) {
+  // A run without a lease (the CLI's, or a job of a blocklab before version 5) is its process's, here.
+  if (r.lease_owner.empty()) return r.pid != int64_t(::getpid()) && !process_alive(r.pid);
+  if (r.lease_until_s < now_s) return true;
+  // host:pid:random — a holder on this host whose process is gone has lost it before it runs out.
+  const size_t a = r.lease_owner.rfind(':'), b = a == std::string::npos ? a : r.lease_owner.rfind(':', a - 1);
+  if (b == std::string::npos) return false;
+  if (r.lease_owner.substr(0, b) != host_name()) return false;
+  const int64_t pid = std::strtoll(r.lease_owner.c_str() + b + 1, nullptr, 10);
+  return pid != int64_t(::getpid()) && !process_alive(pid);
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+  return buf;
 }
 
 Result<std::unique_ptr<RunStore>> RunStore::open(const std::string& where) {
@@ -214,7 +271,7 @@ Status RunStore::migrate(int target_version) {
       Result<int> now = db_->schema_version(c);
       if (!now) return now.status();
       if (now.value() > v) return Status::ok();
-      BLOCKLAB_RETURN_IF_ERROR(c.exec_script(db_->schema_sql(kMigrations[v])));
+      BLOCKLAB_RETURN_IF_ERROR(c.exec_script(db_->dialect_sql(kMigrations[v])));
       return db_->set_schema_version(c, v + 1);
     });
     if (!st) return Status::error("migrating the run store to version " + std::to_string(v + 1) + ": " + st.message());
@@ -235,8 +292,46 @@ Result<int64_t> RunStore::create_run(const RunRecord& r) {
   return rows.value()[0].integer(0);
 }
 
+std::string RunStore::fence_of(int64_t run_id) {
+  std::lock_guard lock(fence_mu_);
+  auto it = fences_.find(run_id);
+  return it == fences_.end() ? "" : it->second;
+}
+
+void RunStore::fence(int64_t run_id, const std::string& worker) {
+  std::lock_guard lock(fence_mu_);
+  fences_[run_id] = worker;
+}
+
+void RunStore::unfence(int64_t run_id) {
+  std::lock_guard lock(fence_mu_);
+  fences_.erase(run_id);
+}
+
+namespace {
+// An UPDATE of one run, limited to its lease holder when the run is fenced: "lease lost" when that
+// changed nothing.
+Status update_run(Connection& c, std::string sql, std::vector<Value> params, int64_t run_id, const std::string& fence,
+                  const std::string& what) {
+  sql += " WHERE id = ?";
+  params.emplace_back(run_id);
+  if (!fence.empty()) {
+    sql += " AND lease_owner = ?";
+    params.emplace_back(fence);
+  }
+  Result<Rows> r = c.query(sql, params);
+  if (!r) return r.status().with_context(what);
+  if (!fence.empty() && r->affected == 0)
+    return Status::error("run " + std::to_string(run_id) + ": " + what + ": this worker's lease on it was lost");
+  return Status::ok();
+}
+}  // namespace
+
 Status RunStore::append_step(int64_t run_id, const StepRecord& st, const std::vector<LayerGradNorm>& layers) {
+  const std::string fence = fence_of(run_id);
   return db_->transaction([&](Connection& c) -> Status {
+    BLOCKLAB_RETURN_IF_ERROR(update_run(c, "UPDATE runs SET steps_done = ?, wall_s = ?, updated_at = ?",
+                                        {st.step, st.wall_s, now_utc()}, run_id, fence, "update run"));
     BLOCKLAB_RETURN_IF_ERROR(
         c.query("INSERT INTO steps (run_id, step, loss, accuracy, lr, grad_norm, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, step) DO UPDATE SET loss = excluded.loss, accuracy = excluded.accuracy, "
@@ -252,42 +347,41 @@ Status RunStore::append_step(int64_t run_id, const StepRecord& st, const std::ve
                   {run_id, st.step, l.layer, l.grad_norm_params, l.grad_norm_resid})
               .status()
               .with_context("append layer norms"));
-    return c.query("UPDATE runs SET steps_done = ?, wall_s = ?, updated_at = ? WHERE id = ?",
-                   {st.step, st.wall_s, now_utc(), run_id})
-        .status()
-        .with_context("update run");
+    return Status::ok();
   });
 }
 
 Status RunStore::resume_run(int64_t run_id, int64_t from_step, int64_t steps_total, int64_t pid) {
+  const std::string fence = fence_of(run_id);
   return db_->transaction([&](Connection& c) -> Status {
+    BLOCKLAB_RETURN_IF_ERROR(update_run(c,
+                                        "UPDATE runs SET status = 'running', steps_done = ?, steps_total = ?, pid = ?, "
+                                        "error = '', final_loss = NULL, final_accuracy = NULL, updated_at = ?",
+                                        {from_step, steps_total, pid, now_utc()}, run_id, fence, "resume run"));
     BLOCKLAB_RETURN_IF_ERROR(c.query("DELETE FROM steps WHERE run_id = ? AND step > ?", {run_id, from_step}).status());
-    BLOCKLAB_RETURN_IF_ERROR(
-        c.query("DELETE FROM layer_grad_norms WHERE run_id = ? AND step > ?", {run_id, from_step}).status());
-    return c.query("UPDATE runs SET status = 'running', steps_done = ?, steps_total = ?, pid = ?, error = '', "
-                   "final_loss = NULL, final_accuracy = NULL, updated_at = ? WHERE id = ?",
-                   {from_step, steps_total, pid, now_utc(), run_id})
-        .status()
-        .with_context("resume run");
+    return c.query("DELETE FROM layer_grad_norms WHERE run_id = ? AND step > ?", {run_id, from_step}).status();
   });
 }
 
 Status RunStore::set_checkpoint(int64_t run_id, const std::string& path, int64_t step) {
-  return db_->query("UPDATE runs SET checkpoint_path = ?, checkpoint_step = ?, updated_at = ? WHERE id = ?",
-                    {path, step, now_utc(), run_id})
-      .status()
-      .with_context("set checkpoint");
+  const std::string fence = fence_of(run_id);
+  return db_->with_connection([&](Connection& c) {
+    return update_run(c, "UPDATE runs SET checkpoint_path = ?, checkpoint_step = ?, updated_at = ?",
+                      {path, step, now_utc()}, run_id, fence, "set checkpoint");
+  });
 }
 
 Status RunStore::finish_run(int64_t run_id, const std::string& status, std::optional<double> final_loss,
                             std::optional<double> final_accuracy, double wall_s, double tokens_per_s,
                             const std::string& error) {
-  return db_->query("UPDATE runs SET status = ?, final_loss = ?, final_accuracy = ?, wall_s = ?, tokens_per_s = ?, "
-                    "error = ?, updated_at = ? WHERE id = ?",
-                    {status, nullable(final_loss), nullable(final_accuracy), wall_s, tokens_per_s, error, now_utc(),
-                     run_id})
-      .status()
-      .with_context("finish run");
+  const std::string fence = fence_of(run_id);
+  return db_->with_connection([&](Connection& c) {
+    return update_run(c,
+                      "UPDATE runs SET status = ?, final_loss = ?, final_accuracy = ?, wall_s = ?, tokens_per_s = ?, "
+                      "error = ?, updated_at = ?, lease_owner = '', lease_until_s = 0",
+                      {status, nullable(final_loss), nullable(final_accuracy), wall_s, tokens_per_s, error, now_utc()},
+                      run_id, fence, "finish run");
+  });
 }
 
 Result<std::vector<RunRecord>> RunStore::select_runs(const std::string& where, const std::vector<Value>& params) {
@@ -333,6 +427,234 @@ Result<std::vector<RunStore::StepLayers>> RunStore::layer_grad_norms(int64_t run
     if (out.empty() || out.back().step != step) out.push_back({step, {}});
     out.back().layers.push_back({s.integer(1), s.real(2), s.real(3)});
   }
+  return out;
+}
+
+// ---- the job queue ----------------------------------------------------------------------------------
+
+namespace {
+// Queued jobs in the order they are claimed: owners with the fewest running jobs first, then the owner
+// served longest ago, then the oldest job (a round-robin across owners).
+constexpr const char* kFairOrder =
+    " ORDER BY (SELECT count(*) FROM runs x WHERE x.owner = r.owner AND x.status = 'running' AND x.kind = 'job'), "
+    "(SELECT coalesce(max(x.started_s), 0) FROM runs x WHERE x.owner = r.owner AND x.kind = 'job'), r.id";
+}  // namespace
+
+std::string new_worker_id() {
+  unsigned char b[4];
+  std::FILE* f = std::fopen("/dev/urandom", "rb");
+  const bool ok = f && std::fread(b, 1, sizeof b, f) == sizeof b;
+  if (f) std::fclose(f);
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
+  return host_name() + ":" + std::to_string(::getpid()) + ":" + (ok ? hex : "0");
+}
+
+Result<RunStore::Admitted> RunStore::enqueue_job(const RunRecord& r, int owner_limit, int max_queued, double now_s,
+                                                 const std::function<std::string(int64_t)>& first_event) {
+  Admitted out;
+  Status st = db_->transaction([&](Connection& c) -> Status {
+    // One owner's submissions, from any server, are counted one after the other.
+    BLOCKLAB_RETURN_IF_ERROR(db_->lock_key(c, "blocklab-owner:" + r.owner));
+    if (owner_limit > 0 && !r.owner.empty()) {
+      Result<Rows> n = c.query("SELECT count(*) FROM runs WHERE owner = ? AND kind = 'job' AND status IN ('queued', 'running')",
+                               {r.owner});
+      if (!n) return n.status();
+      out.owner_active = n.value()[0].integer(0);
+      if (out.owner_active >= owner_limit) {
+        out.admission = Admission::owner_full;
+        return Status::ok();
+      }
+    }
+    Result<Rows> q = c.query("SELECT count(*) FROM runs WHERE kind = 'job' AND status = 'queued'");
+    if (!q) return q.status();
+    out.queued = q.value()[0].integer(0);
+    if (max_queued > 0 && out.queued >= max_queued) {
+      out.admission = Admission::queue_full;
+      return Status::ok();
+    }
+    const std::string now = now_utc();
+    Result<Rows> id = c.query(
+        "INSERT INTO runs (created_at, updated_at, kind, task, experiment, label, config_json, options_json, seed, "
+        "status, steps_done, steps_total, checkpoint_path, pid, user_id, owner, queued_s) "
+        "VALUES (?, ?, 'job', ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, 0, ?, ?, ?) RETURNING id",
+        {now, now, r.task, r.experiment, r.label, r.config_json, r.options_json, int64_t(r.seed), r.steps_total,
+         r.checkpoint_path, nullable_id(r.user_id), r.owner, now_s});
+    if (!id) return id.status().with_context("queue job");
+    out.run_id = id.value()[0].integer(0);
+    return c.query("INSERT INTO run_events (run_id, seq, event, data) VALUES (?, 1, 'status', ?)",
+                   {out.run_id, first_event(out.run_id)})
+        .status();
+  });
+  if (!st) return st;
+  if (out.admission == Admission::admitted) db_->notify("job");
+  return out;
+}
+
+Result<std::optional<RunRecord>> RunStore::claim_job(const std::string& worker, int64_t pid, double now_s,
+                                                     double lease_s) {
+  std::optional<RunRecord> out;
+  Status st = db_->transaction([&](Connection& c) -> Status {
+    Result<Rows> next = c.query(db_->dialect_sql(std::string("SELECT r.id FROM runs r WHERE r.status = 'queued' AND "
+                                                             "r.kind = 'job'") +
+                                                 kFairOrder + " LIMIT 1{for_update}"));
+    if (!next) return next.status().with_context("claim job");
+    if (next->empty()) return Status::ok();
+    Result<Rows> got = c.query(std::string("UPDATE runs SET status = 'running', lease_owner = ?, lease_until_s = ?, "
+                                           "started_s = ?, attempts = attempts + 1, pid = ?, updated_at = ? "
+                                           "WHERE id = ? AND status = 'queued' RETURNING ") +
+                                   kRunColumns,
+                               {worker, now_s + lease_s, now_s, pid, now_utc(), next.value()[0].integer(0)});
+    if (!got) return got.status().with_context("claim job");
+    if (!got->empty()) out = read_run(got.value()[0]);
+    return Status::ok();
+  });
+  if (!st) return st;
+  return out;
+}
+
+Result<RunStore::Leases> RunStore::renew_leases(const std::string& worker, double now_s, double lease_s) {
+  Result<Rows> r = db_->query(
+      "UPDATE runs SET lease_until_s = ? WHERE lease_owner = ? AND status = 'running' RETURNING id, cancel_requested",
+      {now_s + lease_s, worker});
+  if (!r) return r.status().with_context("renew leases");
+  Leases out;
+  for (const Row& row : r.value()) {
+    out.held.push_back(row.integer(0));
+    if (row.integer(1) != 0) out.cancel_requested.push_back(row.integer(0));
+  }
+  return out;
+}
+
+Result<std::vector<int64_t>> RunStore::requeue_lost(double now_s) {
+  Result<std::vector<RunRecord>> running = select_runs("WHERE kind = 'job' AND status = 'running'", {});
+  if (!running) return running.status();
+  std::vector<int64_t> out;
+  for (const RunRecord& r : running.value()) {
+    // read_run reports a lost lease as "interrupted"; re-check here against the stored row.
+    RunRecord raw = r;
+    raw.status = "running";
+    if (r.status != "interrupted" && !lease_lost(raw, now_s)) continue;
+    Result<Rows> u = db_->query(
+        "UPDATE runs SET status = 'queued', lease_owner = '', lease_until_s = 0, updated_at = ? "
+        "WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_until_s = ?",
+        {now_utc(), r.id, r.lease_owner, r.lease_until_s});
+    if (!u) return u.status().with_context("requeue job");
+    if (u->affected > 0) out.push_back(r.id);
+  }
+  if (!out.empty()) db_->notify("job");
+  return out;
+}
+
+Status RunStore::release_job(int64_t run_id, const std::string& worker) {
+  // Its trainer may have marked it cancelled already (stopped after a step, checkpointed): unless a
+  // user asked for that, it is queued again.
+  Status st = db_->query("UPDATE runs SET status = 'queued', lease_owner = '', lease_until_s = 0, final_loss = NULL, "
+                         "final_accuracy = NULL, updated_at = ? WHERE id = ? AND lease_owner IN (?, '') AND "
+                         "status IN ('running', 'cancelled') AND cancel_requested = 0",
+                         {now_utc(), run_id, worker})
+                  .status()
+                  .with_context("release job");
+  if (st) db_->notify("job");
+  return st;
+}
+
+Result<std::string> RunStore::request_cancel(int64_t run_id, const std::string& end_event_data) {
+  std::string out;
+  Status st = db_->transaction([&](Connection& c) -> Status {
+    Result<Rows> q = c.query("UPDATE runs SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = 'queued'",
+                             {now_utc(), run_id});
+    if (!q) return q.status();
+    if (q->affected > 0) {
+      out = "cancelled";
+      return c.query("INSERT INTO run_events (run_id, seq, event, data) VALUES (?, (SELECT coalesce(max(seq), 0) + 1 "
+                     "FROM run_events WHERE run_id = ?), 'end', ?)",
+                     {run_id, run_id, end_event_data})
+          .status();
+    }
+    Result<Rows> r = c.query("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", {run_id});
+    if (!r) return r.status();
+    if (r->affected > 0) out = "cancelling";
+    return Status::ok();
+  });
+  if (!st) return st.with_context("cancel run");
+  db_->notify(out == "cancelled" ? "e:" + std::to_string(run_id) : "cancel:" + std::to_string(run_id));
+  return out;
+}
+
+Result<std::vector<RunRecord>> RunStore::queue() {
+  Result<Rows> rows = db_->query(std::string("SELECT ") + kRunColumns +
+                                 " FROM runs r WHERE r.status = 'queued' AND r.kind = 'job'" + kFairOrder);
+  if (!rows) return rows.status().with_context("read the queue");
+  std::vector<RunRecord> out;
+  for (const Row& row : rows.value()) out.push_back(read_run(row));
+  return out;
+}
+
+Result<int64_t> RunStore::count_jobs(const std::string& status) {
+  Result<Rows> r = db_->query("SELECT count(*) FROM runs WHERE kind = 'job' AND status = ?", {status});
+  if (!r) return r.status();
+  return r.value()[0].integer(0);
+}
+
+// ---- run events ----
+
+Result<int64_t> RunStore::append_event(int64_t run_id, const std::string& event, const std::string& data) {
+  for (int attempt = 0;; ++attempt) {
+    int64_t seq = 0;
+    bool conflict = false;
+    Status st = db_->with_connection([&](Connection& c) -> Status {
+      Result<Rows> r = c.query("INSERT INTO run_events (run_id, seq, event, data) VALUES (?, (SELECT coalesce(max(seq), 0) "
+                               "+ 1 FROM run_events WHERE run_id = ?), ?, ?) RETURNING seq",
+                               {run_id, run_id, event, data});
+      if (!r) {
+        conflict = c.unique_violation();
+        return r.status();
+      }
+      seq = r.value()[0].integer(0);
+      return Status::ok();
+    });
+    if (st) {
+      db_->notify("e:" + std::to_string(run_id));
+      return seq;
+    }
+    if (!conflict || attempt >= 3) return st.with_context("append event");
+  }
+}
+
+Result<std::vector<RunEvent>> RunStore::events(int64_t run_id, int64_t after_seq) {
+  Result<Rows> r = db_->query("SELECT seq, event, data FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                              {run_id, after_seq});
+  if (!r) return r.status().with_context("read events");
+  std::vector<RunEvent> out;
+  out.reserve(r->size());
+  for (const Row& row : r.value()) out.push_back({row.integer(0), row.text(1), row.text(2)});
+  return out;
+}
+
+// ---- workers ----
+
+Status RunStore::heartbeat(const WorkerRecord& w) {
+  return db_->query("INSERT INTO workers (id, host, pid, kind, max_jobs, running, started_at, heartbeat_s) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET running = excluded.running, "
+                    "max_jobs = excluded.max_jobs, heartbeat_s = excluded.heartbeat_s",
+                    {w.id, w.host, w.pid, w.kind, w.max_jobs, w.running, w.started_at, w.heartbeat_s})
+      .status()
+      .with_context("worker heartbeat");
+}
+
+Status RunStore::remove_worker(const std::string& id) {
+  return db_->query("DELETE FROM workers WHERE id = ?", {id}).status();
+}
+
+Result<std::vector<WorkerRecord>> RunStore::workers() {
+  Result<Rows> r = db_->query(
+      "SELECT id, host, pid, kind, max_jobs, running, started_at, heartbeat_s FROM workers ORDER BY started_at, id");
+  if (!r) return r.status().with_context("list workers");
+  std::vector<WorkerRecord> out;
+  for (const Row& row : r.value())
+    out.push_back({row.text(0), row.text(1), row.text(3), row.integer(2), row.integer(4), row.integer(5), row.text(6),
+                   row.real(7)});
   return out;
 }
 

@@ -7,7 +7,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,14 +54,44 @@ struct RunRecord {
   int64_t pid = 0;
   std::string error;
   int64_t user_id = 0;  // the account that ran it (a server job of a signed-in user); 0: none
-
-  // Whether another live process on this machine wrote it last (a queued job in another server's queue).
-  bool held_by_another_process() const;
+  // Server jobs (kind "job") wait in the store's queue and are leased to the process that trains them.
+  std::string owner;        // whose quota it counts against: "user:NAME", "address:IP", or ""
+  std::string lease_owner;  // the worker (WorkerRecord::id) training it, while it is running
+  double lease_until_s = 0; // the lease runs out then unless renewed (Unix time)
+  double queued_s = 0, started_s = 0;
+  int64_t attempts = 0;     // how many times a worker has claimed it
+  bool cancel_requested = false;
 };
+
+// A process that trains the store's queued jobs (`serve` unless --no-jobs, or `worker`), as its
+// heartbeat row says. Live while its heartbeat is recent.
+struct WorkerRecord {
+  std::string id;  // host:pid:random
+  std::string host, kind;  // kind: serve | worker
+  int64_t pid = 0, max_jobs = 0, running = 0;
+  std::string started_at;
+  double heartbeat_s = 0;
+};
+
+// A worker whose heartbeat (every 5 s) is older than this is gone.
+inline constexpr double kWorkerLiveS = 15;
+
+// One event of a run's stream (Server-Sent Events), in the order it was published.
+struct RunEvent {
+  int64_t seq = 0;
+  std::string event, data;
+};
+
+// This machine's name, as workers record it.
+std::string host_name();
+// A worker id for this process: host:pid:random.
+std::string new_worker_id();
+// Whether the holder of a lease is gone: its lease ran out, or it is a process of this host that has died.
+bool lease_lost(const RunRecord& r, double now_s);
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating if needed) and migrates the store: a file path (SQLite) or a postgresql:// URL. A
   // store written by a newer blocklab is refused.
@@ -93,16 +126,66 @@ class RunStore {
   };
   Result<std::vector<StepLayers>> layer_grad_norms(int64_t run_id);
 
+  // ---- the job queue: the server's training jobs (kind "job"), shared by every process on the store ----
+  enum class Admission { admitted, owner_full, queue_full };
+  struct Admitted {
+    Admission admission = Admission::admitted;
+    int64_t run_id = 0;
+    int64_t owner_active = 0, queued = 0;  // when refused: the owner's jobs queued or running; jobs queued
+  };
+  // Records a queued job and its first event (a "status" event, first_event(run_id) its data) in one
+  // transaction, unless run.owner already has owner_limit jobs queued or running (0: no limit) or
+  // max_queued jobs wait in all.
+  Result<Admitted> enqueue_job(const RunRecord& run, int owner_limit, int max_queued, double now_s,
+                               const std::function<std::string(int64_t)>& first_event);
+  // The next queued job in fair order (owners with fewest running jobs first, then the one served
+  // longest ago, then the oldest job), leased to `worker` until now + lease_s; nullopt when none waits.
+  // Atomic across processes (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the write lock).
+  Result<std::optional<RunRecord>> claim_job(const std::string& worker, int64_t pid, double now_s, double lease_s);
+  struct Leases {
+    std::vector<int64_t> held;              // jobs `worker` still holds
+    std::vector<int64_t> cancel_requested;  // of those, the ones someone asked to cancel
+  };
+  // Extends every lease `worker` holds to now + lease_s.
+  Result<Leases> renew_leases(const std::string& worker, double now_s, double lease_s);
+  // Puts back in the queue the running jobs whose holder is gone (lease_lost); returns their ids.
+  Result<std::vector<int64_t>> requeue_lost(double now_s);
+  // A job `worker` holds goes back to the queue (its process stops; it resumes from its checkpoint).
+  Status release_job(int64_t run_id, const std::string& worker);
+  // Cancel: a queued job is cancelled at once (returns "cancelled", with its end event); a running one
+  // is asked to stop ("cancelling": its worker sees the flag); anything else is left ("" + its status).
+  Result<std::string> request_cancel(int64_t run_id, const std::string& end_event_data);
+  // Queued jobs in the order they would be claimed now.
+  Result<std::vector<RunRecord>> queue();
+  Result<int64_t> count_jobs(const std::string& status);
+
+  // Writes to a fenced run succeed only while `worker` holds its lease (a worker that lost it, say
+  // after a pause longer than the lease, cannot overwrite what the new holder writes).
+  void fence(int64_t run_id, const std::string& worker);
+  void unfence(int64_t run_id);
+
+  // ---- run events (what a run's event stream sends, from any process) ----
+  Result<int64_t> append_event(int64_t run_id, const std::string& event, const std::string& data);
+  Result<std::vector<RunEvent>> events(int64_t run_id, int64_t after_seq);
+
+  // ---- workers ----
+  Status heartbeat(const WorkerRecord& w);
+  Status remove_worker(const std::string& id);
+  Result<std::vector<WorkerRecord>> workers();
+
   // For tests of the migrations: a store at an older schema version.
   static Result<std::unique_ptr<RunStore>> open_at_version(const std::string& where, int version);
 
  private:
   explicit RunStore(std::shared_ptr<Database> db) : db_(std::move(db)) {}
+  std::string fence_of(int64_t run_id);
   static Result<std::unique_ptr<RunStore>> open_impl(std::shared_ptr<Database> db, int target_version);
   Status migrate(int target_version);
   Result<std::vector<RunRecord>> select_runs(const std::string& where, const std::vector<Value>& params);
 
   std::shared_ptr<Database> db_;
+  std::mutex fence_mu_;
+  std::map<int64_t, std::string> fences_;
 };
 
 }  // namespace blocklab::lab

@@ -14,14 +14,19 @@
 
 namespace blocklab::lab {
 
+std::string default_checkpoint_dir(const RunStore& store) {
+  namespace fs = std::filesystem;
+  if (Database::is_url(store.path())) return (fs::current_path() / "checkpoints").string();
+  return (fs::absolute(store.path()).parent_path() / "checkpoints").string();
+}
+
 namespace {
 
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
 
 std::string default_checkpoint_path(const RunStore& store, int64_t run_id) {
-  const fs::path dir = fs::absolute(store.path()).parent_path() / "checkpoints";
-  return (dir / ("run-" + std::to_string(run_id) + ".safetensors")).string();
+  return (fs::path(default_checkpoint_dir(store)) / ("run-" + std::to_string(run_id) + ".safetensors")).string();
 }
 
 // Refuses a checkpoint path that cannot be written before any run is recorded.

@@ -23,6 +23,10 @@ struct TrainRunSpec {
   int64_t user_id = 0;           // the account it belongs to (the server's signed-in user); 0: none
 };
 
+// Where checkpoints go unless a path is given: checkpoints/ beside an SQLite store, or in the working
+// folder for a PostgreSQL one.
+std::string default_checkpoint_dir(const RunStore& store);
+
 // The store's record of a run about to train (status "queued" when it must wait for its turn).
 RunRecord run_record(const TrainRunSpec& spec, const std::string& status);
 

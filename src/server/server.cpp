@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -45,13 +46,24 @@ std::string beside_source(const std::string& rel) {
 // could not be written (a full disk) is still "running" there.
 void overlay_job(lab::RunRecord& r, JobManager& jobs) {
   if (r.status != "running" && r.status != "queued" && r.status != "interrupted") return;
-  std::shared_ptr<Job> job = jobs.find(r.id);
+  std::shared_ptr<LocalJob> job = jobs.local(r.id);
   if (!job) return;
   const std::string live = job->status();
-  if (live != r.status && live != "queued" && live != "running") {
+  if (live != r.status && live != "queued" && live != "running" && live != "lost") {
     r.status = live;
     if (r.error.empty()) r.error = job->error();
   }
+}
+
+// The processes training the store's jobs now (heartbeat within kWorkerLiveS).
+json live_workers(lab::RunStore& store) {
+  json out = json::array();
+  Result<std::vector<lab::WorkerRecord>> workers = store.workers();
+  if (!workers) return out;
+  const double now = now_s();
+  for (const lab::WorkerRecord& w : workers.value())
+    if (now - w.heartbeat_s < lab::kWorkerLiveS) out.push_back(lab::to_json(w, now));
+  return out;
 }
 
 std::string file_bytes(const std::string& path) {
@@ -100,7 +112,12 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   s->models_ = std::move(models.value());
   for (const std::string& w : s->models_->warnings()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
   set_blas_threads(1);  // parallelism comes from concurrent requests and jobs
-  s->jobs_ = std::make_unique<JobManager>(*s->store_, options.limits);
+  JobOptions jobs;
+  jobs.run_jobs = options.run_jobs;
+  jobs.max_running = options.limits.max_running_jobs;
+  jobs.kind = "serve";
+  jobs.checkpoint_dir = options.checkpoint_dir;
+  s->jobs_ = std::make_unique<JobManager>(*s->store_, options.limits, jobs);
   for (const std::string& w : s->jobs_->recover()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
   const Limits& L = options.limits;
   http::Options h;
@@ -173,6 +190,7 @@ void Server::routes() {
                          {"store", {{"backend", db->dialect() == lab::Dialect::postgres ? "postgresql" : "sqlite"},
                                     {"answers", db->query("SELECT 1").is_ok()}}},
                          {"jobs", {{"running", jobs_->running()}, {"queued", jobs_->queued()}}},
+                         {"workers", live_workers(*store_)},
                          {"models", models_->list().size()},
                          {"connections", {{"open", st.connections},
                                           {"event_streams", st.streams},
@@ -310,13 +328,22 @@ void Server::routes() {
       if (!who) throw ApiError(401, "unauthenticated", "mine: sign in to list your runs (POST /api/auth/login)", "mine");
     }
     Result<std::vector<lab::RunRecord>> runs = who ? store_->list_runs_of(who->user.id) : store_->list_runs();
-    if (!runs) throw ApiError(503, "store_unavailable", runs.status().message());
+    Result<std::vector<lab::RunRecord>> queue = store_->queue();
+    Result<int64_t> running = store_->count_jobs("running");
+    if (!runs || !queue || !running)
+      throw ApiError(503, "store_unavailable", (!runs ? runs.status() : !queue ? queue.status() : running.status()).message());
+    std::map<int64_t, int64_t> position;  // queued jobs: their place in the fair order, from 1
+    for (size_t i = 0; i < queue->size(); ++i) position[queue.value()[i].id] = int64_t(i) + 1;
     json list = json::array();
     for (lab::RunRecord& r : runs.value()) {
       overlay_job(r, *jobs_);
-      list.push_back(lab::to_json(r));
+      json j = lab::to_json(r);
+      if (auto it = position.find(r.id); it != position.end() && r.status == "queued") j["queue_position"] = it->second;
+      list.push_back(std::move(j));
     }
-    send_json(res, 200, {{"runs", list}});
+    send_json(res, 200, {{"runs", list},
+                         {"queue", {{"queued", queue->size()}, {"running", running.value()},
+                                    {"workers", live_workers(*store_).size()}}}});
   });
   auto get_run = [this](int64_t id) {
     Result<lab::RunRecord> r = store_->get_run(id);
@@ -341,10 +368,13 @@ void Server::routes() {
     (void)session_for_change(req);
     const int64_t id = path_id(req);
     const lab::RunRecord r = get_run(id);
-    if (jobs_->cancel(id)) {
+    const std::string outcome = jobs_->cancel(id);
+    if (outcome == "cancelling") {
       send_json(res, 202, {{"run_id", id}, {"status", "cancelling"}});
+    } else if (outcome == "cancelled") {
+      send_json(res, 200, {{"run_id", id}, {"status", "cancelled"}});
     } else {
-      send_json(res, 200, {{"run_id", id}, {"status", r.status}, {"message", "not running on this server: nothing to cancel"}});
+      send_json(res, 200, {{"run_id", id}, {"status", r.status}, {"message", "neither queued nor running: nothing to cancel"}});
     }
   });
   get(R"(/api/runs/([^/]+)/export)", [this, get_run, run_json](const http::Request& req, http::Response& res) {
@@ -377,8 +407,12 @@ void Server::routes() {
     const lab::RunRecord r = get_run(path_id(req));
     res.set_header("Cache-Control", "no-cache");
     res.content_type = "text/event-stream";
-    std::shared_ptr<Job> job = jobs_->find(r.id);
-    if (!job) {  // not a job of this server: replay what the store has, then end
+    std::shared_ptr<RunFeed> feed = jobs_->feed(r.id);
+    if (!feed) throw ApiError(503, "store_unavailable", "run " + std::to_string(r.id) + ": cannot read its events");
+    bool ended = false;
+    // A run that has ended without events (the CLI's, or from a blocklab before the queue was in the
+    // store): its steps and end, as the store has them.
+    if (feed->events_since(0, &ended).empty() && r.status != "queued" && r.status != "running") {
       std::string text;
       Result<std::vector<lab::StepRecord>> steps = store_->steps(r.id);
       if (!steps) throw ApiError(503, "store_unavailable", steps.status().message());
@@ -396,9 +430,9 @@ void Server::routes() {
       double last = now_s();
     };
     auto cursor = std::make_shared<Cursor>();
-    res.stream = [job, cursor](std::string& out) {
+    res.stream = [feed, cursor](std::string& out) {
       bool done = false;
-      const std::vector<std::string> events = job->events_since(cursor->sent, 0, &done);
+      const std::vector<std::string> events = feed->events_since(cursor->sent, &done);
       for (const std::string& e : events) out += e;
       cursor->sent += events.size();
       const double t = now_s();

@@ -44,6 +44,8 @@ struct ServerOptions {
   int max_comment_chars = 4000;
   int comments_per_minute = 6;  // per account
   int comments_page = 100;      // most comments in one answer
+  bool run_jobs = true;         // false (--no-jobs): queue and stream jobs, leave the training to workers
+  std::string checkpoint_dir;   // the jobs' checkpoints; "" : checkpoints/ beside an SQLite store, ./checkpoints for PostgreSQL
   Limits limits;
 };
 
@@ -56,7 +58,7 @@ class Server {
   Result<int> bind();
   // Serves until stop(). REQUIRES: bind() succeeded.
   void serve();
-  // Stops accepting, cancels the training jobs (they checkpoint), returns when all is shut.
+  // Stops accepting; the jobs it trains checkpoint and go back to the queue; returns when all is shut.
   void stop();
 
   ModelRegistry& models() { return *models_; }

@@ -281,7 +281,7 @@ TEST_F(Cli, SigkillLosesNoCommittedStepAndResumeFinishesExactly) {
   EXPECT_EQ(store->integrity_check(), "ok");
 }
 
-TEST_F(Cli, ServeStopsCleanlyOnSigtermCheckpointingItsJobs) {
+TEST_F(Cli, ServeStopsCleanlyOnSigtermPuttingItsJobsBackInTheQueue) {
   const std::string db = path("serve.db"), log = path("serve.log");
   const pid_t pid = spawn({"serve", "--port", "0", "--db", db, "--models", path("no-models"), "--quiet"}, log);
   int port = 0;
@@ -313,8 +313,10 @@ TEST_F(Cli, ServeStopsCleanlyOnSigtermCheckpointingItsJobs) {
   EXPECT_NE(slurp(log).find("stopped"), std::string::npos);
   auto store = lab::RunStore::open(db).value();
   EXPECT_EQ(store->integrity_check(), "ok");
+  // Back in the queue, checkpointed: the next server resumes it from there.
   const lab::RunRecord run = store->get_run(1).value();
-  EXPECT_EQ(run.status, "cancelled");
+  EXPECT_EQ(run.status, "queued");
+  EXPECT_TRUE(run.lease_owner.empty());
   EXPECT_GT(run.steps_done, 0);
   EXPECT_EQ(run.checkpoint_step, run.steps_done);
   EXPECT_TRUE(fs::exists(run.checkpoint_path));

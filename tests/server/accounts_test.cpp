@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -346,7 +347,25 @@ TEST_P(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   EXPECT_EQ(mine(b), (std::vector<int64_t>{ids[2]}));
   EXPECT_EQ(status(anon.get("/api/runs?mine=1")), 401);
   EXPECT_EQ(json::parse(anon.get("/api/runs")->body)["runs"].size(), 4u);  // the whole store, as before
-  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(status((i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]))), 202);
+  // The queue is fair: while a's first job runs, the jobs of owners with none running come before a's second.
+  for (int i = 0; i < 500 && json::parse(anon.get("/api/health")->body)["jobs"]["running"] != 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const json listed = json::parse(anon.get("/api/runs")->body);
+  conforms(anon.get("/api/runs"), "/api/runs", "get");
+  std::map<int64_t, int64_t> place;
+  for (const json& run : listed["runs"])
+    if (run.contains("queue_position")) place[run["id"]] = run["queue_position"];
+  EXPECT_EQ(listed["queue"]["queued"], 3);
+  EXPECT_EQ(listed["queue"]["running"], 1);
+  EXPECT_EQ(place[ids[2]], 1);       // b: nothing running yet
+  EXPECT_EQ(place[ids[2] + 1], 2);   // the anonymous job: nothing running either, submitted later
+  EXPECT_EQ(place[ids[1]], 3);       // a's second: a has one running
+  // Cancelling: a queued job at once (200 "cancelled"), the running one after its step (202 "cancelling").
+  for (size_t i = 0; i < ids.size(); ++i) {
+    httplib::Result d = (i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]));
+    EXPECT_EQ(status(d), i == 0 ? 202 : 200) << d->body;
+    EXPECT_EQ(json::parse(d->body)["status"], i == 0 ? "cancelling" : "cancelled");
+  }
 }
 
 TEST_P(AccountsTest, UploadsHaveAQuotaPerAccountThatSurvivesARestart) {

@@ -830,7 +830,8 @@ def case_j_restart_recovery(c, ctx):
     for rid in ids:
         if runs.get(rid, {}).get("status") == "queued":
             r, err = try_http(srv.port, "DELETE", f"/api/runs/{rid}", timeout=5.0)
-            c.check(r is not None and r.status == 202, f"DELETE re-queued run {rid}: {r.short() if r else err}")
+            c.check(r is not None and r.status == 200 and r.json().get("status") == "cancelled",
+                    f"DELETE re-queued run {rid}: {r.short() if r else err}")
             deleted = rid
             break
     t0 = time.monotonic()
