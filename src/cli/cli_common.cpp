@@ -1,5 +1,8 @@
 #include "cli/cli_common.h"
 
+#include <signal.h>
+
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -21,6 +24,23 @@ int fail(const std::string& command, const std::string& message) {
 }
 
 int fail(const std::string& command, const Status& status) { return fail(command, status.message()); }
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+}  // namespace
+
+void install_stop_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGXFSZ, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int stop_signal() { return g_stop_signal.load(); }
 
 void add_db_flag(CLI::App& app, std::string& db, const std::string& what, bool must_exist) {
   CLI::Option* o = app.add_option("--db", db, what + ": an SQLite file or a postgresql:// URL (default blocklab.db)");

@@ -36,6 +36,12 @@ bool given_in_config_file(const ModelFlags& flags, const std::string& key);
 // --dtype f32|f64: the compute (and output) precision.
 void add_dtype_flag(CLI::App& app, std::string& dtype);
 
+// SIGINT and SIGTERM only raise a flag (delivered to whichever thread, the BLAS has its own); the
+// command's own thread polls it and stops cleanly. Also ignores SIGPIPE, and SIGXFSZ (a full disk is an
+// error to answer, not a signal that kills).
+void install_stop_signals();
+int stop_signal();  // the signal received, or 0
+
 // --db: the store, an SQLite file (default blocklab.db) or a postgresql:// URL; `what` says what the
 // command keeps there. With must_exist, a file path must name an existing file.
 void add_db_flag(CLI::App& app, std::string& db, const std::string& what, bool must_exist = false);

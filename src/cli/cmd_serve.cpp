@@ -21,9 +21,6 @@ struct ServeArgs {
   bool quiet = false;
 };
 
-std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
-
 int run_serve(ServeArgs a) {
   const std::string cmd = "serve";
   a.options.access_log = !a.quiet;
@@ -33,25 +30,17 @@ int run_serve(ServeArgs a) {
   if (!srv) return fail(cmd, srv.status());
   Result<int> port = srv.value()->bind();
   if (!port) return fail(cmd, port.status());
-  // SIGINT / SIGTERM (delivered to whichever thread: the BLAS has its own) only raise a flag; a watcher
-  // thread sees it and stops the server cleanly.
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-  // A full disk or a file-size limit is an error to answer (507), not a signal that kills the server.
-  signal(SIGXFSZ, SIG_IGN);
-  signal(SIGPIPE, SIG_IGN);
+  install_stop_signals();  // a watcher thread sees the flag and stops the server cleanly
   std::fprintf(stderr, "blocklab serve: http://%s:%d/ (store %s, %zu models); Ctrl-C stops\n", a.options.host.c_str(),
                port.value(), a.options.db.c_str(), srv.value()->models().list().size());
   std::fflush(stderr);
   server::Server* s = srv.value().get();
   std::atomic<bool> done{false};
   std::thread watcher([s, &done] {
-    while (!done.load() && g_stop_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (const int sig = g_stop_signal.load()) {
-      std::fprintf(stderr, "blocklab serve: %s: stopping (training jobs checkpoint and stop)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    while (!done.load() && stop_signal() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (const int sig = stop_signal()) {
+      std::fprintf(stderr, "blocklab serve: %s: stopping (training jobs checkpoint and go back to the queue)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
       s->stop();
     }
   });
@@ -101,9 +90,9 @@ Runner add_serve_command(CLI::App& sub) {
   sub.add_option("--max-uploads", L.max_uploads, "uploaded models kept (default 32)")->check(CLI::Range(0, 100000));
   sub.add_option("--max-upload-total", L.max_upload_total_bytes, "bytes of all uploaded models (default 536870912)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 50));
-  sub.add_option("--max-jobs", a->options.limits.max_running_jobs, "training jobs run at once (default 2)")
+  sub.add_option("--max-jobs", a->options.limits.max_running_jobs, "training jobs this process trains at once (default 2)")
       ->check(CLI::Range(1, 64));
-  sub.add_option("--max-queue", a->options.limits.max_queued_jobs, "training jobs waiting, then 429 (default 8)")
+  sub.add_option("--max-queue", a->options.limits.max_queued_jobs, "training jobs waiting in the store's queue (of every process on it), then 429 (default 8)")
       ->check(CLI::Range(0, 1024));
   sub.add_option("--max-jobs-per-account", a->options.limits.max_jobs_per_account,
                  "training jobs queued or running per signed-in account (default 4)")
@@ -111,6 +100,11 @@ Runner add_serve_command(CLI::App& sub) {
   sub.add_option("--max-jobs-anonymous", a->options.limits.max_jobs_anonymous,
                  "training jobs queued or running per address without a session (default 2)")
       ->check(CLI::Range(1, 1024));
+  sub.add_flag("--no-jobs", [a](int64_t) { a->options.run_jobs = false; },
+               "train nothing here: queue and stream jobs, `blocklab worker`s on the same store train them");
+  sub.add_option("--checkpoints", a->options.checkpoint_dir,
+                 "the jobs' checkpoints, shared by every process on the store (default checkpoints/ beside an SQLite "
+                 "store, ./checkpoints for PostgreSQL)");
   sub.add_flag("--quiet", a->quiet, "no access log");
   return [a] { return run_serve(*a); };
 }

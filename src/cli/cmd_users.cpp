@@ -97,7 +97,7 @@ int run_users(const UsersArgs& a) {
   }
   // class-code
   const std::string code = server::new_class_code();
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now = lab::wall_clock_s();
   const Status st = s.add_class_code(server::token_hash(server::normalise_class_code(code)), 0, now + double(a.hours) * 3600);
   if (!st) return fail(cmd + " class-code", st);
   (void)s.log("cli", "class_code", "registration", "valid " + std::to_string(a.hours) + " h");

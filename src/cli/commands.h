@@ -18,5 +18,7 @@ Runner add_runs_command(CLI::App& sub);
 Runner add_experiment_command(CLI::App& sub);
 Runner add_serve_command(CLI::App& sub);
 Runner add_users_command(CLI::App& sub);
+Runner add_worker_command(CLI::App& sub);
+Runner add_workers_command(CLI::App& sub);
 
 }  // namespace blocklab::cli

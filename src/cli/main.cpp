@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
        add_experiment_command, nullptr, {}},
       {"serve", "the HTTP API and the web app", add_serve_command, nullptr, {}},
       {"users", "the server's accounts: add, list, remove, set-role, block, class-code", add_users_command, nullptr, {}},
+      {"worker", "train the store's queued jobs, serve nothing (several machines: docs/deploy.md)", add_worker_command,
+       nullptr, {}},
+      {"workers", "the processes training the store's jobs, and the queue", add_workers_command, nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {
@@ -43,7 +46,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
     if (!known)
-      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment serve bench");
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment serve users worker workers bench");
   }
   try {
     app.parse(argc, argv);

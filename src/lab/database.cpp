@@ -1,6 +1,7 @@
 #include "lab/database.h"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -132,6 +133,10 @@ std::string Database::dialect_sql(const std::string& text) const {
     for (size_t at = out.find(token); at != std::string::npos; at = out.find(token, at))
       out.replace(at, std::string(token).size(), sql);
   return out;
+}
+
+double wall_clock_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string now_utc() {

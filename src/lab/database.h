@@ -141,5 +141,7 @@ Result<std::shared_ptr<Database>> open_postgres(const std::string& url);
 
 // Now in UTC, ISO 8601 to the second: the store's timestamps.
 std::string now_utc();
+// Now as Unix time in seconds (the store's times: sessions, leases, heartbeats, queueing).
+double wall_clock_s();
 
 }  // namespace blocklab::lab

@@ -156,9 +156,6 @@ bool process_alive(int64_t pid) {
   return ::kill(pid_t(pid), 0) == 0 || errno == EPERM;
 }
 
-double wall_clock_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 constexpr const char* kRunColumns =
     "id, created_at, updated_at, kind, task, experiment, label, config_json, options_json, seed, status, steps_done, "

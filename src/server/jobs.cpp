@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+double now_s() { return lab::wall_clock_s(); }
 
 std::string dump(const json& data) { return data.dump(-1, ' ', false, json::error_handler_t::replace); }
 std::string sse(const std::string& event, const std::string& data) { return "event: " + event + "\ndata: " + data + "\n\n"; }
@@ -66,6 +66,9 @@ JobManager::JobManager(lab::RunStore& store, const Limits& limits, JobOptions op
       worker_id_(lab::new_worker_id()),
       started_at_(lab::now_utc()) {
   listener_ = store_.database()->listen([this](const std::string& payload) { on_notification(payload); });
+  if (options_.run_jobs)  // listed at once, before the first tick
+    (void)store_.heartbeat({worker_id_, lab::host_name(), options_.kind, int64_t(::getpid()),
+                            int64_t(options_.max_running), 0, started_at_, now_s()});
   if (options_.run_jobs)
     for (int i = 0; i < options_.max_running; ++i) workers_.emplace_back([this] { worker_loop(); });
   maintenance_ = std::thread([this] { maintenance_loop(); });

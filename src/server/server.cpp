@@ -60,7 +60,7 @@ json live_workers(lab::RunStore& store) {
   json out = json::array();
   Result<std::vector<lab::WorkerRecord>> workers = store.workers();
   if (!workers) return out;
-  const double now = now_s();
+  const double now = lab::wall_clock_s();
   for (const lab::WorkerRecord& w : workers.value())
     if (now - w.heartbeat_s < lab::kWorkerLiveS) out.push_back(lab::to_json(w, now));
   return out;
@@ -97,7 +97,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   if (s->registration_ != "open" && s->registration_ != "code" && s->registration_ != "closed")
     return Status::error("--registration: expected open, code or closed, got " + s->registration_);
   (void)s->accounts_->delete_expired_sessions(
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(), options.session_idle_s,
+      lab::wall_clock_s(), options.session_idle_s,
       options.session_absolute_s);
   const std::string models_dir = options.models_dir.empty() ? beside_source("models") : options.models_dir;
   // Uploads sit beside an SQLite store; beside the working folder when the store is PostgreSQL.

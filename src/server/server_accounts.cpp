@@ -15,7 +15,7 @@ namespace {
 constexpr const char* kCookie = "blocklab_session";
 
 double wall_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return lab::wall_clock_s();
 }
 
 json user_json(const User& u) { return {{"name", u.name}, {"role", u.role}}; }

@@ -1,0 +1,267 @@
+#!/usr/bin/python3
+"""Several machines on one PostgreSQL store (contract section 9), for real, on loopback: two `serve --no-jobs`
+replicas and two `blocklab worker`s share one job queue. Jobs are submitted through both replicas and watched
+from the other one; a worker is killed with SIGKILL while it trains, then a replica is too. Checks that every
+job finishes exactly once, never trained by two processes at once, with the same final loss as an
+uninterrupted run of the same job (same seed), and that a watcher on the other replica saw every step.
+
+    BLOCKLAB_TEST_POSTGRES=postgresql:///postgres?host=…  \\
+      /usr/bin/python3 tests/server/scale_out_test.py --blocklab build/blocklab --source-dir .
+
+Python's standard library, and Debian's psql to make the database. Prints PASS/FAIL lines; exit 1 on a failure.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HOST = "127.0.0.1"
+
+
+class Proc:
+    """A blocklab process (serve or worker) with its stderr kept; `port` for a server."""
+
+    def __init__(self, args, folder, name, wait_for):
+        self.name, self.lines, self.port = name, [], None
+        os.makedirs(folder, exist_ok=True)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     cwd=folder, start_new_session=True)
+        ready = threading.Event()
+
+        def pump():
+            for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.lines.append(line)
+                m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+                if m and self.port is None:
+                    self.port = int(m.group(1))
+                if wait_for in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(30)
+        if self.proc.poll() is not None or not any(wait_for in l for l in self.lines):
+            self.kill()
+            raise RuntimeError(f"{name} did not start: {' | '.join(self.lines[-3:])[:400]}")
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def call(port, method, path, body=None, timeout=30):
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    headers = {"Host": f"{HOST}:{port}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    return r.status, (json.loads(raw) if raw else None)
+
+
+class Watcher(threading.Thread):
+    """Reads one run's event stream to its end from the first of `ports`; when that server goes away it
+    reconnects to the next, as a browser behind a load balancer would (the stream starts again from the
+    run's first event)."""
+
+    def __init__(self, ports, run_id):
+        super().__init__(daemon=True)
+        self.ports, self.run_id = list(ports), run_id
+        self.steps, self.statuses, self.end, self.error, self.reconnects = set(), [], None, None, 0
+
+    def run(self):
+        deadline, at = time.monotonic() + 600, 0
+        while self.end is None and time.monotonic() < deadline:
+            port = self.ports[at % len(self.ports)]
+            try:
+                c = http.client.HTTPConnection(HOST, port, timeout=120)
+                c.request("GET", f"/api/runs/{self.run_id}/events", headers={"Host": f"{HOST}:{port}"})
+                r = c.getresponse()
+                event = None
+                for raw in r:
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data = json.loads(line[6:])
+                        if event == "step":
+                            self.steps.add(data["step"])
+                        elif event == "status":
+                            self.statuses.append(data)
+                        elif event == "end":
+                            self.end = data
+                            break
+                c.close()
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                self.error = repr(e)
+            if self.end is None:
+                at += 1
+                self.reconnects += 1
+                time.sleep(0.2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocklab", required=True)
+    ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--steps", type=int, default=400)
+    opts = ap.parse_args()
+    blocklab, source = os.path.abspath(opts.blocklab), os.path.abspath(opts.source_dir)
+    admin = os.environ.get("BLOCKLAB_TEST_POSTGRES", "")
+    if not admin:
+        print("FAIL setup: BLOCKLAB_TEST_POSTGRES is not set (run through ctest, or scripts/test_postgres.sh start DIR)")
+        return 1
+    name = f"scale_out_{os.getpid()}"
+    made = subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        print(f"FAIL setup: cannot make a database: {made.stderr.strip()}")
+        return 1
+    db = admin.replace("/postgres?", f"/{name}?", 1)
+    folder = tempfile.mkdtemp(prefix="blocklab_scale_out_")
+    checkpoints = os.path.join(folder, "checkpoints")  # the folder every process shares
+    failures = []
+
+    def check(label, cond, why=""):
+        print(("PASS " if cond else "FAIL ") + label + ("" if cond else f": {why}"))
+        if not cond:
+            failures.append(label)
+        return cond
+
+    procs = []
+
+    def serve(label):
+        p = Proc([blocklab, "serve", "--host", HOST, "--port", "0", "--db", db, "--no-jobs", "--quiet",
+                  "--checkpoints", checkpoints, "--models", os.path.join(source, "models"),
+                  "--uploads", os.path.join(folder, label, "uploads"), "--max-jobs-anonymous", "64", "--max-queue", "64"],
+                 os.path.join(folder, label), label, "blocklab serve: http://")
+        procs.append(p)
+        return p
+
+    def worker(label):
+        p = Proc([blocklab, "worker", "--db", db, "--max-jobs", "1", "--checkpoints", checkpoints],
+                 os.path.join(folder, label), label, "Ctrl-C stops")
+        procs.append(p)
+        return p
+
+    def job(seed):
+        return {"task": "copy", "steps": opts.steps, "seed": seed, "config": {"n_layers": 2, "d_model": 32, "d_ff": 64}}
+
+    def wait_runs(port, ids, timeout):
+        deadline, runs = time.monotonic() + timeout, {}
+        while time.monotonic() < deadline:
+            st, j = call(port, "GET", "/api/runs")
+            if st == 200:
+                runs = {r["id"]: r for r in j["runs"] if r["id"] in ids}
+                if len(runs) == len(ids) and all(r["status"] not in ("queued", "running") for r in runs.values()):
+                    break
+            time.sleep(0.5)
+        return runs
+
+    try:
+        a, b = serve("replica-a"), serve("replica-b")
+        w1, w2 = worker("worker-1"), worker("worker-2")
+        st, j = call(a.port, "GET", "/api/health")
+        check("health lists both workers", st == 200 and len(j["workers"]) == 2 and j["store"]["backend"] == "postgresql",
+              str(j)[:300])
+        # Four jobs, two through each replica, each watched from the other one.
+        ids, watchers = [], []
+        for i, (port, other) in enumerate([(a.port, b.port), (b.port, a.port), (a.port, b.port), (b.port, a.port)]):
+            st, j = call(port, "POST", "/api/runs", job(seed=10 + i))
+            if not check(f"job {i} submitted", st == 202, f"{st} {j}"):
+                continue
+            ids.append(j["run_id"])
+            w = Watcher([other, port], j["run_id"])
+            w.start()
+            watchers.append(w)
+        # Kill a worker with SIGKILL while it is past a checkpoint, mid-run.
+        victim_run = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and victim_run is None:
+            st, j = call(b.port, "GET", "/api/runs")
+            for r in (j or {}).get("runs", []):
+                if r["status"] == "running" and r["checkpoint"]["step"] > 0 and r["steps_done"] < opts.steps * 0.8:
+                    victim_run = r
+                    break
+            time.sleep(0.05)
+        if check("a job ran past a checkpoint", victim_run is not None):
+            st, detail = call(b.port, "GET", f"/api/runs/{victim_run['id']}")
+            # The lease names the process, host:pid:random, as the run's "running" event says.
+            events_watch = [w for w in watchers if w.run_id == victim_run["id"]][0]
+            pids = [s.get("worker", "") for s in events_watch.statuses if s.get("status") == "running"]
+            target = w1 if any(f":{w1.proc.pid}:" in p for p in pids) else w2
+            target.kill(signal.SIGKILL)
+            print(f"     killed {target.name} (pid {target.proc.pid}) at step {victim_run['steps_done']} of run {victim_run['id']}")
+        # Kill replica A too; B and the other worker carry on; a new worker joins.
+        time.sleep(1.0)
+        a.kill(signal.SIGKILL)
+        w3 = worker("worker-3")
+        runs = wait_runs(b.port, ids, 300)
+        check("every job finished", len(runs) == len(ids) and all(r["status"] == "finished" for r in runs.values()),
+              json.dumps({k: (v["status"], v["steps_done"], v["error"]) for k, v in runs.items()}))
+        if victim_run is not None and victim_run["id"] in runs:
+            check("the killed worker's job was resumed elsewhere", runs[victim_run["id"]]["attempts"] >= 2,
+                  str(runs[victim_run["id"]]["attempts"]))
+        for w in watchers:
+            w.join(60)
+            check(f"the watcher of run {w.run_id} on the other replica saw every step and the end",
+                  w.end is not None and w.end.get("status") == "finished" and w.steps == set(range(1, opts.steps + 1)),
+                  f"end={w.end} missing={sorted(set(range(1, opts.steps + 1)) - w.steps)[:10]} error={w.error}")
+            # Never two processes at once: each "running" after the first follows a "requeued".
+            seq = [s for s in w.statuses if s.get("status") in ("running", "queued")]
+            overlapping = any(x.get("status") == "running" and y.get("status") == "running" for x, y in zip(seq, seq[1:]))
+            check(f"run {w.run_id} was trained by one process at a time", not overlapping, str(seq))
+        # Exactly once: one end event per run in the store, every step once.
+        out = subprocess.run(["psql", db, "-Atc", "SELECT run_id, count(*) FROM run_events WHERE event = 'end' GROUP BY run_id"],
+                             capture_output=True, text=True)
+        ends = dict(line.split("|") for line in out.stdout.split())
+        check("one end event per job", all(ends.get(str(i)) == "1" for i in ids), out.stdout + out.stderr)
+        # The same final loss as uninterrupted runs of the same jobs.
+        refs = []
+        for i in range(len(ids)):
+            st, j = call(b.port, "POST", "/api/runs", job(seed=10 + i))
+            refs.append(j["run_id"] if st == 202 else None)
+        ref_runs = wait_runs(b.port, [r for r in refs if r], 300)
+        for i, rid in enumerate(ids):
+            ref = ref_runs.get(refs[i]) if refs[i] else None
+            got = runs.get(rid)
+            check(f"run {rid}'s final loss equals an uninterrupted run's", ref and got and ref["attempts"] == 1 and
+                  got["final"]["loss"] == ref["final"]["loss"],
+                  f"{got and got['final']} vs {ref and ref['final']}")
+        st, j = call(b.port, "GET", "/api/health")
+        check("health: the killed worker is not listed live", st == 200 and all(
+            f":{target.proc.pid}:" not in w["id"] for w in j["workers"]), str(j.get("workers"))[:300])
+        lst = subprocess.run([blocklab, "workers", "--db", db], capture_output=True, text=True)
+        check("blocklab workers lists the live ones", lst.returncode == 0 and "2 worker(s) live" in lst.stdout, lst.stdout)
+    except Exception as e:
+        check("the test ran to its end", False, repr(e))
+    finally:
+        for p in procs:
+            p.kill(signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+    print(f"{'FAILED' if failures else 'ok'}: {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
