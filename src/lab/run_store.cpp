@@ -528,10 +528,7 @@ Result<std::vector<int64_t>> RunStore::requeue_lost(double now_s) {
   if (!running) return running.status();
   std::vector<int64_t> out;
   for (const RunRecord& r : running.value()) {
-    // read_run reports a lost lease as "interrupted"; re-check here against the stored row.
-    RunRecord raw = r;
-    raw.status = "running";
-    if (r.status != "interrupted" && !lease_lost(raw, now_s)) continue;
+    if (!lease_lost(r, now_s)) continue;
     Result<Rows> u = db_->query(
         "UPDATE runs SET status = 'queued', lease_owner = '', lease_until_s = 0, updated_at = ? "
         "WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_until_s = ?",
