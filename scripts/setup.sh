@@ -12,6 +12,7 @@ packages=(
   libsqlite3-dev           # the store (the embedded default)
   libpq-dev                # the store on PostgreSQL (serve --db postgresql://…)
   postgresql               # PostgreSQL 15: the tests start their own server in a temporary folder
+  nginx                    # docs/deploy.md's reverse proxy, run by tests/server/deploy_nginx_test.py
   libcpp-httplib-dev       # the tests' HTTP client
   libsodium-dev            # random tokens and their hashes (uploads' delete tokens)
   zlib1g-dev               # gzip for the web app's files
