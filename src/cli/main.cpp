@@ -45,8 +45,11 @@ int main(int argc, char** argv) {
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const Command& c : commands) known = known || std::string(argv[1]) == c.name;
-    if (!known)
-      return fail("", std::string("unknown command '") + argv[1] + "': expected one of forward backward init train runs gradflow experiment serve users worker workers bench");
+    if (!known) {
+      std::string names;
+      for (const Command& c : commands) names += std::string(names.empty() ? "" : " ") + c.name;
+      return fail("", std::string("unknown command '") + argv[1] + "': expected one of " + names);
+    }
   }
   try {
     app.parse(argc, argv);

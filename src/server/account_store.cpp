@@ -239,8 +239,13 @@ Status AccountStore::delete_comment(int64_t id) {
   return db_->query("DELETE FROM comments WHERE id = ?", {id}).status().with_context("delete comment");
 }
 
-int64_t AccountStore::comments_since(int64_t user_id, double since_s) {
-  return count_of(db_->query("SELECT count(*) FROM comments WHERE user_id = ? AND created_s >= ?", {user_id, since_s}));
+std::vector<double> AccountStore::comment_times_since(int64_t user_id, double since_s) {
+  std::vector<double> out;
+  Result<Rows> r = db_->query("SELECT created_s FROM comments WHERE user_id = ? AND created_s >= ? ORDER BY created_s",
+                              {user_id, since_s});
+  if (r)
+    for (const Row& row : r.value()) out.push_back(row.real(0));
+  return out;
 }
 
 // ---- sign-in failures -------------------------------------------------------------------------------

@@ -77,7 +77,8 @@ class AccountStore {
   std::optional<Comment> comment(int64_t id);
   Status set_hidden(int64_t id, bool hidden);
   Status delete_comment(int64_t id);
-  int64_t comments_since(int64_t user_id, double since_s);
+  // When the account's comments since since_s were posted, oldest first (the per-minute limit).
+  std::vector<double> comment_times_since(int64_t user_id, double since_s);
 
   // ---- sign-in failures (auth.h's SignInThrottle keeps its counts here) ----
   struct Failures {

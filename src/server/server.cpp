@@ -202,6 +202,7 @@ void Server::routes() {
     send_json(res, 200, {{"version", BLOCKLAB_VERSION},
                          {"api", "1"},
                          {"run_store_schema", store_->schema_version()},
+                         {"registration", registration_},
                          {"limits", {{"max_body_bytes", l.max_body_bytes},
                                      {"max_d_model", l.max_d_model},
                                      {"max_d_ff", l.max_d_ff},

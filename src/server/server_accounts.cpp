@@ -272,8 +272,11 @@ void Server::account_routes() {
                          std::to_string(chars),
                      "body");
     const double now = wall_s();
-    if (accounts_->comments_since(s->user.id, now - 60) >= options_.comments_per_minute) {
-      res.set_header("Retry-After", "60");
+    const std::vector<double> recent = accounts_->comment_times_since(s->user.id, now - 60);
+    if (int64_t(recent.size()) >= options_.comments_per_minute) {
+      // Allowed again once enough of the last minute's comments are older than a minute.
+      const double free_at = recent[recent.size() - size_t(options_.comments_per_minute)] + 60;
+      res.set_header("Retry-After", std::to_string(std::max<int64_t>(1, int64_t(std::ceil(free_at - now)))));
       throw ApiError(429, "too_many_comments",
                      "comments: expected at most " + std::to_string(options_.comments_per_minute) + " a minute from one account");
     }

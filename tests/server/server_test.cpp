@@ -646,7 +646,7 @@ TEST_F(ServerTest, RunsLeftQueuedByAKilledServerAreQueuedAgainAtStart) {
   const SseRead first = read_events(port_, 1);
   EXPECT_EQ(first.steps, 6);
   EXPECT_EQ(json::parse(first.end)["status"], "finished");
-  for (int i = 0; i < 500 && call("GET", "/api/runs/2", nullptr, 200)["status"] != "running"; ++i)
+  for (int i = 0; i < 500 && call("GET", "/api/runs/2", nullptr, 200, "/api/runs/{id}")["status"] != "running"; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(call("DELETE", "/api/runs/2", nullptr, 202, "/api/runs/{id}")["status"], "cancelling");
   const SseRead second = read_events(port_, 2);
