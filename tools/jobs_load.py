@@ -9,6 +9,7 @@ queued_s of each job's first start), each student's jobs (fairness: max / min), 
 the non-2xx answers. Python's standard library, and Debian's psql to read the store; every loop is bounded.
 
   tools/jobs_load.py --db postgresql:///load?host=/tmp/pg [--students 100] [--seconds 120] [--replicas 2] [--workers 2]
+                     [--greedy N]   # N students keep 4 jobs in flight: the fair queue still serves everyone alike
 """
 import argparse
 import http.client
@@ -105,6 +106,8 @@ def main():
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--jobs-per-worker", type=int, default=1)
+    ap.add_argument("--greedy", type=int, default=0,
+                    help="this many students keep 4 jobs in flight (their quota) instead of one")
     ap.add_argument("--blocklab", default=os.path.join(os.path.dirname(__file__), "..", "build", "blocklab"))
     a = ap.parse_args()
     blocklab = os.path.abspath(a.blocklab)
@@ -154,7 +157,8 @@ def main():
                 with lock:
                     stats["ended" if ended == "finished" else "stream_errors"] += 1
 
-        threads = [threading.Thread(target=work, args=(s,)) for s in students]
+        threads = [threading.Thread(target=work, args=(s,)) for i, s in enumerate(students)
+                   for _ in range(4 if i < a.greedy else 1)]
         for t in threads:
             t.start()
         for t in threads:
@@ -175,6 +179,11 @@ def main():
                 waits.append(float(wait))
                 per[owner.split(":", 1)[1]] = per.get(owner.split(":", 1)[1], 0) + 1
         counts = sorted(per.values())
+        if a.greedy:
+            greedy = [per[s.name] for s in students[:a.greedy]]
+            others = [per[s.name] for s in students[a.greedy:]]
+            print(f"  greedy students (4 in flight): {min(greedy)}-{max(greedy)} jobs each; the others: "
+                  f"{min(others)}-{max(others)}")
         print(f"{a.students} students for {a.seconds:.0f} s (all ended in {wall:.0f} s): {stats['submitted']} jobs "
               f"submitted, {finished} finished = {60 * finished / wall:.0f} jobs/min; non-2xx {stats['non2xx']}, "
               f"streams without a finished end {stats['stream_errors']}")

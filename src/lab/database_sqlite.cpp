@@ -1,8 +1,11 @@
-// The SQLite backend: one file, WAL (readers never block the writer), a busy timeout so that writers
-// from several connections or processes queue instead of failing, foreign keys on.
+// The SQLite backend: one file, WAL (readers never block the writer), foreign keys on. SQLite lets one
+// writer in at a time; within the process the writers queue on a mutex (a statement that writes, or a whole
+// transaction), so that none waits in SQLite's busy handler, which sleeps in steps of milliseconds; the
+// busy timeout is left for writers from other processes (the CLI beside a server).
 #include <sqlite3.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "lab/database.h"
 
@@ -12,8 +15,11 @@ namespace {
 
 class SqliteConnection final : public Connection {
  public:
-  SqliteConnection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  ~SqliteConnection() override { sqlite3_close(db_); }
+  SqliteConnection(sqlite3* db, std::string path, std::mutex* writer) : db_(db), path_(std::move(path)), writer_(writer) {}
+  ~SqliteConnection() override {
+    if (in_transaction_) writer_->unlock();
+    sqlite3_close(db_);
+  }
 
   Result<Rows> query(const std::string& sql, const std::vector<Value>& params) override {
     unique_violation_ = false;
@@ -23,6 +29,8 @@ class SqliteConnection final : public Connection {
       sqlite3_stmt* s;
       ~Finalize() { sqlite3_finalize(s); }
     } finalize{s};
+    std::unique_lock<std::mutex> write;
+    if (!in_transaction_ && !sqlite3_stmt_readonly(s)) write = std::unique_lock(*writer_);
     for (size_t i = 0; i < params.size(); ++i) {
       const int at = int(i) + 1;
       const Value& v = params[i];
@@ -57,8 +65,28 @@ class SqliteConnection final : public Connection {
 
   Status exec_script(const std::string& sql) override {
     unique_violation_ = false;
+    // A transaction holds the process's write lock from BEGIN to COMMIT or ROLLBACK.
+    const bool begin = sql.rfind("BEGIN", 0) == 0, end = sql == "COMMIT" || sql == "ROLLBACK";
+    if (begin && !in_transaction_) {
+      writer_->lock();
+      in_transaction_ = true;
+    }
+    struct EndTransaction {
+      SqliteConnection* c;
+      bool end;
+      ~EndTransaction() {
+        if (end && c->in_transaction_ && sqlite3_get_autocommit(c->db_)) {
+          c->in_transaction_ = false;
+          c->writer_->unlock();
+        }
+      }
+    } finish{this, end};
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      if (begin && sqlite3_get_autocommit(db_)) {  // BEGIN failed: no transaction to hold the lock for
+        in_transaction_ = false;
+        writer_->unlock();
+      }
       const std::string msg = err ? err : sqlite3_errmsg(db_);
       sqlite3_free(err);
       return Status::error(path_ + ": " + msg);
@@ -76,6 +104,8 @@ class SqliteConnection final : public Connection {
   }
   sqlite3* db_;
   std::string path_;
+  std::mutex* writer_;
+  bool in_transaction_ = false;
 };
 
 class SqliteDatabase final : public Database {
@@ -100,6 +130,7 @@ class SqliteDatabase final : public Database {
 
  protected:
   const char* begin_sql() const override { return "BEGIN IMMEDIATE"; }
+  std::mutex writer_;  // this process's writers, one at a time
   Result<std::unique_ptr<Connection>> connect() override {
     sqlite3* db = nullptr;
     const int rc = sqlite3_open_v2(name().c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -109,7 +140,7 @@ class SqliteDatabase final : public Database {
       sqlite3_close(db);
       return Status::error(name() + ": cannot open the store: " + msg);
     }
-    auto conn = std::make_unique<SqliteConnection>(db, name());
+    auto conn = std::make_unique<SqliteConnection>(db, name(), &writer_);
     sqlite3_busy_timeout(db, 10000);
     // WAL: readers never block the writer; synchronous=NORMAL keeps every committed transaction through a
     // process crash (only an OS crash or power loss could lose the last ones).

@@ -47,6 +47,13 @@ bool RunFeed::add(const std::vector<lab::RunEvent>& events) {
   return any;
 }
 
+void RunFeed::add_unstored(const std::string& event, const std::string& data) {
+  std::lock_guard lock(mu_);
+  if (done_) return;
+  events_.push_back(sse(event, data));
+  done_ = event == "end";
+}
+
 int64_t RunFeed::last_seq() {
   std::lock_guard lock(mu_);
   return last_seq_;
@@ -175,9 +182,16 @@ void JobManager::publish(int64_t run_id, const std::string& event, const json& d
     std::lock_guard lock(mu_);
     if (auto it = feeds_.find(run_id); it != feeds_.end()) f = it->second;
   }
-  if (!f || !seq) return;
-  if (!f->add({{seq.value(), event, text}})) refresh(f);  // it missed some: read them from the store
+  if (!f) return;
+  if (!seq) f->add_unstored(event, text);
+  else if (!f->add({{seq.value(), event, text}})) refresh(f);  // it missed some: read them from the store
   (*notify_)();
+}
+
+void JobManager::publish_requeued(int64_t run_id) {
+  Result<lab::RunRecord> r = store_.get_run(run_id);
+  publish(run_id, "status", {{"status", "queued"}, {"run_id", run_id}, {"requeued", true},
+                             {"resumes_from_step", r ? r->checkpoint_step : 0}});
 }
 
 void JobManager::on_notification(const std::string& payload) {
@@ -206,7 +220,7 @@ int JobManager::queued() {
 std::vector<std::string> JobManager::recover() {
   Result<std::vector<int64_t>> back = store_.requeue_lost(now_s());
   if (!back) return {"cannot read the store to take back the jobs of stopped servers: " + back.status().message()};
-  for (int64_t id : back.value()) publish(id, "status", {{"status", "queued"}, {"run_id", id}, {"requeued", true}});
+  for (int64_t id : back.value()) publish_requeued(id);
   if (back->empty()) return {};
   return {"put back in the queue " + std::to_string(back->size()) +
           " job(s) that a stopped process was training (they resume from their last checkpoint)"};
@@ -297,7 +311,7 @@ void JobManager::run(const lab::RunRecord& r) {
     // Stopped by its process, not by a user: back in the queue, to resume from this checkpoint.
     Status back = store_.release_job(r.id, worker_id_);
     if (back) {
-      publish(r.id, "status", {{"status", "queued"}, {"run_id", r.id}, {"requeued", true}});
+      publish_requeued(r.id);
       return done("queued");
     }
   }
@@ -355,7 +369,7 @@ void JobManager::maintenance_loop() {
       last_reap = now;
       Result<std::vector<int64_t>> back = store_.requeue_lost(now);
       if (back)
-        for (int64_t id : back.value()) publish(id, "status", {{"status", "queued"}, {"run_id", id}, {"requeued", true}});
+        for (int64_t id : back.value()) publish_requeued(id);
     }
     // Feeds: those with news now; every feed still open on a slower poll (notifications can be missed,
     // and SQLite has none across processes).

@@ -45,6 +45,8 @@ class RunFeed {
   std::vector<std::string> events_since(size_t from, bool* done);
   // Appends the store's events that follow the last one held (others are ignored); true if any did.
   bool add(const std::vector<lab::RunEvent>& events);
+  // An event the store would not take (a full disk): this process's watchers still get it.
+  void add_unstored(const std::string& event, const std::string& data);
   int64_t last_seq();
   bool done();
   std::atomic<double> last_read_s{0};  // when a watcher last asked (feeds nobody reads are dropped)
@@ -122,6 +124,7 @@ class JobManager {
   void maintenance_loop();
   void run(const lab::RunRecord& claimed);
   void publish(int64_t run_id, const std::string& event, const json& data);
+  void publish_requeued(int64_t run_id);  // back in the queue: "status" queued, requeued, resumes_from_step
   void refresh(const std::shared_ptr<RunFeed>& feed);
   void on_notification(const std::string& payload);
   std::string checkpoint_path(int64_t run_id) const;

@@ -366,9 +366,14 @@ void Server::routes() {
     send_json(res, 200, run_json(get_run(path_id(req))));
   });
   del(R"(/api/runs/([^/]+))", [this, get_run](const http::Request& req, http::Response& res) {
-    (void)session_for_change(req);
+    const std::optional<Session> who = session_for_change(req);
     const int64_t id = path_id(req);
     const lab::RunRecord r = get_run(id);
+    // A job is cancelled by whoever submitted it (its account, or its address without a session) or by a
+    // teacher; a run of the CLI's belongs to no one and has nothing to cancel.
+    const std::string requester = who ? "user:" + who->user.name : "address:" + client_address(req);
+    if (!r.owner.empty() && r.owner != requester && !(who && who->user.role == "teacher"))
+      throw ApiError(403, "forbidden", "run " + std::to_string(id) + ": expected a job of yours (or a teacher) to cancel");
     const std::string outcome = jobs_->cancel(id);
     if (outcome == "cancelling") {
       send_json(res, 202, {{"run_id", id}, {"status", "cancelling"}});

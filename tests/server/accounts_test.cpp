@@ -319,6 +319,7 @@ TEST_P(AccountsTest, RegistrationOpenWithAClassCodeOrClosed) {
 }
 
 TEST_P(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
+  add_teacher("prof", "teacher password");
   ServerOptions o;
   o.limits.max_jobs_per_account = 2;
   o.limits.max_running_jobs = 1;
@@ -363,9 +364,15 @@ TEST_P(AccountsTest, TrainingJobsHaveAQuotaPerAccount) {
   EXPECT_EQ(place[ids[2]], 1);       // b: nothing running yet
   EXPECT_EQ(place[ids[2] + 1], 2);   // the anonymous job: nothing running either, submitted later
   EXPECT_EQ(place[ids[1]], 3);       // a's second: a has one running
+  // Only its owner or a teacher cancels a job: not another student, nor a request without a session.
+  httplib::Result not_yours = b.del("/api/runs/" + std::to_string(ids[0]));
+  EXPECT_EQ(status(not_yours), 403) << not_yours->body;
+  EXPECT_EQ(code(not_yours), "forbidden");
+  EXPECT_EQ(status(anon.del("/api/runs/" + std::to_string(ids[1]))), 403);
   // Cancelling: a queued job at once (200 "cancelled"), the running one after its step (202 "cancelling").
+  Browser teacher = signed_in("prof", "teacher password");  // cancels b's
   for (size_t i = 0; i < ids.size(); ++i) {
-    httplib::Result d = (i < 2 ? a : b).del("/api/runs/" + std::to_string(ids[i]));
+    httplib::Result d = (i < 2 ? a : teacher).del("/api/runs/" + std::to_string(ids[i]));
     EXPECT_EQ(status(d), i == 0 ? 202 : 200) << d->body;
     EXPECT_EQ(json::parse(d->body)["status"], i == 0 ? "cancelling" : "cancelled");
   }
