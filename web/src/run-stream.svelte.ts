@@ -97,6 +97,7 @@ export class RunStream {
     } else if (name === 'status') {
       const ev = data as StatusEvent;
       if (this.end) return;
+      this.flush(); // the steps that came before it are drawn before the status changes
       // A local "cancelled" (the DELETE's 200) is not undone by a late status event.
       if (TERMINAL.has(this.status) && !TERMINAL.has(ev.status)) return;
       this.status = ev.status;

@@ -265,6 +265,30 @@ describe('RunStream and the queue', () => {
     expect([s.status, s.requeued, s.attempt, s.resumedFrom, s.latest?.step]).toEqual(['stream closed', false, 2, 3, 6]);
   });
 
+  it('a status event draws the steps that came before it first (the status line never lags behind the stream)', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const enc = new TextEncoder();
+    routes['GET /api/runs/5'] = () => new Response(JSON.stringify({ id: 5, label: 'x', status: 'queued', checkpoint: { path: '', step: 0 } }));
+    routes['GET /api/runs/5/events'] = () =>
+      new Response(
+        new ReadableStream({
+          async start(c) {
+            c.enqueue(enc.encode(sse([['status', { run_id: 5, status: 'running', attempt: 1 }], ['step', step(1, 2)], ['step', step(2, 1)], ['status', { run_id: 5, status: 'queued', requeued: true }]])));
+            await held;
+            c.close();
+          },
+        }),
+      );
+    const s = new RunStream();
+    s.follow(5);
+    await flush();
+    // well before the 100 ms batch: the steps are drawn as the requeue comes
+    expect([s.status, s.requeued, s.latest?.step, s.steps.length]).toEqual(['queued', true, 2, 2]);
+    release();
+    await s.settled;
+  });
+
   it('the checkpoint of a replayed requeue is not taken (the run is no longer queued)', async () => {
     routes['GET /api/runs/8'] = () => new Response(JSON.stringify({ id: 8, label: 'x', status: 'finished', checkpoint: { path: 'c', step: 6 } }));
     routes['GET /api/runs/8/events'] = () => new Response(sse([['status', { run_id: 8, status: 'queued', requeued: true }]]));
