@@ -261,6 +261,58 @@ export interface RunSubmitted {
   events: string;
 }
 
+/** GET /api/runs's `queue`: every job waiting in the shared queue, the ones training, the live workers. */
+export interface QueueSummary {
+  queued: number;
+  running: number;
+  workers: number;
+}
+
+/** One run as GET /api/runs lists it (no history). */
+export interface Run {
+  id: number;
+  kind: string;
+  task: string;
+  label: string;
+  experiment: string;
+  status: string;
+  seed: number;
+  steps_done: number;
+  steps_total: number;
+  created_at: string;
+  updated_at: string;
+  final: { loss: number | null; accuracy: number | null };
+  wall_s: number;
+  tokens_per_s: number;
+  /** the latest checkpoint written (step 0 and path "": none yet); a resumed job continues from it */
+  checkpoint: { path: string; step: number };
+  error: string;
+  /** how many times a worker started it: > 1 means it was resumed after a worker stopped or died */
+  attempts: number;
+  /** queued runs only: 1 = the next to start, in the queue's fair order (round-robin over accounts) */
+  queue_position?: number;
+  config: Partial<ModelConfig>;
+  options: Record<string, unknown>;
+}
+
+/** GET /api/runs (and ?mine=1, signed in: only the account's runs, the same `queue`). */
+export interface RunList {
+  runs: Run[];
+  queue: QueueSummary;
+}
+
+/** GET /api/runs/{id}: the run with its history (no `queue_position`: only the list has it). */
+export interface RunDetail extends Run {
+  history: { step: number; loss: number | null; accuracy: number | null; lr: number | null; grad_norm: number | null; wall_s: number }[];
+  layer_grad_norms: unknown[];
+}
+
+/** DELETE /api/runs/{id}: a queued run is dropped at once (200 "cancelled"), a running one stops after its step (202 "cancelling"). */
+export interface CancelAnswer {
+  run_id?: number;
+  status: 'cancelled' | 'cancelling' | string;
+}
+
 export interface StepEvent {
   step: number;
   steps: number;
@@ -277,16 +329,48 @@ export interface EndEvent {
   run_id: number;
   status: string;
   steps?: number;
-  final: { loss: number | null; accuracy: number | null };
+  /** absent when the run never trained (a queued run cancelled) */
+  final?: { loss: number | null; accuracy: number | null };
   wall_s?: number | null;
   tokens_per_s?: number | null;
   error?: string;
 }
 
+/**
+ * A run's `status` event: `queued` first; `running` when a worker starts it (with the worker's id, the attempt,
+ * and the step it resumes from); `queued` with `requeued: true` when its worker stopped or died and it went back
+ * to the queue (it resumes from its last checkpoint, re-sending the steps after it with the same numbers).
+ */
 export interface StatusEvent {
   run_id: number;
   status: string;
-  position?: number;
+  worker?: string;
+  attempt?: number;
+  resumes_from_step?: number;
+  requeued?: boolean;
+}
+
+/** GET /api/health's `workers`: the processes that train jobs from the shared queue. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  kind: string;
+  pid: number;
+  max_jobs: number;
+  running: number;
+  started_at: string;
+  heartbeat_age_s: number;
+  live: boolean;
+}
+
+export interface Health {
+  status: string;
+  uptime_s: number;
+  /** running: in this process; queued: in the shared queue */
+  jobs: { running: number; queued: number };
+  workers?: WorkerInfo[];
+  models: number;
+  connections: { open: number; event_streams: number; busy_handlers: number; queued_requests: number };
 }
 
 // ---- accounts and comments (contract section 5) ------------------------------------------------------

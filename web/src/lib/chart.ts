@@ -146,7 +146,7 @@ export function driftStatus(mean: number | null, std: number | null): Drift {
 export const DRIFT_RULE =
   'exploding: std > 10 or |mean| > 10 · collapsing: std < 0.1 · drifting: std outside [0.5, 2] or |mean| > 1 · healthy otherwise';
 
-/** A run's metric over steps, from its step events (the order they came in; a replay repeats nothing). */
+/** A run's metric over steps, from its step events (appendSteps keeps them in step order, one per step). */
 export function runSeries(
   id: string,
   label: string,
@@ -161,17 +161,36 @@ export function runSeries(
   );
 }
 
-/** Adds a step event to a run's list, replacing one with the same step (a reconnect replays). */
-export function appendStep(steps: StepEvent[], ev: StepEvent): StepEvent[] {
-  const last = steps.length ? steps[steps.length - 1] : null;
-  if (last && ev.step > last.step) return [...steps, ev];
-  const i = steps.findIndex((s) => s.step === ev.step);
-  if (i >= 0) {
-    const copy = [...steps];
-    copy[i] = ev;
-    return copy;
+/**
+ * Adds step events to a run's list, kept in step order with one event per step number: a step already there is
+ * replaced, not added twice (a reconnect replays; a run resumed from its checkpoint re-sends the steps after it
+ * with the same numbers). One copy of the list per batch; an event without a finite step number is skipped.
+ */
+export function appendSteps(steps: ReadonlyArray<StepEvent>, evs: ReadonlyArray<StepEvent>): StepEvent[] {
+  const out = steps.slice();
+  for (const ev of evs) {
+    if (!ev || !Number.isFinite(ev.step)) continue;
+    const n = out.length;
+    if (n === 0 || ev.step > out[n - 1].step) {
+      out.push(ev);
+      continue;
+    }
+    let lo = 0;
+    let hi = n; // the first index whose step is ≥ ev.step
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (out[mid].step < ev.step) lo = mid + 1;
+      else hi = mid;
+    }
+    if (out[lo].step === ev.step) out[lo] = ev;
+    else out.splice(lo, 0, ev);
   }
-  return [...steps, ev].sort((a, b) => a.step - b.step);
+  return out;
+}
+
+/** Adds one step event to a run's list (appendSteps with one). */
+export function appendStep(steps: ReadonlyArray<StepEvent>, ev: StepEvent): StepEvent[] {
+  return appendSteps(steps, [ev]);
 }
 
 /** Indices of the k largest values (ties: lower index first), nulls last. */

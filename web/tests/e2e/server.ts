@@ -1,8 +1,9 @@
 // Starting `blocklab serve` for the browser tests: the binary (build/blocklab, or BLOCKLAB_BINARY), an account
 // made with `blocklab users add` before it starts, and a server on a free port (--port 0) with its own store,
-// whose address is read from its first stderr line; stop() sends SIGTERM (SIGKILL after 10 s). global-setup.ts
-// starts the one every file shares; a file that needs other flags (registration.e2e.ts: --registration code)
-// starts its own with these.
+// whose address is read from its first stderr line; stop() sends SIGTERM (SIGKILL after 10 s), stop('SIGKILL')
+// kills it at once (a worker that dies: queue.e2e.ts). global-setup.ts starts the one every file shares; a file
+// that needs other flags (registration.e2e.ts: --registration code; queue.e2e.ts: --max-jobs 1) starts its own
+// with these.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -33,7 +34,8 @@ export function addUser(binary: string, dir: string, db: string, name: string, r
 
 export interface Served {
   baseUrl: string;
-  stop(): Promise<void>;
+  /** SIGTERM (the server's orderly stop; SIGKILL after 10 s), or SIGKILL at once; resolves when it has exited */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
 }
 
 /** `blocklab serve --port 0 --models … --web web/dist --db DB --quiet [extra…]`, resolved once it listens. */
@@ -64,10 +66,10 @@ export async function startServer(binary: string, dir: string, db: string, extra
   server.stderr!.resume();
   return {
     baseUrl,
-    async stop() {
+    async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') {
       if (server.exitCode !== null || server.signalCode !== null) return;
       const exited = new Promise<void>((r) => server.once('exit', () => r()));
-      server.kill('SIGTERM');
+      server.kill(signal);
       const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000));
       if ((await Promise.race([exited, timeout])) === 'timeout') server.kill('SIGKILL');
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   appendStep,
+  appendSteps,
   divergingBars,
   driftLayers,
   driftStatus,
@@ -111,6 +112,32 @@ describe('training runs', () => {
     ]);
     expect(loss.dropped).toBe(1);
     expect(runSeries('a', 'A', s, 'accuracy').points.map((p) => p.y)).toEqual([1 / 3, 2 / 3, 1]);
+  });
+  it('a run resumed from its checkpoint re-sends steps: each step number is drawn once, the newest event kept', () => {
+    // steps 1..8 trained, the worker died, the next resumed from the checkpoint at 5: 6, 7, 8 come again
+    let s: StepEvent[] = [];
+    for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) s = appendStep(s, ev(n, 10 - n));
+    const again = [6, 7, 8, 9].map((n) => ({ ...ev(n, 10 - n), eta_s: 1 }));
+    s = appendSteps(s, again);
+    expect(s.map((e) => e.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(s.slice(5).every((e) => e.eta_s === 1)).toBe(true);
+    const loss = runSeries('a', 'A', s, 'loss');
+    expect(loss.points.map((p) => p.x)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(new Set(loss.points.map((p) => p.x)).size).toBe(loss.points.length);
+    // a batch that repeats itself, out of order, and a step missing in between
+    s = appendSteps([ev(1, 1), ev(3, 3)], [ev(3, 0.3), ev(2, 2), ev(2, 0.2), ev(5, 5), ev(4, 4), ev(5, 0.5)]);
+    expect(s.map((e) => [e.step, e.loss])).toEqual([
+      [1, 1],
+      [2, 0.2],
+      [3, 0.3],
+      [4, 4],
+      [5, 0.5],
+    ]);
+    // an event without a step number is left out; the input list is not changed
+    const before = [ev(1, 1)];
+    expect(appendSteps(before, [{ ...ev(2, 2), step: NaN }]).map((e) => e.step)).toEqual([1]);
+    expect(appendSteps(before, [ev(1, 0.5)])[0].loss).toBe(0.5);
+    expect(before[0].loss).toBe(1);
   });
   it('top indices, ties by index, nulls last', () => {
     expect(topIndices([0.1, 3, null, 3, -1], 3)).toEqual([1, 3, 0]);
