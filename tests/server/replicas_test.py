@@ -208,6 +208,32 @@ def main():
         st, j, _ = Client(b).request("GET", "/api/runs")
         listed = [r["id"] for r in (j or {}).get("runs", [])]
         check("B lists A's runs", st == 200 and all(rid in listed for rid in run_ids), f"{st} {str(j)[:300]}")
+
+        # Cancel from the other replica: a long job submitted on A, running on either, cancelled through B by
+        # its owner (the same address), stops after its step; a watcher on A sees the end.
+        st, j, _ = Client(a).request("POST", "/api/runs", {"task": "copy", "steps": 20000, "config": {"n_layers": 1}})
+        check("a long job submitted on A", st == 202, f"{st} {j}")
+        long_id = j["run_id"] if st == 202 else 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, j, _ = Client(b).request("GET", f"/api/runs/{long_id}")
+            if st == 200 and j["status"] == "running" and j["steps_done"] > 0:
+                break
+            time.sleep(0.1)
+        st, j, _ = Client(b).request("DELETE", f"/api/runs/{long_id}")
+        check("cancel through B a job submitted on A", st == 202 and j["status"] == "cancelling", f"{st} {j}")
+        c = http.client.HTTPConnection(HOST, a.port, timeout=30)
+        c.request("GET", f"/api/runs/{long_id}/events", headers={"Host": f"{HOST}:{a.port}"})
+        end, event = None, None
+        for raw in c.getresponse():
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "end":
+                end = json.loads(line[6:])
+                break
+        c.close()
+        check("the watcher on A sees it end cancelled", end is not None and end["status"] == "cancelled", str(end))
     except Exception as e:  # a server that did not start, a connection refused: a failure, named
         check("the test ran to its end", False, repr(e))
     finally:
