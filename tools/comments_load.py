@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 
+from load_stats import percentile
+
 SECTIONS = ["ffn#position-wise", "layernorm#step-by-step", "gradflow#depth", "train#copy-task"]
 
 
@@ -74,13 +76,6 @@ class Client:
                 if attempt:
                     return 0, None
         return 0, None
-
-
-def percentile(xs, p):
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def main():

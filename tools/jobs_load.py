@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 
+from load_stats import percentile
+
 JOB = {"task": "copy", "steps": 30, "batch": 4, "seq_len": 8,
        "config": {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 32}}
 
@@ -89,13 +91,6 @@ class Student:
         finally:
             c.close()
         return None
-
-
-def percentile(xs, p):
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def main():

@@ -12,17 +12,15 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-HOST = "127.0.0.1"
+from blocklab_procs import HOST, Checks, Client, Database, Proc
 
 
 def free_port():
@@ -31,83 +29,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(cmd, folder, wait_for, name):
-    lines = []
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder,
-                            start_new_session=True)
-    ready = threading.Event()
-
-    def pump():
-        for raw in proc.stderr:
-            lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-            if wait_for in lines[-1]:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    ready.wait(30)
-    if proc.poll() is not None or not any(wait_for in l for l in lines):
-        proc.kill()
-        raise RuntimeError(f"{name} did not start: {' | '.join(lines[-3:])[:400]}")
-    return proc, lines
-
-
-class Client:
-    def __init__(self, port):
-        self.port, self.cookie, self.csrf = port, "", ""
-
-    def call(self, method, path, body=None, headers=None):
-        c = http.client.HTTPConnection(HOST, self.port, timeout=60)
-        h = {"Host": f"{HOST}:{self.port}", **(headers or {})}
-        if self.cookie:
-            h["Cookie"] = "blocklab_session=" + self.cookie
-        if body is not None:
-            h["Content-Type"] = "application/json"
-            if self.csrf:
-                h["X-CSRF-Token"] = self.csrf
-        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-        r = c.getresponse()
-        raw = r.read()
-        c.close()
-        sc = r.getheader("Set-Cookie") or ""
-        if sc.startswith("blocklab_session="):
-            self.cookie = sc.split(";")[0].split("=", 1)[1]
-        try:
-            j = json.loads(raw) if raw else None
-        except ValueError:
-            j = None
-        if isinstance(j, dict) and "csrf_token" in j:
-            self.csrf = j["csrf_token"]
-        return r.status, j
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocklab", required=True)
     ap.add_argument("--source-dir", required=True)
     opts = ap.parse_args()
     blocklab, source = os.path.abspath(opts.blocklab), os.path.abspath(opts.source_dir)
-    admin = os.environ.get("BLOCKLAB_TEST_POSTGRES", "")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    failures = []
-
-    def check(label, cond, why=""):
-        print(("PASS " if cond else "FAIL ") + label + ("" if cond else f": {why}"))
-        if not cond:
-            failures.append(label)
-        return cond
-
-    if not admin or not os.path.exists(nginx):
-        check("setup", False, "needs BLOCKLAB_TEST_POSTGRES (ctest's postgres fixture) and Debian's nginx (scripts/setup.sh)")
-        return 1
-    name = f"deploy_{os.getpid()}"
-    made = subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
-                          capture_output=True, text=True)
-    if not check("a database for the test", made.returncode == 0, made.stderr.strip()):
-        return 1
-    db = admin.replace("/postgres?", f"/{name}?", 1)
+    check = Checks()
+    if not check("Debian's nginx is installed (scripts/setup.sh)", os.path.exists(nginx), nginx):
+        return check.summary()
+    database = Database("deploy")
+    if not check("a database on the tests' PostgreSQL", database.url, database.why):
+        return check.summary()
+    db = database.url
     folder = tempfile.mkdtemp(prefix="blocklab_deploy_")
-    procs = []
+    procs, ngx = [], None
     try:
         p1, p2, front = free_port(), free_port(), free_port()
         shared = os.path.join(folder, "checkpoints")
@@ -115,13 +52,12 @@ def main():
         for i, port in enumerate((p1, p2)):
             cwd = os.path.join(folder, f"replica-{i}")
             os.makedirs(cwd)
-            proc, lines = start([blocklab, "serve", "--port", str(port), "--db", db, "--no-jobs", "--checkpoints", shared,
-                                 "--trusted-proxy", HOST, "--models", os.path.join(source, "models")],
-                                cwd, "blocklab serve: http://", f"replica {i}")
-            procs.append(proc)
-            replicas.append((proc, lines))
-        wproc, _ = start([blocklab, "worker", "--db", db, "--checkpoints", shared], folder, "Ctrl-C stops", "worker")
-        procs.append(wproc)
+            replica = Proc([blocklab, "serve", "--port", str(port), "--db", db, "--no-jobs", "--checkpoints", shared,
+                            "--trusted-proxy", HOST, "--models", os.path.join(source, "models")],
+                           cwd, f"replica {i}", "blocklab serve: http://")
+            procs.append(replica)
+            replicas.append(replica)
+        procs.append(Proc([blocklab, "worker", "--db", db, "--checkpoints", shared], folder, "worker", "Ctrl-C stops"))
         # The committed configuration, with this test's ports and folders.
         nginx_dir = os.path.join(folder, "nginx")
         os.makedirs(nginx_dir)
@@ -137,8 +73,7 @@ def main():
         test = subprocess.run([nginx, "-t", "-c", conf_path, "-p", nginx_dir], capture_output=True, text=True)
         check("nginx accepts deploy/nginx.conf", test.returncode == 0, test.stderr.strip()[-300:])
         ngx = subprocess.Popen([nginx, "-c", conf_path, "-p", nginx_dir, "-g", "daemon off;"], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        procs.append(ngx)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         for _ in range(100):
             try:
                 socket.create_connection((HOST, front), timeout=0.2).close()
@@ -146,14 +81,14 @@ def main():
             except OSError:
                 time.sleep(0.05)
         c = Client(front)
-        st, j = c.call("GET", "/api/health")
+        st, j, _ = c.request("GET", "/api/health")
         check("health through nginx", st == 200 and j["store"]["backend"] == "postgresql" and len(j["workers"]) == 1,
               f"{st} {str(j)[:200]}")
-        st, j = c.call("POST", "/api/auth/register", {"username": "nadia", "password": "correct horse"})
+        st, j, _ = c.request("POST", "/api/auth/register", {"username": "nadia", "password": "correct horse"})
         check("register through nginx", st == 201, f"{st} {j}")
-        st, j = c.call("POST", "/api/comments", {"section": "ffn#position-wise", "body": "through the proxy"})
+        st, j, _ = c.request("POST", "/api/comments", {"section": "ffn#position-wise", "body": "through the proxy"})
         check("comment through nginx", st == 201, f"{st} {j}")
-        st, j = c.call("POST", "/api/runs", {"task": "copy", "steps": 60, "config": {"n_layers": 1}})
+        st, j, _ = c.request("POST", "/api/runs", {"task": "copy", "steps": 60, "config": {"n_layers": 1}})
         check("a job through nginx", st == 202, f"{st} {j}")
         # Its event stream, through nginx, arrives step by step (not buffered to the end).
         conn = http.client.HTTPConnection(HOST, front, timeout=120)
@@ -179,34 +114,29 @@ def main():
         check("unbuffered: the first step arrived before the end", first_step_at is not None and first_step_at < total,
               f"first {first_step_at}, end {total}")
         # The replicas saw the student's address from X-Forwarded-For (the trusted proxy's), not nginx's peer.
-        log = "\n".join(replicas[0][1] + replicas[1][1])
+        log = "\n".join(replicas[0].lines + replicas[1].lines)
         check("the replicas log requests that came through nginx", '"path":"/api/auth/register"' in log, log[-300:])
         # One replica down: the service goes on through the other.
-        replicas[0][0].send_signal(signal.SIGKILL)
-        replicas[0][0].wait()
+        replicas[0].stop(signal.SIGKILL)
         ok = 0
         for _ in range(6):
-            st, j = c.call("GET", "/api/auth/me")
+            st, j, _ = c.request("GET", "/api/auth/me")
             ok += st == 200
         check("with one replica killed, every request is still answered", ok == 6, f"{ok} of 6")
-        st, j = c.call("GET", "/api/comments?section=ffn%23position-wise")
+        st, j, _ = c.request("GET", "/api/comments?section=ffn%23position-wise")
         check("the comment is still there", st == 200 and any(x["body"] == "through the proxy" for x in j["comments"]),
               f"{st} {j}")
     except Exception as e:
         check("the test ran to its end", False, repr(e))
     finally:
+        if ngx is not None and ngx.poll() is None:
+            ngx.terminate()
+            ngx.wait(30)
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop(signal.SIGTERM)
         shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
-    print(f"{'FAILED' if failures else 'ok'}: {len(failures)} failed")
-    return 1 if failures else 0
+        database.close()
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -10,93 +10,15 @@ ctest runs it with its postgres fixture's server (scripts/test_postgres.sh). Eve
 """
 
 import argparse
-import http.client
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 
-HOST = "127.0.0.1"
-
-
-class Server:
-    """One `blocklab serve` on a free loopback port, its stderr kept."""
-
-    def __init__(self, blocklab, source_dir, db, folder, name, args=()):
-        self.name, self.lines, self.port = name, [], None
-        os.makedirs(folder, exist_ok=True)
-        cmd = [blocklab, "serve", "--host", HOST, "--port", "0", "--db", db, "--uploads", os.path.join(folder, "uploads"),
-               "--models", os.path.join(source_dir, "models"), "--quiet", *args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     cwd=folder, start_new_session=True)
-        got = threading.Event()
-
-        def pump():
-            for raw in self.proc.stderr:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self.lines.append(line)
-                m = re.search(r"blocklab serve: http://127\.0\.0\.1:(\d+)/", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    got.set()
-            got.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        got.wait(30)
-        if self.port is None:
-            self.stop()
-            raise RuntimeError(f"{name} did not start: {' | '.join(self.lines[-3:])[:400]}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Client:
-    """A browser's worth of state on one server: the session cookie and the CSRF token."""
-
-    def __init__(self, server, cookie="", csrf=""):
-        self.server, self.cookie, self.csrf = server, cookie, csrf
-
-    def on(self, server):  # the same browser, sent to another replica (as a load balancer would)
-        return Client(server, self.cookie, self.csrf)
-
-    def request(self, method, path, body=None):
-        c = http.client.HTTPConnection(HOST, self.server.port, timeout=30)
-        headers = {"Host": f"{HOST}:{self.server.port}"}
-        if self.cookie:
-            headers["Cookie"] = "blocklab_session=" + self.cookie
-        if self.csrf and method != "GET":
-            headers["X-CSRF-Token"] = self.csrf
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        c.request(method, path, body=data, headers=headers)
-        r = c.getresponse()
-        raw = r.read()
-        c.close()
-        set_cookie = r.getheader("Set-Cookie") or ""
-        if set_cookie.startswith("blocklab_session="):
-            self.cookie = set_cookie[len("blocklab_session="):set_cookie.index(";")]
-        try:
-            j = json.loads(raw) if raw else None
-        except ValueError:
-            j = None
-        if isinstance(j, dict) and "csrf_token" in j:
-            self.csrf = j["csrf_token"]
-        return r.status, j, r
+from blocklab_procs import HOST, Checks, Client, Database, Proc, read_events
 
 
 def main():
@@ -105,28 +27,20 @@ def main():
     ap.add_argument("--source-dir", required=True)
     opts = ap.parse_args()
     opts.blocklab, opts.source_dir = os.path.abspath(opts.blocklab), os.path.abspath(opts.source_dir)
-    admin = os.environ.get("BLOCKLAB_TEST_POSTGRES", "")
-    if not admin:
-        print("FAIL setup: BLOCKLAB_TEST_POSTGRES is not set (run through ctest, whose postgres fixture starts "
-              "the server, or scripts/test_postgres.sh start DIR)")
-        return 1
-    name = f"replicas_{os.getpid()}"
-    made = subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        print(f"FAIL setup: cannot make a database on the tests' PostgreSQL: {made.stderr.strip()}")
-        return 1
-    db = admin.replace("/postgres?", f"/{name}?", 1)
+    check = Checks()
+    database = Database("replicas")
+    if not check("a database on the tests' PostgreSQL", database.url, database.why):
+        return check.summary()
+    db = database.url
     folder = tempfile.mkdtemp(prefix="blocklab_replicas_")
-    failures = []
-
-    def check(label, cond, why=""):
-        print(("PASS " if cond else "FAIL ") + label + ("" if cond else f": {why}"))
-        if not cond:
-            failures.append(label)
-        return cond
-
     servers = []
+
+    def serve(label, args=()):
+        p = Proc([opts.blocklab, "serve", "--host", HOST, "--port", "0", "--db", db, "--quiet", "--uploads",
+                  os.path.join(folder, label, "uploads"), "--models", os.path.join(opts.source_dir, "models"), *args],
+                 os.path.join(folder, label), f"replica {label}", "blocklab serve: http://")
+        servers.append(p)
+        return p
     try:
         # The first teacher, made on the command line in the shared store.
         pw_file = os.path.join(folder, "pw")
@@ -136,58 +50,56 @@ def main():
                                "--db", db], capture_output=True, text=True)
         check("users add on PostgreSQL", made.returncode == 0, made.stderr.strip())
 
-        a = Server(opts.blocklab, opts.source_dir, db, os.path.join(folder, "a"), "replica A", ["--max-jobs", "1"])
-        servers.append(a)
+        a = serve("A", ["--max-jobs", "1"])
         # Training jobs on A: one runs, the rest wait in A's queue when B starts.
         job = {"task": "copy", "steps": 150, "config": {"n_layers": 1}}
         run_ids = []
         for _ in range(2):
-            st, j, _ = Client(a).request("POST", "/api/runs", job)
+            st, j, _ = Client(a.port).request("POST", "/api/runs", job)
             if check("a job submitted on A", st == 202 and j and "run_id" in j, f"{st} {j}"):
                 run_ids.append(j["run_id"])
-        st, j, _ = Client(a).request("GET", f"/api/runs/{run_ids[-1]}")
+        st, j, _ = Client(a.port).request("GET", f"/api/runs/{run_ids[-1]}")
         check("the second job waits in A's queue", st == 200 and j["status"] == "queued", f"{st} {str(j)[:200]}")
-        b = Server(opts.blocklab, opts.source_dir, db, os.path.join(folder, "b"), "replica B")
-        servers.append(b)
+        b = serve("B")
         # The queue is the store's: B, with a free slot, may take the job waiting in A's queue; either way
         # each job runs once.
 
         # An account made on A signs in on B, and its session from A is valid on B.
-        student = Client(a)
+        student = Client(a.port)
         st, j, _ = student.request("POST", "/api/auth/register", {"username": "ada", "password": "correct horse"})
         check("register on A", st == 201, f"{st} {j}")
-        st, j, _ = student.on(b).request("GET", "/api/auth/me")
+        st, j, _ = student.on(b.port).request("GET", "/api/auth/me")
         check("A's session is valid on B", st == 200 and j["user"]["name"] == "ada", f"{st} {j}")
-        st, j, _ = Client(b).request("POST", "/api/auth/login", {"username": "ada", "password": "correct horse"})
+        st, j, _ = Client(b.port).request("POST", "/api/auth/login", {"username": "ada", "password": "correct horse"})
         check("sign in on B with the account made on A", st == 200, f"{st} {j}")
 
         # A comment posted on B (with A's session and CSRF token) appears on A.
         section = "ffn#position-wise"
-        st, j, _ = student.on(b).request("POST", "/api/comments", {"section": section, "body": "posted *on B*"})
+        st, j, _ = student.on(b.port).request("POST", "/api/comments", {"section": section, "body": "posted *on B*"})
         check("post on B with A's session", st == 201, f"{st} {j}")
         comment_id = j["comment"]["id"] if st == 201 else 0
-        st, j, _ = Client(a).request("GET", "/api/comments?section=" + urllib.parse.quote(section, safe=""))
+        st, j, _ = Client(a.port).request("GET", "/api/comments?section=" + urllib.parse.quote(section, safe=""))
         bodies = [c["body"] for c in (j or {}).get("comments", [])]
         check("B's comment is on A", st == 200 and "posted *on B*" in bodies, f"{st} {j}")
 
         # A teacher on A hides it; a student on B no longer sees it; the action is logged once.
-        teacher = Client(a)
+        teacher = Client(a.port)
         st, j, _ = teacher.request("POST", "/api/auth/login", {"username": "prof", "password": "teacher password 1"})
         check("teacher signs in on A", st == 200, f"{st} {j}")
         st, j, _ = teacher.request("POST", f"/api/comments/{comment_id}/hide", {})
         check("teacher hides on A", st in (200, 204), f"{st} {j}")
-        st, j, _ = student.on(b).request("GET", "/api/comments?section=" + urllib.parse.quote(section, safe=""))
+        st, j, _ = student.on(b.port).request("GET", "/api/comments?section=" + urllib.parse.quote(section, safe=""))
         ids = [c["id"] for c in (j or {}).get("comments", [])]
         check("the hidden comment is gone on B", st == 200 and comment_id not in ids, f"{st} {j}")
 
         # Sign-in throttling is shared: failures on A count on B.
         for _ in range(5):
-            Client(a).request("POST", "/api/auth/login", {"username": "ada", "password": "wrong password"})
-        st, j, r = Client(b).request("POST", "/api/auth/login", {"username": "ada", "password": "wrong password"})
+            Client(a.port).request("POST", "/api/auth/login", {"username": "ada", "password": "wrong password"})
+        st, j, r = Client(b.port).request("POST", "/api/auth/login", {"username": "ada", "password": "wrong password"})
         check("failures on A throttle sign-in on B", st == 429 and r.getheader("Retry-After"), f"{st} {j}")
 
         # Signing out on B ends the session on A.
-        st, _, _ = student.on(b).request("POST", "/api/auth/logout", {})
+        st, _, _ = student.on(b.port).request("POST", "/api/auth/logout", {})
         check("sign out on B", st == 204, str(st))
         st, j, _ = student.request("GET", "/api/auth/me")
         check("the session ended on A too", st == 401, f"{st} {j}")
@@ -197,7 +109,7 @@ def main():
         finished = {}
         while time.monotonic() < deadline and len(finished) < len(run_ids):
             for rid in run_ids:
-                st, j, _ = Client(b).request("GET", f"/api/runs/{rid}")
+                st, j, _ = Client(b.port).request("GET", f"/api/runs/{rid}")
                 if st == 200 and j["status"] in ("finished", "failed", "cancelled"):
                     finished[rid] = {k: j[k] for k in ("status", "steps_done", "error", "attempts")}
             time.sleep(0.5)
@@ -205,34 +117,24 @@ def main():
               all(r["status"] == "finished" for r in finished.values()), str(finished)[:400])
         check("A's jobs ran once each", all(r.get("steps_done") == job["steps"] and r.get("attempts") == 1
                                             for r in finished.values()), str(finished)[:400])
-        st, j, _ = Client(b).request("GET", "/api/runs")
+        st, j, _ = Client(b.port).request("GET", "/api/runs")
         listed = [r["id"] for r in (j or {}).get("runs", [])]
         check("B lists A's runs", st == 200 and all(rid in listed for rid in run_ids), f"{st} {str(j)[:300]}")
 
         # Cancel from the other replica: a long job submitted on A, running on either, cancelled through B by
         # its owner (the same address), stops after its step; a watcher on A sees the end.
-        st, j, _ = Client(a).request("POST", "/api/runs", {"task": "copy", "steps": 20000, "config": {"n_layers": 1}})
+        st, j, _ = Client(a.port).request("POST", "/api/runs", {"task": "copy", "steps": 20000, "config": {"n_layers": 1}})
         check("a long job submitted on A", st == 202, f"{st} {j}")
         long_id = j["run_id"] if st == 202 else 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            st, j, _ = Client(b).request("GET", f"/api/runs/{long_id}")
+            st, j, _ = Client(b.port).request("GET", f"/api/runs/{long_id}")
             if st == 200 and j["status"] == "running" and j["steps_done"] > 0:
                 break
             time.sleep(0.1)
-        st, j, _ = Client(b).request("DELETE", f"/api/runs/{long_id}")
+        st, j, _ = Client(b.port).request("DELETE", f"/api/runs/{long_id}")
         check("cancel through B a job submitted on A", st == 202 and j["status"] == "cancelling", f"{st} {j}")
-        c = http.client.HTTPConnection(HOST, a.port, timeout=30)
-        c.request("GET", f"/api/runs/{long_id}/events", headers={"Host": f"{HOST}:{a.port}"})
-        end, event = None, None
-        for raw in c.getresponse():
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "end":
-                end = json.loads(line[6:])
-                break
-        c.close()
+        _, _, end = read_events(a.port, long_id, timeout=30)
         check("the watcher on A sees it end cancelled", end is not None and end["status"] == "cancelled", str(end))
     except Exception as e:  # a server that did not start, a connection refused: a failure, named
         check("the test ran to its end", False, repr(e))
@@ -243,9 +145,8 @@ def main():
             if s.proc.returncode not in (0, None, -15):
                 check(f"{s.name} stopped cleanly", False, f"exit status {s.proc.returncode}: {' | '.join(s.lines[-3:])}")
         shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
-    print(f"{'FAILED' if failures else 'ok'}: {len(failures)} failed")
-    return 1 if failures else 0
+        database.close()
+    return check.summary()
 
 
 if __name__ == "__main__":

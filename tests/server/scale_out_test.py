@@ -12,10 +12,8 @@ Python's standard library, and Debian's psql to make the database. Prints PASS/F
 """
 
 import argparse
-import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,58 +22,7 @@ import tempfile
 import threading
 import time
 
-HOST = "127.0.0.1"
-
-
-class Proc:
-    """A blocklab process (serve or worker) with its stderr kept; `port` for a server."""
-
-    def __init__(self, args, folder, name, wait_for):
-        self.name, self.lines, self.port = name, [], None
-        os.makedirs(folder, exist_ok=True)
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     cwd=folder, start_new_session=True)
-        ready = threading.Event()
-
-        def pump():
-            for raw in self.proc.stderr:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self.lines.append(line)
-                m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                if wait_for in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        ready.wait(30)
-        if self.proc.poll() is not None or not any(wait_for in l for l in self.lines):
-            self.kill()
-            raise RuntimeError(f"{name} did not start: {' | '.join(self.lines[-3:])[:400]}")
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def call(port, method, path, body=None, timeout=30):
-    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    headers = {"Host": f"{HOST}:{port}"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=headers)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, (json.loads(raw) if raw else None)
+from blocklab_procs import HOST, Checks, Client, Database, Proc, read_events
 
 
 class Watcher(threading.Thread):
@@ -91,27 +38,12 @@ class Watcher(threading.Thread):
     def run(self):
         deadline, at = time.monotonic() + 600, 0
         while self.end is None and time.monotonic() < deadline:
-            port = self.ports[at % len(self.ports)]
             try:
-                c = http.client.HTTPConnection(HOST, port, timeout=120)
-                c.request("GET", f"/api/runs/{self.run_id}/events", headers={"Host": f"{HOST}:{port}"})
-                r = c.getresponse()
-                event = None
-                for raw in r:
-                    line = raw.decode().rstrip("\n")
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = json.loads(line[6:])
-                        if event == "step":
-                            self.steps.add(data["step"])
-                        elif event == "status":
-                            self.statuses.append(data)
-                        elif event == "end":
-                            self.end = data
-                            break
-                c.close()
-            except (OSError, http.client.HTTPException, ValueError) as e:
+                steps, statuses, end = read_events(self.ports[at % len(self.ports)], self.run_id)
+                self.steps |= steps
+                self.statuses += statuses
+                self.end = end
+            except (OSError, ValueError) as e:  # the server went away: the next one
                 self.error = repr(e)
             if self.end is None:
                 at += 1
@@ -126,26 +58,13 @@ def main():
     ap.add_argument("--steps", type=int, default=400)
     opts = ap.parse_args()
     blocklab, source = os.path.abspath(opts.blocklab), os.path.abspath(opts.source_dir)
-    admin = os.environ.get("BLOCKLAB_TEST_POSTGRES", "")
-    if not admin:
-        print("FAIL setup: BLOCKLAB_TEST_POSTGRES is not set (run through ctest, or scripts/test_postgres.sh start DIR)")
-        return 1
-    name = f"scale_out_{os.getpid()}"
-    made = subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {name}"],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        print(f"FAIL setup: cannot make a database: {made.stderr.strip()}")
-        return 1
-    db = admin.replace("/postgres?", f"/{name}?", 1)
+    check = Checks()
+    database = Database("scale_out")
+    if not check("a database on the tests' PostgreSQL", database.url, database.why):
+        return check.summary()
+    db = database.url
     folder = tempfile.mkdtemp(prefix="blocklab_scale_out_")
     checkpoints = os.path.join(folder, "checkpoints")  # the folder every process shares
-    failures = []
-
-    def check(label, cond, why=""):
-        print(("PASS " if cond else "FAIL ") + label + ("" if cond else f": {why}"))
-        if not cond:
-            failures.append(label)
-        return cond
 
     procs = []
 
@@ -162,6 +81,10 @@ def main():
                  os.path.join(folder, label), label, "Ctrl-C stops")
         procs.append(p)
         return p
+
+    def call(port, method, path, body=None):
+        st, j, _ = Client(port).request(method, path, body)
+        return st, j
 
     def job(seed):
         return {"task": "copy", "steps": opts.steps, "seed": seed, "config": {"n_layers": 2, "d_model": 32, "d_ff": 64}}
@@ -209,11 +132,11 @@ def main():
             events_watch = [w for w in watchers if w.run_id == victim_run["id"]][0]
             pids = [s.get("worker", "") for s in events_watch.statuses if s.get("status") == "running"]
             target = w1 if any(f":{w1.proc.pid}:" in p for p in pids) else w2
-            target.kill(signal.SIGKILL)
+            target.stop(signal.SIGKILL)
             print(f"     killed {target.name} (pid {target.proc.pid}) at step {victim_run['steps_done']} of run {victim_run['id']}")
         # Kill replica A too; B and the other worker carry on; a new worker joins.
         time.sleep(1.0)
-        a.kill(signal.SIGKILL)
+        a.stop(signal.SIGKILL)
         w3 = worker("worker-3")
         runs = wait_runs(b.port, ids, 300)
         check("every job finished", len(runs) == len(ids) and all(r["status"] == "finished" for r in runs.values()),
@@ -231,8 +154,7 @@ def main():
             overlapping = any(x.get("status") == "running" and y.get("status") == "running" for x, y in zip(seq, seq[1:]))
             check(f"run {w.run_id} was trained by one process at a time", not overlapping, str(seq))
         # Exactly once: one end event per run in the store, every step once.
-        out = subprocess.run(["psql", db, "-Atc", "SELECT run_id, count(*) FROM run_events WHERE event = 'end' GROUP BY run_id"],
-                             capture_output=True, text=True)
+        out = database.psql("SELECT run_id, count(*) FROM run_events WHERE event = 'end' GROUP BY run_id")
         ends = dict(line.split("|") for line in out.stdout.split())
         check("one end event per job", all(ends.get(str(i)) == "1" for i in ids), out.stdout + out.stderr)
         # The same final loss as uninterrupted runs of the same jobs.
@@ -256,11 +178,10 @@ def main():
         check("the test ran to its end", False, repr(e))
     finally:
         for p in procs:
-            p.kill(signal.SIGTERM)
+            p.stop(signal.SIGTERM)
         shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
-    print(f"{'FAILED' if failures else 'ok'}: {len(failures)} failed")
-    return 1 if failures else 0
+        database.close()
+    return check.summary()
 
 
 if __name__ == "__main__":
