@@ -48,13 +48,21 @@ export class AuthStore {
     this.csrf = null;
   }
 
-  /** Asks the server who this browser is: 200 signs in, 401 signs out; any other failure leaves it signed out. */
+  /** Asks the server who this browser is: 200 signs in, 401 signs out; any other failure leaves it signed out.
+   * Signed out, it also asks GET /api/version who may register, so that the panel asks for a class code before
+   * a first refusal. */
   async me(): Promise<User | null> {
     try {
       return this.accept(await getJson<AuthAnswer>('/api/auth/me'));
     } catch (e) {
       this.clear();
       if (!(e instanceof ApiRefusal && e.status === 401)) console.warn('GET /api/auth/me:', e);
+      try {
+        const v = await getJson<{ registration?: Registration }>('/api/version');
+        if (v.registration) this.registration = v.registration;
+      } catch {
+        /* the panel learns it from the first refusal instead */
+      }
       return null;
     } finally {
       this.ready = true;

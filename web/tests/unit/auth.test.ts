@@ -51,6 +51,17 @@ describe('auth store', () => {
     expect([a.signedIn, a.csrf, a.ready]).toEqual([false, null, true]);
   });
 
+  it('me() signed out learns from GET /api/version that registering needs a class code', async () => {
+    const a = new AuthStore();
+    routes = [
+      (u) => (u === '/api/auth/me' ? json(401, { error: { code: 'unauthenticated', message: 'no', field: null } }) : undefined),
+      (u) => (u === '/api/version' ? json(200, { version: '0', api: '1', registration: 'code' }) : undefined),
+    ];
+    expect(await a.me()).toBeNull();
+    expect(a.registration).toBe('code');
+    expect(seen.map((s) => s.url)).toEqual(['/api/auth/me', '/api/version']);
+  });
+
   it('signIn posts the name and password; a refusal keeps the server’s message and leaves one signed out', async () => {
     const a = new AuthStore();
     routes = [
