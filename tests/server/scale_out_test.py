@@ -128,10 +128,10 @@ def main():
             time.sleep(0.05)
         if check("a job ran past a checkpoint", victim_run is not None):
             st, detail = call(b.port, "GET", f"/api/runs/{victim_run['id']}")
-            # The lease names the process, host:pid:random, as the run's "running" event says.
-            events_watch = [w for w in watchers if w.run_id == victim_run["id"]][0]
-            pids = [s.get("worker", "") for s in events_watch.statuses if s.get("status") == "running"]
-            target = w1 if any(f":{w1.proc.pid}:" in p for p in pids) else w2
+            # The lease names the process that holds the job: host:pid:random.
+            holder = database.psql(f"SELECT lease_owner FROM runs WHERE id = {victim_run['id']}").stdout.strip()
+            target = w1 if f":{w1.proc.pid}:" in holder else w2
+            check("the job's lease names one of the workers", f":{target.proc.pid}:" in holder, holder)
             target.stop(signal.SIGKILL)
             print(f"     killed {target.name} (pid {target.proc.pid}) at step {victim_run['steps_done']} of run {victim_run['id']}")
         # Kill replica A too; B and the other worker carry on; a new worker joins.
