@@ -49,11 +49,13 @@ struct Sock {
     }
     return true;
   }
-  // Reads until `until` appears, the peer closes, or the timeout.
+  // Reads until `until` appears, the peer closes, or the timeout (starting with what a previous answer()
+  // read past its end: pipelined answers may arrive in one segment).
   std::string recv_until(const std::string& until = "", size_t max = 1 << 20) const {
     std::string got;
+    got.swap(pending);
     char buf[4096];
-    while (got.size() < max) {
+    while (got.size() < max && (until.empty() || got.find(until) == std::string::npos)) {
       const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n <= 0) break;
       got.append(buf, size_t(n));
@@ -75,8 +77,13 @@ struct Sock {
       if (n <= 0) break;
       got.append(buf, size_t(n));
     }
+    if (got.size() > head + 4 + len) {  // the next answer's first bytes: kept for the next read
+      pending = got.substr(head + 4 + len);
+      got.resize(head + 4 + len);
+    }
     return got;
   }
+  mutable std::string pending;
 };
 
 int status_of(const std::string& answer) { return answer.size() > 12 ? std::atoi(answer.c_str() + 9) : 0; }
