@@ -91,20 +91,22 @@ describe('registration with a class code (serve --registration code)', () => {
     const s = await openPage(studentBrowser, base, '?page=ffn');
     await s.page.click('[data-testid="account-open"]');
     await s.page.click('[data-testid="account-mode-register"]');
-    expect(await s.page.locator('[data-testid="account-classcode"]').count()).toBe(0); // not known yet, signed out
+    // asked for from the start: GET /api/version says this server registers with a class code
+    await s.page.waitForSelector('[data-testid="account-classcode"]');
     await s.page.fill('[data-testid="account-username"]', STUDENT.name);
     await s.page.fill('[data-testid="account-password"]', STUDENT.password);
+    // without a code the form does not go: the field is required, and the browser says so
+    expect(await s.page.getAttribute('[data-testid="account-classcode"]', 'required')).not.toBeNull();
+    expect(await s.page.getByLabel('Class code').count()).toBe(1);
     await s.page.click('[data-testid="account-submit"]');
-    // without a code: said plainly, and the field appears with the focus in it
-    await expectText(s.page, '[data-testid="account-error"]', 'This server needs a class code to register: enter the one your teacher gave you. [bad_class_code]');
-    await s.page.waitForSelector('[data-testid="account-classcode"]');
+    expect(await s.page.locator('[data-testid="account-name"]').count()).toBe(0);
+    expect(await s.page.evaluate(() => (document.querySelector('[data-testid="account-classcode"]') as HTMLInputElement).validity.valueMissing)).toBe(true);
+    // a wrong code: said plainly, with the focus in the field
+    await s.page.fill('[data-testid="account-classcode"]', 'AAAA-BBBB-CCCC');
+    await s.page.press('[data-testid="account-classcode"]', 'Enter');
+    await expectText(s.page, '[data-testid="account-error"]', 'That class code is not valid, or it has expired: check it with your teacher. [bad_class_code]');
     expect(await focused(s.page)).toBe('account-classcode');
     expect(await s.page.getAttribute('[data-testid="account-classcode"]', 'aria-invalid')).toBe('true');
-    expect(await s.page.getByLabel('Class code').count()).toBe(1);
-    // a wrong code
-    await s.page.keyboard.type('AAAA-BBBB-CCCC');
-    await s.page.keyboard.press('Enter');
-    await expectText(s.page, '[data-testid="account-error"]', 'That class code is not valid, or it has expired: check it with your teacher. [bad_class_code]');
     expect(await s.page.locator('[data-testid="account-name"]').count()).toBe(0);
     await s.page.setViewportSize({ width: 360, height: 740 });
     expect(await horizontalOverflow(s.page)).toBeLessThanOrEqual(0);
