@@ -561,6 +561,7 @@ Result<std::string> RunStore::request_cancel(int64_t run_id, const std::string& 
     if (!q) return q.status();
     if (q->affected > 0) {
       out = "cancelled";
+      BLOCKLAB_RETURN_IF_ERROR(db_->lock_key(c, "blocklab-events:" + std::to_string(run_id)));
       return c.query("INSERT INTO run_events (run_id, seq, event, data) VALUES (?, (SELECT coalesce(max(seq), 0) + 1 "
                      "FROM run_events WHERE run_id = ?), 'end', ?)",
                      {run_id, run_id, end_event_data})
@@ -594,26 +595,23 @@ Result<int64_t> RunStore::count_jobs(const std::string& status) {
 // ---- run events ----
 
 Result<int64_t> RunStore::append_event(int64_t run_id, const std::string& event, const std::string& data) {
-  for (int attempt = 0;; ++attempt) {
-    int64_t seq = 0;
-    bool conflict = false;
-    Status st = db_->with_connection([&](Connection& c) -> Status {
-      Result<Rows> r = c.query("INSERT INTO run_events (run_id, seq, event, data) VALUES (?, (SELECT coalesce(max(seq), 0) "
-                               "+ 1 FROM run_events WHERE run_id = ?), ?, ?) RETURNING seq",
-                               {run_id, run_id, event, data});
-      if (!r) {
-        conflict = c.unique_violation();
-        return r.status();
-      }
-      seq = r.value()[0].integer(0);
-      return Status::ok();
-    });
-    if (st) {
-      db_->notify("e:" + std::to_string(run_id));
-      return seq;
-    }
-    if (!conflict || attempt >= 3) return st.with_context("append event");
-  }
+  // Each run's events are numbered 1, 2, 3, … with no gap, so that a reader that has seen n asks for what
+  // follows n. Writers to one run (its lease holder, and now and then a cancel or a requeue from another
+  // process) take the run's lock for the insert, which orders them.
+  int64_t seq = 0;
+  Status st = db_->transaction([&](Connection& c) -> Status {
+    BLOCKLAB_RETURN_IF_ERROR(db_->lock_key(c, "blocklab-events:" + std::to_string(run_id)));
+    Result<Rows> r = c.query(
+        "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM run_events "
+        "WHERE run_id = ?), ?, ?) RETURNING seq",
+        {run_id, run_id, event, data});
+    if (!r) return r.status();
+    seq = r.value()[0].integer(0);
+    return Status::ok();
+  });
+  if (!st) return st.with_context("append event");
+  db_->notify("e:" + std::to_string(run_id));
+  return seq;
 }
 
 Result<std::vector<RunEvent>> RunStore::events(int64_t run_id, int64_t after_seq) {
