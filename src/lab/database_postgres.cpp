@@ -222,7 +222,10 @@ class PgDatabase final : public Database {
     PGconn* c = PQconnectdbParams(keys, values, 1);
     if (!c) return Status::error(name() + ": cannot connect: out of memory");
     if (PQstatus(c) != CONNECTION_OK) {
-      const std::string msg = one_line(PQerrorMessage(c));
+      std::string msg = one_line(PQerrorMessage(c));
+      // libpq may quote the URL it could not read, password and all: the message shows it redacted.
+      for (size_t at = msg.find(url_); at != std::string::npos; at = msg.find(url_, at + name().size()))
+        msg.replace(at, url_.size(), name());
       PQfinish(c);
       return Status::error(name() + ": cannot connect to PostgreSQL: " + msg);
     }

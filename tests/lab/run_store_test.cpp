@@ -182,6 +182,10 @@ TEST_P(RunStoreTest, NotADatabase) {
     ASSERT_FALSE(r.is_ok());
     EXPECT_NE(r.status().message().find("postgresql:///nothing"), std::string::npos) << r.status().message();
     EXPECT_EQ(r.status().message().find("hunter2"), std::string::npos) << "the password is not shown";
+    // Nor when libpq quotes a URL it cannot read.
+    auto bad = RunStore::open("postgresql://u:hunter2@[bad");
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_EQ(bad.status().message().find("hunter2"), std::string::npos) << bad.status().message();
     return;
   }
   { std::FILE* f = std::fopen(db().c_str(), "w"); std::fputs("this is not sqlite, it is a long enough text file", f); std::fclose(f); }
