@@ -20,5 +20,6 @@ Runner add_serve_command(CLI::App& sub);
 Runner add_users_command(CLI::App& sub);
 Runner add_worker_command(CLI::App& sub);
 Runner add_workers_command(CLI::App& sub);
+Runner add_assistant_command(CLI::App& sub);
 
 }  // namespace blocklab::cli

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
       {"worker", "train the store's queued jobs, serve nothing (several machines: docs/deploy.md)", add_worker_command,
        nullptr, {}},
       {"workers", "the processes training the store's jobs, and the queue", add_workers_command, nullptr, {}},
+      {"assistant", "the learning assistant: ask a question, list the lessons, score the evaluation set",
+       add_assistant_command, nullptr, {}},
       {"bench", "time the engine's kernels, blocks and a training step", add_bench_command, nullptr, {}},
   };
   for (Command& c : commands) {

@@ -132,10 +132,12 @@ Result<std::unique_ptr<ModelRegistry>> ModelRegistry::open(const std::string& bu
   r->upload_dir_ = upload_dir;
   r->check_ = std::move(check);
   std::error_code ec;
-  fs::create_directories(upload_dir, ec);
-  if (ec) return Status::error(upload_dir + ": cannot create the upload folder: " + ec.message());
-  for (const auto& e : fs::directory_iterator(upload_dir, ec))  // bodies of uploads cut off by a crash
-    if (e.path().filename().string().starts_with(".part-")) fs::remove(e.path(), ec);
+  if (!upload_dir.empty()) {  // "": built-in models only (the CLI's assistant)
+    fs::create_directories(upload_dir, ec);
+    if (ec) return Status::error(upload_dir + ": cannot create the upload folder: " + ec.message());
+    for (const auto& e : fs::directory_iterator(upload_dir, ec))  // bodies of uploads cut off by a crash
+      if (e.path().filename().string().starts_with(".part-")) fs::remove(e.path(), ec);
+  }
   for (const auto& [dir, source] : {std::pair{builtin_dir, "builtin"}, std::pair{upload_dir, "upload"}}) {
     if (dir.empty() || !fs::is_directory(dir, ec)) continue;
     std::vector<fs::path> files;

@@ -40,7 +40,7 @@ using ConfigCheck = std::function<Status(const ModelConfig&)>;
 
 class ModelRegistry {
  public:
-  // Loads every *.safetensors in builtin_dir (may be missing) and upload_dir (created if needed).
+  // Loads every *.safetensors in builtin_dir (may be missing) and upload_dir (created if needed; "": none).
   // A file that does not load, whatever is wrong with it, is skipped with one line in `warnings`.
   // `check` (may be empty) vets every model's config before it is built, for these files and uploads.
   static Result<std::unique_ptr<ModelRegistry>> open(const std::string& builtin_dir, const std::string& upload_dir,

@@ -31,16 +31,6 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// <repository>/<rel>, found from the executable (build/blocklab), else from the working folder.
-std::string beside_source(const std::string& rel) {
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path p = exe.parent_path().parent_path() / rel;
-    if (fs::exists(p)) return p.string();
-  }
-  return (fs::current_path() / rel).string();
-}
 
 // A run as the store has it, with what this server knows better: a job that ended while the store
 // could not be written (a full disk) is still "running" there.
@@ -74,6 +64,16 @@ std::string file_bytes(const std::string& path) {
 }
 
 }  // namespace
+
+std::string beside_source(const std::string& rel) {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path p = exe.parent_path().parent_path() / rel;
+    if (fs::exists(p)) return p.string();
+  }
+  return (fs::current_path() / rel).string();
+}
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   if (sodium_init_once() != 0) return Status::error("libsodium: cannot initialise");

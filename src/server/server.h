@@ -23,6 +23,9 @@ struct Request;
 
 namespace blocklab::server {
 
+// <repository>/<rel>, found from the executable (build/blocklab), else from the working folder.
+std::string beside_source(const std::string& rel);
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (tests)
