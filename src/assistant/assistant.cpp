@@ -186,6 +186,14 @@ bool has(const std::set<std::string>& words, std::initializer_list<const char*> 
   return false;
 }
 
+// The rows a norm question gives: a matrix, or several lists of one length, or one list.
+std::vector<std::vector<double>> rows_of(const Numbers& n) {
+  if (!n.matrices.empty()) return n.matrices[0];
+  if (n.lists.size() >= 2 && std::all_of(n.lists.begin(), n.lists.end(), [&](const auto& l) { return l.size() == n.lists[0].size(); }))
+    return n.lists;
+  return {};
+}
+
 std::vector<double> one_vector(const Numbers& n) {
   if (!n.lists.empty()) return n.lists[0];
   if (n.named_lists.count("x")) return n.named_lists.at("x");
@@ -408,9 +416,9 @@ bool layernorm(Ctx& c) {
   const bool ln = c.words.count("layernorm") || has(c.words, {"normalize", "normalized", "normalizing", "std", "variance", "mean"}) ||
                   (c.words.count("norm") && !c.words.count("batchnorm"));
   if (!(rms || ln) || c.words.count("batchnorm")) return false;
-  std::vector<std::vector<double>> rows;
-  if (!c.n.matrices.empty()) rows = c.n.matrices[0];
-  else if (std::vector<double> v = one_vector(c.n); v.size() >= 2) rows = {v};
+  std::vector<std::vector<double>> rows = rows_of(c.n);
+  if (rows.empty())
+    if (std::vector<double> v = one_vector(c.n); v.size() >= 2) rows = {v};
   if (rows.empty()) return false;
   for (const auto& r : rows) need_finite(r, "the vector");
   const double eps = named_or(c.n, "eps", 1e-5);
@@ -465,10 +473,10 @@ bool layernorm(Ctx& c) {
 
 bool batchnorm(Ctx& c) {
   if (!c.words.count("batchnorm")) return false;
-  std::vector<std::vector<double>> rows;
-  if (!c.n.matrices.empty()) rows = c.n.matrices[0];
-  else if (std::vector<double> v = one_vector(c.n); v.size() >= 2)
-    for (double x : v) rows.push_back({x});  // a batch of single numbers
+  std::vector<std::vector<double>> rows = rows_of(c.n);
+  if (rows.empty())
+    if (std::vector<double> v = one_vector(c.n); v.size() >= 2)
+      for (double x : v) rows.push_back({x});  // a batch of single numbers
   if (rows.size() < 2) return false;
   for (const auto& r : rows) need_finite(r, "the batch");
   const double eps = named_or(c.n, "eps", 1e-5);
@@ -607,15 +615,19 @@ std::string setup_words(const FlowSetup& s) {
          (s.norm == "none" ? "no norm" : s.norm) + (s.norm == "none" ? "" : ", " + s.placement + "-norm");
 }
 
+// Whether the question switches `what` off: "no norm", "without residuals", "remove the layernorm" — the
+// cue's next few words up to a comma or "and" ("no norm, residuals on" negates the norm only).
 bool negated(const std::string& q, const std::string& what) {
-  static const std::vector<std::string> kNeg = {"no ", "without ", "w/o ", "remove ", "removing ", "removed ", "drop ", "dropping ", "ablate ", "ablating ", "turn off ", "off ", "disable ", "minus ", "take out ", "taking out ", "get rid of "};
+  static const std::vector<std::string> kNeg = {"no ", "without ", "w/o ", "remove ", "removing ", "removed ", "drop ", "dropping ", "ablate ", "ablating ", "turn off ", "disable ", "minus ", "take out ", "taking out ", "get rid of "};
   for (const std::string& n : kNeg) {
-    size_t at = q.find(n);
-    while (at != std::string::npos) {
-      const std::string after = q.substr(at + n.size(), 40);
-      for (const std::string& w : canonical_words(after.substr(0, std::min<size_t>(after.size(), 30))))
-        if (w == what) return true;
-      at = q.find(n, at + 1);
+    for (size_t at = q.find(n); at != std::string::npos; at = q.find(n, at + 1)) {
+      if (at > 0 && std::isalpha(static_cast<unsigned char>(q[at - 1]))) continue;  // "piano " is not "no "
+      std::string after = q.substr(at + n.size(), 40);
+      const size_t stop = std::min({after.find(','), after.find(';'), after.find('.'), after.find('?'), after.find(" and "), after.find(" but "), after.find(" with ")});
+      if (stop != std::string::npos) after = after.substr(0, stop);
+      const std::vector<std::string> words = canonical_words(after);
+      for (size_t i = 0; i < words.size() && i < 4; ++i)
+        if (words[i] == what) return true;
     }
   }
   return false;
@@ -627,7 +639,7 @@ FlowSetup setup_from(const Ctx& c) {
   for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   s.layers = int64_t(named_or(c.n, "layers", c.n.loose.empty() ? 24 : c.n.loose[0]));
   if (negated(lower, "residual")) s.residual = false;
-  if (negated(lower, "layernorm") || negated(lower, "norm") || negated(lower, "normalization") || negated(lower, "normalization")) s.norm = "none";
+  if (negated(lower, "layernorm") || negated(lower, "norm") || negated(lower, "normalization")) s.norm = "none";
   if (c.words.count("rmsnorm") && s.norm != "none") s.norm = "rmsnorm";
   if (c.words.count("postnorm")) s.placement = "post";
   if (s.layers < 1 || s.layers > 100)
@@ -637,9 +649,9 @@ FlowSetup setup_from(const Ctx& c) {
 
 bool gradient_flow(Ctx& c, double* ms) {
   const bool grad = c.words.count("gradient") > 0;
-  const bool drift = has(c.words, {"drift", "drifts", "drifting"}) ||
-                     (has(c.words, {"activation", "activations", "std", "stream"}) && has(c.words, {"grow", "grows", "growing", "blow", "explode", "explodes", "exploding", "deep", "depth"}));
   const bool depth_given = c.n.named.count("layers") > 0;
+  const bool drift = has(c.words, {"drift", "drifts", "drifting"}) ||
+                     (has(c.words, {"activation", "activations", "std", "stream", "spread", "scale"}) && !grad);
   if (!((grad || drift) && depth_given)) return false;
   const FlowSetup s = setup_from(c);
   const auto t0 = std::chrono::steady_clock::now();
@@ -666,8 +678,9 @@ bool gradient_flow(Ctx& c, double* ms) {
     if (k != 0) c.d.add("‖∂L/∂x‖ at layer 0", first, "the same at the first block's input");
     c.d.add("‖∂L/∂x‖ at layer " + std::to_string(n - 1), last, "the same at the last block's input");
     c.d.add("ratio layer 0 / layer " + std::to_string(n - 1), first / last, "how much the gradient grew (>1) or shrank (<1) on its way down");
-    c.d.a.answer = "With " + setup + ": the gradient norm reaching layer " + std::to_string(k) + " is " + say(at_k) + "; at layer 0 it is " +
-                   say(first) + " and at the last layer " + say(last) + " (" + say(first / last) + "× from top to bottom). " +
+    c.d.a.answer = "With " + setup + ": the gradient norm reaching layer " + std::to_string(k) + " is " + say(at_k) +
+                   (k != 0 ? "; at layer 0 it is " + say(first) : std::string()) + ", and at the last layer " + say(last) + " (" +
+                   say(first / last) + "× from the last layer to the first). " +
                    (s.residual ? "The identity path of each residual (I + ∂f/∂x) carries the gradient down almost unchanged."
                                : "Without residuals the gradient is a product of every layer's Jacobian, so it shrinks or grows geometrically with depth.");
   }
@@ -717,10 +730,31 @@ bool deictic(const std::set<std::string>& w, const std::string& q) {
   for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   for (const char* cue : {"this", "these", "here", "now", "current", "my ", "the bar", "the chart", "the plot", "the graph", "the curve",
                           "the line", "the heatmap", "the numbers", "the values", "why did", "what happened", "shrink", "grew", "grow",
-                          "went", "the widget", "i see", "i'm seeing", "on screen", "shown", "showing", "bigger", "smaller", "taller", "shorter"})
+                          "went", "the widget", "i see", "i'm seeing", "on screen", "shown", "showing", "bigger", "smaller", "taller", "shorter",
+                          "the output", "broken", "same as", "look", "stuck", "run a", "run b", "i changed", "i moved", "i set", "i clicked", "did i"})
     if (lower.find(cue) != std::string::npos) return true;
   (void)w;
   return false;
+}
+
+// The page state's choices as words: {"placement": "post", "act": "relu", "residual": false} ->
+// "post-norm relu without residual".
+std::string context_words(const json& ctx) {
+  std::string out;
+  for (auto it = ctx.begin(); it != ctx.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (k.ends_with("place") || k == "placement") {
+      if (v.is_string()) out += " " + v.get<std::string>() + "-norm";
+    } else if (k.ends_with("norm") || k == "act" || k.ends_with("_act") || k == "preset" || k == "comp" || k == "tab") {
+      if (v.is_string()) out += v == "none" ? " no norm" : " " + v.get<std::string>();
+    } else if (k.ends_with("res") || k == "residual") {
+      if (v.is_boolean() && !v.get<bool>()) out += " without residual";
+    } else if (k.ends_with("warm")) {
+      if (v.is_number() && v.get<double>() > 0) out += " warmup";
+    }
+  }
+  return out;
 }
 
 std::string ctx_str(const json& ctx, const char* key, const std::string& fallback, size_t max_len) {
@@ -892,7 +926,8 @@ bool page_other_half(Ctx& c, double* ms) {
   c.d.a.answer = "On the page now (block " + std::to_string(blk) + ", the " + (sub == "attn" ? "attention" : "FFN") + " sub-layer, α = " + say(alpha) +
                  "): ‖x‖ = " + say(nm["x"].get<double>()) + ", the increment ‖Δ‖ = " + say(nm["f"].get<double>()) + ", and ‖x + αΔ‖ = " +
                  say(nm["out"].get<double>()) + (nm["cos_x_out"].is_null() ? "" : " with cos(x, out) = " + say(nm["cos_x_out"].get<double>())) +
-                 ". The output is x plus a correction: x is kept, feature by feature, and the sub-layer only adds to it.";
+                 ". The output is x plus a correction: x is kept, feature by feature, and the sub-layer only adds to it." +
+                 (alpha == 0 ? " With α = 0 the increment is multiplied by 0, so the output is exactly x: nothing is broken, the sub-layer is switched off." : "");
   std::vector<std::pair<std::string, std::string>> st = {{"comp", "residual"}, {"text", url_value(text)}};
   if (pos_in >= 0) st.emplace_back("pos", std::to_string(pos_in));
   if (blk) st.emplace_back("block", std::to_string(blk));
@@ -920,7 +955,11 @@ Answer Assistant::ask(const Question& q) const {
   double run_ms = -1;
 
   bool done = residual(c) || batchnorm(c) || layernorm(c) || activation(c) || ffn_size(c) || gradient_flow(c, &run_ms) || no_norm(c, &run_ms);
-  if (!done && !q.page.empty() && q.context.is_object() && deictic(words, q.text)) {
+  // On a page, the state it shows says what "this" is; its enum values join the question's words for the search.
+  Query query_in_page = query;
+  const bool about_page = !q.page.empty() && q.context.is_object() && deictic(words, q.text);
+  if (about_page) query_in_page = index_->analyse(q.text + " " + context_words(q.context));
+  if (!done && about_page) {
     if (q.page == "ffn") done = page_ffn(c, &run_ms);
     else if (q.page == "layernorm") done = page_layernorm(c);
     else if (q.page == "gradflow") done = page_gradflow(c, &run_ms);
@@ -931,12 +970,13 @@ Answer Assistant::ask(const Question& q) const {
     for (const Hit& h : index_->search(query, q.page, 2)) d.cite(h.section->key());
     if (d.a.citations.size() > 3) d.a.citations.resize(3);
   } else {
-    const std::vector<Hit> hits = index_->search(query, q.page, 3);
-    const bool page_question = !q.page.empty() && deictic(words, q.text) && query.coverage >= 0.25;
-    const bool answerable = !hits.empty() && query.informative && (query.coverage >= 0.5 || page_question);
+    // A question about the page ("why is the norm after the add now") is answered from that page's
+    // sections, with the page's state among its words; any other needs its words known to the lessons.
+    const std::vector<Hit> hits = about_page && query.coverage >= 0.25 ? index_->search_page(query_in_page, q.page, 3) : index_->search(query, q.page, 3);
+    const bool answerable = !hits.empty() && hits[0].score > 0 && ((about_page && query.coverage >= 0.25) || (query.informative && query.coverage >= 0.5));
     if (answerable) {
       d.a.intent = "lessons";
-      d.a.answer = summary_of(*hits[0].section, query, wants_formula(words));
+      d.a.answer = summary_of(*hits[0].section, about_page ? query_in_page : query, wants_formula(words));
       d.cite(hits[0].section->key());
       for (size_t i = 1; i < hits.size(); ++i)
         if (hits[i].score >= 0.5 * hits[0].score) d.cite(hits[i].section->key());

@@ -27,6 +27,7 @@ const std::vector<std::pair<std::regex, std::string>>& synonyms() {
         {R"(\bskip[ -]?conn(ection)?s?\b|\bshort[ -]?cuts?\b|\bresidual[ -]connections?\b|\bresid\b|\bresiduals\b|\bskips?\b)", " residual "},
         {R"(\bfeed[ -]?forward( networks?| layers?| nets?)?\b|\bmlps?\b|\bffns?\b|\bposition[ -]?wise\b|\bper[ -]token\b)", " ffn "},
         {R"(\bwarm[ -]?ups?\b)", " warmup "},
+        {R"(\btak(e|es|ing) out\b|\bget(ting)? rid of\b|\bremov(e|es|ed|ing|al)\b|\bdrop(s|ped|ping)? (the|a|my)?\b|\bablat(e|es|ed|ing|ions?)\b|\bwithout\b|\bw/o\b)", " ablation "},
         {R"(\bself[ -]?attention\b|\battn\b)", " attention "},
         {R"(\bback[ -]?prop(agation)?\b)", " backprop gradient "},
         {R"(\bgrads?\b)", " gradient "},
@@ -70,8 +71,41 @@ const std::unordered_set<std::string>& stop_words() {
       "whom", "whose", "why", "will", "with", "without", "work", "works", "would", "wrong", "yeah", "yes", "you",
       "your", "ur", "r", "pls", "someone", "anything", "everything", "write", "wondering", "confused", "dumb",
       "question", "questions", "answer", "ask", "asking", "same", "different", "difference", "compare", "exist",
-      "exists", "matter", "matters", "good", "bad", "better", "best", "worse", "do", "done", "make", "makes", "made",
+      "exists", "diff", "matter", "matters", "good", "bad", "better", "best", "worse", "do", "done", "make", "makes", "made",
       "page", "widget", "here", "again", "am", "tho", "though", "via"};
+  return kWords;
+}
+
+// Common English words: when the lessons do not have one, it says nothing about the topic ("walk me
+// through", "everyone forgets"); a rare word the lessons do not have does ("brain", "France", "schema").
+const std::unordered_set<std::string>& common_words() {
+  static const std::unordered_set<std::string> kWords = {
+      "among", "another", "answer", "anybody", "anyone", "anything", "anywhere", "apart", "appear", "area", "around", "ask", "away", "back",
+      "bad", "become", "becomes", "began", "begin", "behind", "believe", "below", "beside", "besides", "best", "big", "bit", "body",
+      "book", "bring", "brought", "build", "built", "buy", "call", "called", "came", "care", "carry", "case", "cause",
+      "certain", "chance", "change", "changed", "changes", "child", "children", "city", "clear", "clearly", "close", "come", "comes", "coming",
+      "common", "country", "couple", "course", "cut", "day", "days", "deal", "dear", "decide", "different", "door", "down",
+      "during", "early", "easy", "eat", "end", "enough", "entire", "especially", "ever", "every", "everybody", "everyone", "everywhere", "eye",
+      "face", "fact", "fair", "fall", "family", "far", "fast", "feel", "felt", "few", "find", "fine", "finish", "first",
+      "five", "follow", "food", "forget", "forgets", "forgot", "forgotten", "form", "found", "four", "free", "friend", "friends", "front",
+      "full", "fun", "game", "gave", "general", "girl", "given", "glad", "goes", "gone", "great", "ground", "group",
+      "guess", "guy", "guys", "hand", "hands", "happy", "hard", "head", "hear", "heard", "heart", "high", "hold",
+      "home", "hope", "hour", "house", "huge", "idea", "ideal", "important", "instead", "interest", "interesting", "issue", "job", "keep",
+      "kept", "kids", "knew", "known", "large", "last", "late", "later", "least", "leave", "left", "less", "life", "light",
+      "likely", "line", "little", "live", "long", "look", "looked", "looking", "looks", "lose", "lost", "lot", "lots", "love",
+      "low", "main", "man", "many", "may", "maybe", "meet", "men", "might", "mind", "miss", "moment", "money", "month",
+      "months", "morning", "move", "mr", "mrs", "ms", "name", "near", "nearly", "never", "next", "nice", "night", "nobody",
+      "none", "nor", "nothing", "number", "often", "old", "once", "open", "order", "others", "otherwise", "over", "own", "part",
+      "past", "people", "perhaps", "person", "picture", "place", "plan", "play", "player", "possible", "power", "pretty", "probably", "problem",
+      "problems", "pull", "put", "quite", "rather", "read", "ready", "real", "reason", "remember", "rest", "result", "right", "room",
+      "saw", "school", "seem", "seemed", "seems", "seen", "sense", "set", "several", "short", "side", "since",
+      "small", "someone", "sometimes", "son", "soon", "sorry", "sound", "speak", "special", "start", "started", "stay", "step", "steps",
+      "stop", "story", "student", "study", "sudden", "sure", "take", "taken", "takes", "taking", "talk", "teacher", "team", "ten",
+      "thought", "three", "through", "thus", "time", "times", "today", "together", "told", "tomorrow", "took", "top", "toward", "town",
+      "tried", "true", "try", "trying", "turn", "twice", "two", "type", "under", "until", "upon", "usual", "usually", "value",
+      "view", "wait", "walk", "wanted", "watch", "water", "week", "weeks", "went", "whole", "wife", "win", "woman", "women",
+      "won", "wonder", "word", "words", "world", "worry", "year", "years", "yes", "yesterday", "yet", "young",
+      "button", "buttons", "click", "clicked", "clicking", "slider", "sliders", "toggle", "toggled", "menu", "screen", "scroll"};
   return kWords;
 }
 
@@ -217,44 +251,54 @@ Query LessonIndex::analyse(std::string_view question) const {
   auto idf = [N](double df) { return std::log((N - df + 0.5) / (df + 0.5) + 1.0); };
   std::set<std::string> seen;
   double total = 0, known = 0;
+  int known_terms = 0;
   for (const std::string& w : content_words(question)) {
     if (!seen.insert(w).second) continue;
     Query::Term t;
     t.word = w;
     t.sections = document_frequency(w);
+    if (t.sections == 0 && common_words().count(w)) continue;  // "everyone", "walk": no topic either way
     if (t.sections > 0) {
       t.matched = w;
-    } else if (w.size() >= 4) {
+    } else if (w.size() >= 5 && std::none_of(w.begin(), w.end(), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
+      // (never "gpt4" -> "gpt2": a name with a number is another thing)
       // A typo? The nearest word the lessons (or the function words) have, the most common one on a tie.
       const size_t cap = w.size() >= 7 ? 2 : 1;
       size_t best_d = cap + 1;
       int64_t best_df = -1;
       std::string best;
       bool stop = false;
+      size_t stop_d = cap + 1;
       for (const std::string& s : stop_words()) {
-        if (s.size() >= 4 && edit_distance(w, s, cap) <= cap) stop = true;
+        if (s.size() < 4) continue;
+        const size_t d = edit_distance(w, s, cap);
+        if (d <= cap) stop = true, stop_d = std::min(stop_d, d);
       }
       for (const std::string& v : vocabulary_) {
+        if (v[0] != w[0]) continue;  // typos keep the first letter; "brain" is not "train"
         const size_t d = edit_distance(w, v, cap);
         if (d > cap || d > best_d) continue;
         const int64_t df = document_frequency(v);
         if (d < best_d || df > best_df) best_d = d, best_df = df, best = v;
       }
-      if (stop && best_d > 1) continue;  // "actualy": a function word, not a lesson's word
+      if (stop && stop_d <= best_d) continue;  // "actualy": a function word, not a lesson's word
       if (!best.empty() && best_df > 0) {
         t.matched = best;
         t.sections = best_df;
       }
     }
     t.weight = idf(double(t.sections));
+    if (common_words().count(w)) t.weight = std::min(t.weight, 1.0);  // "old", "value": known, but not a topic
     total += t.weight;
     if (!t.matched.empty()) {
       known += t.weight;
-      if (double(t.sections) <= N / 3) q.informative = true;
+      if (double(t.sections) <= N / 2) q.informative = true;
+      ++known_terms;
     }
     q.terms.push_back(std::move(t));
   }
   q.coverage = total > 0 ? known / total : 0;
+  if (known_terms >= 2) q.informative = true;
   return q;
 }
 

@@ -40,7 +40,7 @@ struct Query {
   // The share of the question's weight that the lessons know: 1 when every content word is in some
   // section, near 0 when the rare words are all unknown ("capital of France").
   double coverage = 0;
-  // Whether a known word is specific (in at most a third of the sections), not only "layer" or "token".
+  // Whether the known words say something: two of them, or one that is in at most half the sections.
   bool informative = false;
   std::vector<std::string> known() const;
 };

@@ -23,7 +23,7 @@ using assistant::json;
 
 struct AssistantArgs {
   std::string question, page, context, set, models;
-  bool json = false, check = false, failures = false;
+  bool json = false, check = false, failures = false, explain = false;
   int repeat = 5;
 };
 
@@ -61,7 +61,16 @@ int run_ask(const AssistantArgs& a) {
     }
   }
   try {
-    const assistant::Answer ans = as.value()->ask(assistant::read_question(body));
+    const assistant::Question question = assistant::read_question(body);
+    if (a.explain) {
+      const assistant::Query q = as.value()->index().analyse(question.text);
+      std::printf("words the lessons know: %.0f%% of the question's weight (coverage), %s\n", 100 * q.coverage,
+                  q.informative ? "informative" : "not informative");
+      for (const assistant::Query::Term& t : q.terms)
+        std::printf("  %-16s -> %-16s in %3lld sections, weight %.2f\n", t.word.c_str(), t.matched.empty() ? "(unknown)" : t.matched.c_str(),
+                    static_cast<long long>(t.sections), t.weight);
+    }
+    const assistant::Answer ans = as.value()->ask(question);
     if (a.json) {
       std::cout << ans.to_json().dump(2) << "\n";
       return 0;
@@ -128,6 +137,7 @@ Runner add_assistant_command(CLI::App& sub) {
   ask->add_option("--page", a->page, "the page it is asked on (other-half, addnorm, layernorm, ffn, gradflow, train)");
   ask->add_option("--context", a->context, "that page's state as JSON, e.g. '{\"act\": \"relu\"}'");
   ask->add_flag("--json", a->json, "the API's JSON answer");
+  ask->add_flag("--explain", a->explain, "first, how the question's words were read (known, corrected, unknown) and weighed");
   models_flag(ask);
   CLI::App* sections = sub.add_subcommand("sections", "the lessons' sections as the assistant indexes them (lessons/*.md)");
   sections->add_flag("--json", a->json, "as JSON (the web app's parser must agree with it)");
