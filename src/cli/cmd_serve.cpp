@@ -74,6 +74,15 @@ Runner add_serve_command(CLI::App& sub) {
                  "the reverse proxy's address: its X-Forwarded-For and X-Forwarded-Proto are believed");
   sub.add_option("--threads", a->options.threads, "handler threads (default 8; connections hold none)")
       ->check(CLI::Range(1, 256));
+  sub.add_option("--assistant-model", a->options.assistant_model_url,
+                 "an OpenAI-compatible chat API (http://HOST:PORT/v1) that rewords the assistant's answers (default: none, answers from the lessons)");
+  sub.add_option("--assistant-model-name", a->options.assistant_model_name, "the chat model's name, sent as \"model\" and shown as the answers' source");
+  sub.add_option("--assistant-model-timeout", a->options.assistant_model_timeout_s,
+                 "seconds for the chat model's whole reply, then the answer from the lessons (default 20)")
+      ->check(CLI::Range(1.0, 600.0));
+  sub.add_option("--assistant-per-minute", a->options.assistant_per_minute,
+                 "assistant questions a minute per account, or per address without one (default 20)")
+      ->check(CLI::Range(1, 100000));
   server::Limits& L = a->options.limits;
   sub.add_option("--max-conns", L.max_connections, "open connections in all (default 1024)")->check(CLI::Range(1, 100000));
   sub.add_option("--max-conns-per-addr", L.max_connections_per_address, "open connections from one address (default 128)")

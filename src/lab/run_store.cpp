@@ -148,6 +148,21 @@ CREATE TABLE workers (
   heartbeat_s {real} NOT NULL
 ){without_rowid};
 )sql",
+    // 5 -> 6: the learning assistant's conversations of signed-in learners (docs/assistant.md): each
+    // question and answer, the answer's citations and numbers as JSON; gone with the account.
+    R"sql(
+CREATE TABLE assistant_messages (
+  id {id},
+  user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  created_s {real} NOT NULL,
+  created_at TEXT NOT NULL,
+  role TEXT NOT NULL,
+  page TEXT NOT NULL DEFAULT '',
+  text TEXT NOT NULL,
+  payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX assistant_messages_user ON assistant_messages(user_id, id);
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == RunStore::kSchemaVersion);
 

@@ -91,7 +91,7 @@ bool lease_lost(const RunRecord& r, double now_s);
 
 class RunStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens (creating if needed) and migrates the store: a file path (SQLite) or a postgresql:// URL. A
   // store written by a newer blocklab is refused.

@@ -1,5 +1,7 @@
 #include "server/account_store.h"
 
+#include <algorithm>
+
 #include <cctype>
 
 namespace blocklab::server {
@@ -242,6 +244,47 @@ Status AccountStore::delete_comment(int64_t id) {
 std::vector<double> AccountStore::comment_times_since(int64_t user_id, double since_s) {
   std::vector<double> out;
   Result<Rows> r = db_->query("SELECT created_s FROM comments WHERE user_id = ? AND created_s >= ? ORDER BY created_s",
+                              {user_id, since_s});
+  if (r)
+    for (const Row& row : r.value()) out.push_back(row.real(0));
+  return out;
+}
+
+// ---- the assistant's conversations ------------------------------------------------------------------
+
+Status AccountStore::add_assistant_message(int64_t user_id, const std::string& role, const std::string& page,
+                                           const std::string& text, const std::string& payload, double now_s, int keep) {
+  return db_->transaction([&](Connection& c) -> Status {
+    BLOCKLAB_RETURN_IF_ERROR(c.query("INSERT INTO assistant_messages (user_id, created_s, created_at, role, page, text, payload) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     {user_id, now_s, lab::now_utc(), role, page, text, payload})
+                                 .status());
+    return c.query("DELETE FROM assistant_messages WHERE user_id = ? AND id NOT IN "
+                   "(SELECT id FROM assistant_messages WHERE user_id = ? ORDER BY id DESC LIMIT ?)",
+                   {user_id, user_id, int64_t(keep)})
+        .status();
+  }).with_context("add assistant message");
+}
+
+Result<std::vector<AccountStore::AssistantMessage>> AccountStore::assistant_messages(int64_t user_id, int limit) {
+  Result<Rows> r = db_->query("SELECT id, role, page, text, payload, created_at, created_s FROM assistant_messages "
+                              "WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+                              {user_id, int64_t(limit)});
+  if (!r) return r.status().with_context("list assistant messages");
+  std::vector<AssistantMessage> out;
+  for (const Row& row : r.value())
+    out.push_back({row.integer(0), row.text(1), row.text(2), row.text(3), row.text(4), row.text(5), row.real(6)});
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+Status AccountStore::clear_assistant_messages(int64_t user_id) {
+  return db_->query("DELETE FROM assistant_messages WHERE user_id = ?", {user_id}).status().with_context("clear assistant messages");
+}
+
+std::vector<double> AccountStore::assistant_question_times_since(int64_t user_id, double since_s) {
+  std::vector<double> out;
+  Result<Rows> r = db_->query("SELECT created_s FROM assistant_messages WHERE user_id = ? AND role = 'user' AND created_s >= ? ORDER BY created_s",
                               {user_id, since_s});
   if (r)
     for (const Row& row : r.value()) out.push_back(row.real(0));

@@ -80,6 +80,21 @@ class AccountStore {
   // When the account's comments since since_s were posted, oldest first (the per-minute limit).
   std::vector<double> comment_times_since(int64_t user_id, double since_s);
 
+  // ---- the assistant's conversations (signed-in learners) ----
+  struct AssistantMessage {
+    int64_t id = 0;
+    std::string role, page, text, payload, created_at;  // role: user | assistant; payload: JSON
+    double created_s = 0;
+  };
+  // Appends one message and keeps only the account's newest `keep`.
+  Status add_assistant_message(int64_t user_id, const std::string& role, const std::string& page, const std::string& text,
+                               const std::string& payload, double now_s, int keep);
+  // The newest `limit`, oldest first.
+  Result<std::vector<AssistantMessage>> assistant_messages(int64_t user_id, int limit);
+  Status clear_assistant_messages(int64_t user_id);
+  // When the account's questions since since_s were asked, oldest first (the per-minute limit).
+  std::vector<double> assistant_question_times_since(int64_t user_id, double since_s);
+
   // ---- sign-in failures (auth.h's SignInThrottle keeps its counts here) ----
   struct Failures {
     int64_t failures = 0;

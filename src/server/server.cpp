@@ -111,6 +111,15 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   if (!models) return models.status();
   s->models_ = std::move(models.value());
   for (const std::string& w : s->models_->warnings()) std::fprintf(stderr, "blocklab serve: %s\n", w.c_str());
+  Result<std::unique_ptr<assistant::Assistant>> helper = assistant::Assistant::create(s->models_.get(), limits);
+  if (!helper) return helper.status();
+  s->assistant_ = std::move(helper).value();
+  if (!options.assistant_model_url.empty()) {
+    Result<std::unique_ptr<assistant::ModelClient>> m = assistant::ModelClient::create(
+        {options.assistant_model_url, options.assistant_model_name, options.assistant_model_timeout_s});
+    if (!m) return m.status();
+    s->model_ = std::move(m).value();
+  }
   set_blas_threads(1);  // parallelism comes from concurrent requests and jobs
   JobOptions jobs;
   jobs.run_jobs = options.run_jobs;
@@ -167,6 +176,9 @@ void Server::serve() {
 
 void Server::stop() {
   stopped_ = true;
+  // Streamed model replies see stopped_ at their next piece, or time out.
+  for (int i = 0; model_threads_.load() > 0 && i < int(options_.assistant_model_timeout_s * 100) + 200; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (http_) http_->stop();
   if (jobs_) jobs_->shutdown();
 }
@@ -453,6 +465,7 @@ void Server::routes() {
   });
 
   account_routes();
+  assistant_routes();
 
   if (web_dir_.empty() || !fs::is_directory(web_dir_)) {
     const std::string web = web_dir_;

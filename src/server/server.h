@@ -4,11 +4,16 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "assistant/assistant.h"
+#include "assistant/model_client.h"
 #include "lab/run_store.h"
 #include "server/account_store.h"
 #include "server/auth.h"
@@ -47,6 +52,13 @@ struct ServerOptions {
   int max_comment_chars = 4000;
   int comments_per_minute = 6;  // per account
   int comments_page = 100;      // most comments in one answer
+  // The learning assistant (docs/assistant.md): questions a minute per account (or address without one),
+  // messages kept per account, and the optional chat model that rewords its answers.
+  int assistant_per_minute = 20;
+  int assistant_history = 200;
+  std::string assistant_model_url;   // "" : none (the offline answers only)
+  std::string assistant_model_name;
+  double assistant_model_timeout_s = 20;
   bool run_jobs = true;         // false (--no-jobs): queue and stream jobs, leave the training to workers
   std::string checkpoint_dir;   // the jobs' checkpoints; "" : checkpoints/ beside an SQLite store, ./checkpoints for PostgreSQL
   Limits limits;
@@ -70,7 +82,8 @@ class Server {
  private:
   explicit Server(const ServerOptions& options);
   void routes();
-  void account_routes();  // server_accounts.cpp: /api/auth, /api/comments, /api/users
+  void account_routes();    // server_accounts.cpp: /api/auth, /api/comments, /api/users
+  void assistant_routes();  // server_assistant.cpp: /api/assistant
 
   struct Session {
     User user;
@@ -92,6 +105,15 @@ class Server {
   std::unique_ptr<AccountStore> accounts_;
   std::unique_ptr<SignInThrottle> throttle_;
   std::string registration_;
+  std::unique_ptr<assistant::Assistant> assistant_;
+  std::unique_ptr<assistant::ModelClient> model_;  // null: none
+  std::atomic<int> model_threads_{0};              // streamed model replies being read
+  struct AssistantLimits {                         // anonymous questions per address, in this process
+    std::mutex mu;
+    std::map<std::string, std::deque<double>> by_address;
+  };
+  AssistantLimits assistant_limits_storage_;
+  AssistantLimits* assistant_limits_ = &assistant_limits_storage_;
   std::unique_ptr<http::Server> http_;
   std::string web_dir_;
   double started_at_ = 0;
