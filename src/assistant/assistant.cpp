@@ -411,6 +411,24 @@ void norm_state(std::vector<std::pair<std::string, std::string>>& st, const std:
   if (eps != 1e-5) st.emplace_back("eps", shortest(eps));
 }
 
+// Whether the question switches `what` off: "no norm", "without residuals", "remove the layernorm" — the
+// cue's next few words up to a comma or "and" ("no norm, residuals on" negates the norm only).
+bool negated(const std::string& q, const std::string& what) {
+  static const std::vector<std::string> kNeg = {"no ", "without ", "w/o ", "remove ", "removing ", "removed ", "drop ", "dropping ", "ablate ", "ablating ", "turn off ", "disable ", "minus ", "take out ", "taking out ", "get rid of "};
+  for (const std::string& n : kNeg) {
+    for (size_t at = q.find(n); at != std::string::npos; at = q.find(n, at + 1)) {
+      if (at > 0 && std::isalpha(static_cast<unsigned char>(q[at - 1]))) continue;  // "piano " is not "no "
+      std::string after = q.substr(at + n.size(), 40);
+      const size_t stop = std::min({after.find(','), after.find(';'), after.find('.'), after.find('?'), after.find(" and "), after.find(" but "), after.find(" with ")});
+      if (stop != std::string::npos) after = after.substr(0, stop);
+      const std::vector<std::string> words = canonical_words(after);
+      for (size_t i = 0; i < words.size() && i < 4; ++i)
+        if (words[i] == what) return true;
+    }
+  }
+  return false;
+}
+
 bool layernorm(Ctx& c) {
   const bool rms = c.words.count("rmsnorm") > 0;
   const bool ln = c.words.count("layernorm") || has(c.words, {"normalize", "normalized", "normalizing", "std", "variance", "mean"}) ||
@@ -507,7 +525,12 @@ bool activation(Ctx& c) {
   std::vector<std::pair<Activation, std::string>> acts;
   if (relu) acts.push_back({Activation::relu, "ReLU"});
   if (gelu) {
-    if (c.words.count("tanh") || c.words.count("approximate") || c.words.count("approx")) acts.push_back({Activation::gelu_tanh, "tanh-GELU"});
+    std::string lower = c.q.text;
+    for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    const bool tanh = (c.words.count("tanh") || c.words.count("approximate") || c.words.count("approx") || c.words.count("approximation")) &&
+                      !negated(lower, "tanh") && lower.find("not tanh") == std::string::npos &&
+                      lower.find("not the tanh") == std::string::npos && !c.words.count("erf");
+    if (tanh) acts.push_back({Activation::gelu_tanh, "tanh-GELU"});
     else acts.push_back({Activation::gelu, "GELU"});
   }
   const std::map<Activation, std::string> formula = {{Activation::relu, "max(0, u)"},
@@ -615,23 +638,6 @@ std::string setup_words(const FlowSetup& s) {
          (s.norm == "none" ? "no norm" : s.norm) + (s.norm == "none" ? "" : ", " + s.placement + "-norm");
 }
 
-// Whether the question switches `what` off: "no norm", "without residuals", "remove the layernorm" — the
-// cue's next few words up to a comma or "and" ("no norm, residuals on" negates the norm only).
-bool negated(const std::string& q, const std::string& what) {
-  static const std::vector<std::string> kNeg = {"no ", "without ", "w/o ", "remove ", "removing ", "removed ", "drop ", "dropping ", "ablate ", "ablating ", "turn off ", "disable ", "minus ", "take out ", "taking out ", "get rid of "};
-  for (const std::string& n : kNeg) {
-    for (size_t at = q.find(n); at != std::string::npos; at = q.find(n, at + 1)) {
-      if (at > 0 && std::isalpha(static_cast<unsigned char>(q[at - 1]))) continue;  // "piano " is not "no "
-      std::string after = q.substr(at + n.size(), 40);
-      const size_t stop = std::min({after.find(','), after.find(';'), after.find('.'), after.find('?'), after.find(" and "), after.find(" but "), after.find(" with ")});
-      if (stop != std::string::npos) after = after.substr(0, stop);
-      const std::vector<std::string> words = canonical_words(after);
-      for (size_t i = 0; i < words.size() && i < 4; ++i)
-        if (words[i] == what) return true;
-    }
-  }
-  return false;
-}
 
 FlowSetup setup_from(const Ctx& c) {
   FlowSetup s;
@@ -973,7 +979,10 @@ Answer Assistant::ask(const Question& q) const {
     // A question about the page ("why is the norm after the add now") is answered from that page's
     // sections, with the page's state among its words; any other needs its words known to the lessons.
     const std::vector<Hit> hits = about_page && query.coverage >= 0.25 ? index_->search_page(query_in_page, q.page, 3) : index_->search(query, q.page, 3);
-    const bool answerable = !hits.empty() && hits[0].score > 0 && ((about_page && query.coverage >= 0.25) || (query.informative && query.coverage >= 0.5));
+    // Answerable: most of the question's weight is in the lessons, and the best section has a good share of
+    // it (a question whose known words are scattered over unrelated sections is not about them).
+    const bool answerable = !hits.empty() && hits[0].score > 0 &&
+                            ((about_page && query.coverage >= 0.25) || (query.informative && query.coverage >= 0.5 && hits[0].support >= 0.35));
     if (answerable) {
       d.a.intent = "lessons";
       d.a.answer = summary_of(*hits[0].section, about_page ? query_in_page : query, wants_formula(words));

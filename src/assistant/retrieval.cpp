@@ -105,7 +105,7 @@ const std::unordered_set<std::string>& common_words() {
       "tried", "true", "try", "trying", "turn", "twice", "two", "type", "under", "until", "upon", "usual", "usually", "value",
       "view", "wait", "walk", "wanted", "watch", "water", "week", "weeks", "went", "whole", "wife", "win", "woman", "women",
       "won", "wonder", "word", "words", "world", "worry", "year", "years", "yes", "yesterday", "yet", "young",
-      "button", "buttons", "click", "clicked", "clicking", "slider", "sliders", "toggle", "toggled", "menu", "screen", "scroll"};
+      "roughly", "approximately", "sit", "sits", "sitting", "button", "buttons", "click", "clicked", "clicking", "slider", "sliders", "toggle", "toggled", "menu", "screen", "scroll"};
   return kWords;
 }
 
@@ -174,6 +174,12 @@ std::vector<std::string> content_words(std::string_view text) {
   for (std::string& w : canonical_words(text))
     if (!stop_words().count(w) && !is_number(w) && w.size() > 1) out.push_back(std::move(w));
   return out;
+}
+
+double Query::total_weight() const {
+  double w = 0;
+  for (const Term& t : terms) w += t.weight;
+  return w;
 }
 
 std::vector<std::string> Query::known() const {
@@ -288,7 +294,8 @@ Query LessonIndex::analyse(std::string_view question) const {
       }
     }
     t.weight = idf(double(t.sections));
-    if (common_words().count(w)) t.weight = std::min(t.weight, 1.0);  // "old", "value": known, but not a topic
+    t.common = common_words().count(w) > 0;
+    if (t.common) t.weight = std::min(t.weight, 1.0);  // "old", "value": known, but not a topic
     total += t.weight;
     if (!t.matched.empty()) {
       known += t.weight;
@@ -305,7 +312,11 @@ Query LessonIndex::analyse(std::string_view question) const {
 std::vector<Hit> LessonIndex::run(const Query& q, const std::string& page, int k, bool only_page) const {
   std::vector<Hit> hits;
   std::string match;
-  for (const std::string& w : q.known()) match += (match.empty() ? "" : " OR ") + fts_quote(w);
+  for (const bool with_common : {false, true}) {
+    for (const Query::Term& t : q.terms)
+      if (!t.matched.empty() && (with_common || !t.common)) match += (match.empty() ? "" : " OR ") + fts_quote(t.matched);
+    if (!match.empty()) break;
+  }
   if (!match.empty()) {
     std::lock_guard lock(mu_);
     sqlite3_stmt* st = nullptr;
@@ -326,6 +337,27 @@ std::vector<Hit> LessonIndex::run(const Query& q, const std::string& page, int k
       if (s->page == page) hits.push_back({s, 0});
   }
   if (int(hits.size()) > k) hits.resize(size_t(k));
+  // Which of the question's words each hit has.
+  const double total = q.total_weight();
+  if (total > 0) {
+    std::lock_guard lock(mu_);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT count(*) FROM s WHERE s MATCH ? AND rowid = ?", -1, &st, nullptr);
+    for (Hit& h : hits) {
+      const int64_t rowid = int64_t(std::find(sections_.begin(), sections_.end(), h.section) - sections_.begin()) + 1;
+      double have = 0;
+      for (const Query::Term& t : q.terms) {
+        if (t.matched.empty()) continue;
+        const std::string m = fts_quote(t.matched);
+        sqlite3_bind_text(st, 1, m.c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, rowid);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) have += t.weight;
+        sqlite3_reset(st);
+      }
+      h.support = have / total;
+    }
+    sqlite3_finalize(st);
+  }
   return hits;
 }
 

@@ -26,7 +26,8 @@ std::vector<std::string> content_words(std::string_view text);
 
 struct Hit {
   const Section* section = nullptr;
-  double score = 0;  // higher is better (BM25, negated; this page's sections boosted)
+  double score = 0;    // higher is better (BM25, negated; this page's sections boosted)
+  double support = 0;  // the share of the question's weight whose words this section has
 };
 
 struct Query {
@@ -35,6 +36,7 @@ struct Query {
     std::string matched;    // what the index knows it as: the word, a correction, or "" (unknown)
     double weight = 0;      // inverse document frequency (an unknown word: the highest there is)
     int64_t sections = 0;   // how many sections have it
+    bool common = false;    // a common English word ("roughly", "value"): ranks only when nothing else does
   };
   std::vector<Term> terms;
   // The share of the question's weight that the lessons know: 1 when every content word is in some
@@ -43,6 +45,7 @@ struct Query {
   // Whether the known words say something: two of them, or one that is in at most half the sections.
   bool informative = false;
   std::vector<std::string> known() const;
+  double total_weight() const;
 };
 
 class LessonIndex {

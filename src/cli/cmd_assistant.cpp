@@ -67,8 +67,10 @@ int run_ask(const AssistantArgs& a) {
       std::printf("words the lessons know: %.0f%% of the question's weight (coverage), %s\n", 100 * q.coverage,
                   q.informative ? "informative" : "not informative");
       for (const assistant::Query::Term& t : q.terms)
-        std::printf("  %-16s -> %-16s in %3lld sections, weight %.2f\n", t.word.c_str(), t.matched.empty() ? "(unknown)" : t.matched.c_str(),
-                    static_cast<long long>(t.sections), t.weight);
+        std::printf("  %-16s -> %-16s in %3lld sections, weight %.2f%s\n", t.word.c_str(), t.matched.empty() ? "(unknown)" : t.matched.c_str(),
+                    static_cast<long long>(t.sections), t.weight, t.common ? " (common)" : "");
+      for (const assistant::Hit& h : as.value()->index().search(q, question.page, 3))
+        std::printf("  hit %-28s score %.2f, has %.0f%% of the question's weight\n", h.section->key().c_str(), h.score, 100 * h.support);
     }
     const assistant::Answer ans = as.value()->ask(question);
     if (a.json) {
