@@ -278,7 +278,7 @@ namespace {
 std::vector<std::string> sentences_of(const std::string& body) {
   // Paragraphs and bullets, without display formulas; then sentences (not split inside $...$).
   std::vector<std::string> out;
-  std::string para;
+  std::string para, display;
   bool in_display = false;
   auto flush = [&]() {
     std::string cur;
@@ -310,10 +310,18 @@ std::vector<std::string> sentences_of(const std::string& body) {
     line = a == std::string::npos ? "" : line.substr(a);
     if (line == "$$") {
       in_display = !in_display;
-      flush();
+      if (in_display) {
+        flush();
+        display.clear();
+      } else if (!out.empty() && out.back().ends_with(":") && display.size() < 200) {
+        out.back() += " $" + display + "$.";  // "... is computed as:" then its formula, inline
+      }
       continue;
     }
-    if (in_display) continue;
+    if (in_display) {
+      display += (display.empty() ? "" : " ") + line;
+      continue;
+    }
     if (line.empty() || line.starts_with("- ")) {
       flush();
       if (line.starts_with("- ")) para = line.substr(2);
@@ -766,9 +774,9 @@ std::string context_words(const json& ctx) {
 std::string ctx_str(const json& ctx, const char* key, const std::string& fallback, size_t max_len) {
   const json* v = server::optional_field(ctx, key);
   if (!v || v->is_null()) return fallback;
-  if (!v->is_string()) throw ApiError(400, "bad_request", std::string("context.") + key + ": expected a string", std::string("context.") + key);
+  if (!v->is_string()) throw ApiError(400, "bad_request", std::string("context") + key + ": expected a string", std::string("context") + key);
   std::string s = v->get<std::string>();
-  if (s.size() > max_len) throw ApiError(400, "bad_request", std::string("context.") + key + ": expected at most " + std::to_string(max_len) + " bytes", std::string("context.") + key);
+  if (s.size() > max_len) throw ApiError(400, "bad_request", std::string("context") + key + ": expected at most " + std::to_string(max_len) + " bytes", std::string("context") + key);
   return s;
 }
 
@@ -777,9 +785,9 @@ bool page_ffn(Ctx& c, double* ms) {
   const json& x = c.q.context;
   const std::string text = ctx_str(x, "text", "Four score and seven", 256);
   if (text.empty()) return false;
-  const int64_t pos_in = server::read_integer(x, "pos", -1, -1, 511, "context.");
-  const int64_t layer = server::read_integer(x, "layer", 0, 0, 127, "context.");
-  const std::string act = server::read_choice(x, "act", "gelu_tanh", {"relu", "gelu", "gelu_tanh"}, "context.");
+  const int64_t pos_in = server::read_integer(x, "pos", -1, -1, 511, "context");
+  const int64_t layer = server::read_integer(x, "layer", 0, 0, 127, "context");
+  const std::string act = server::read_choice(x, "act", "gelu_tanh", {"relu", "gelu", "gelu_tanh"}, "context");
   const auto t0 = std::chrono::steady_clock::now();
   json block = server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", pos_in < 0 ? json(nullptr) : json(pos_in)}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
   const int64_t track = block["track"].get<int64_t>();
@@ -839,10 +847,10 @@ bool page_ffn(Ctx& c, double* ms) {
 bool page_layernorm(Ctx& c) {
   const json& x = c.q.context;
   if (!server::optional_field(x, "x")) return false;
-  const server::Matrix m = server::read_matrix(x, "x", 8, 8, "context.");
-  const int64_t row = std::min<int64_t>(server::read_integer(x, "row", 0, 0, 7, "context."), m.rows - 1);
-  const bool rms = server::read_choice(x, "norm", "layernorm", {"layernorm", "rmsnorm"}, "context.") == "rmsnorm";
-  const double eps = server::read_number(x, "eps", 1e-5, 1e-12, 1, "context.");
+  const server::Matrix m = server::read_matrix(x, "x", 8, 8, "context");
+  const int64_t row = std::min<int64_t>(server::read_integer(x, "row", 0, 0, 7, "context"), m.rows - 1);
+  const bool rms = server::read_choice(x, "norm", "layernorm", {"layernorm", "rmsnorm"}, "context") == "rmsnorm";
+  const double eps = server::read_number(x, "eps", 1e-5, 1e-12, 1, "context");
   std::vector<double> r(m.data.begin() + row * m.cols, m.data.begin() + (row + 1) * m.cols);
   const json req = {{"x", json::array({as_json(r)})}, {"eps", eps}};
   c.d.a.intent = "page_state";
@@ -875,10 +883,10 @@ bool page_layernorm(Ctx& c) {
 bool page_gradflow(Ctx& c, double* ms) {
   const json& x = c.q.context;
   FlowSetup s;
-  s.layers = server::read_integer(x, "layers", 24, 1, 100, "context.");
-  s.residual = server::read_bool(x, "residual", true, "context.");
-  s.norm = server::read_choice(x, "norm", "layernorm", {"layernorm", "rmsnorm", "none"}, "context.");
-  s.placement = server::read_choice(x, "placement", "pre", {"pre", "post"}, "context.");
+  s.layers = server::read_integer(x, "layers", 24, 1, 100, "context");
+  s.residual = server::read_bool(x, "residual", true, "context");
+  s.norm = server::read_choice(x, "norm", "layernorm", {"layernorm", "rmsnorm", "none"}, "context");
+  s.placement = server::read_choice(x, "placement", "pre", {"pre", "post"}, "context");
   const auto t0 = std::chrono::steady_clock::now();
   const json r = run_gradflow(s, c.limits);
   *ms = ms_since(t0);
@@ -900,14 +908,14 @@ bool page_gradflow(Ctx& c, double* ms) {
 bool page_other_half(Ctx& c, double* ms) {
   if (!c.models) return false;
   const json& x = c.q.context;
-  const std::string comp = server::read_choice(x, "comp", "residual", {"residual", "layernorm", "ffn"}, "context.");
+  const std::string comp = server::read_choice(x, "comp", "residual", {"residual", "layernorm", "ffn"}, "context");
   if (comp != "residual") return false;
   const std::string text = ctx_str(x, "text", "Four score and seven", 256);
   if (text.empty()) return false;
-  const int64_t pos_in = server::read_integer(x, "pos", -1, -1, 511, "context.");
-  const int64_t blk = server::read_integer(x, "block", 0, 0, 127, "context.");
-  const std::string sub = server::read_choice(x, "sub", "attn", {"attn", "ffn"}, "context.");
-  const double alpha = server::read_number(x, "alpha", 1, 0, 2, "context.");
+  const int64_t pos_in = server::read_integer(x, "pos", -1, -1, 511, "context");
+  const int64_t blk = server::read_integer(x, "block", 0, 0, 127, "context");
+  const std::string sub = server::read_choice(x, "sub", "attn", {"attn", "ffn"}, "context");
+  const double alpha = server::read_number(x, "alpha", 1, 0, 2, "context");
   const auto t0 = std::chrono::steady_clock::now();
   json block = server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", pos_in < 0 ? json(nullptr) : json(pos_in)}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
   const json* step = nullptr;

@@ -17,8 +17,7 @@
 #include "engine/params.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
-#include "openapi_check.h"
-#include "test_postgres.h"
+#include "test_server.h"
 #include "server/server.h"
 
 namespace blocklab::server {
@@ -26,107 +25,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// One client: its own cookie jar (the session cookie), and the CSRF token from the last sign-in.
-struct Browser {
-  std::unique_ptr<httplib::Client> c;
-  std::string cookie, csrf, address = "127.0.0.1";
-  Browser(int port) : c(std::make_unique<httplib::Client>("127.0.0.1", port)) { c->set_read_timeout(30, 0); }
-  httplib::Headers headers(bool with_csrf) const {
-    httplib::Headers h = {{"X-Forwarded-For", address}};
-    if (!cookie.empty()) h.emplace("Cookie", "blocklab_session=" + cookie);
-    if (with_csrf && !csrf.empty()) h.emplace("X-CSRF-Token", csrf);
-    return h;
-  }
-  httplib::Result post(const std::string& path, const json& body, bool with_csrf = true) {
-    httplib::Result r = c->Post(path, headers(with_csrf), body.dump(), "application/json");
-    take_cookie(r);
-    return r;
-  }
-  httplib::Result get(const std::string& path) { return c->Get(path, headers(false)); }
-  httplib::Result del(const std::string& path, bool with_csrf = true) { return c->Delete(path, headers(with_csrf)); }
-  void take_cookie(const httplib::Result& r) {
-    if (!r) return;
-    const std::string set = r->get_header_value("Set-Cookie");
-    if (set.rfind("blocklab_session=", 0) == 0) cookie = set.substr(17, set.find(';') - 17);
-    const json j = json::parse(r->body, nullptr, false);
-    if (j.is_object() && j.contains("csrf_token")) csrf = j["csrf_token"];
-  }
-};
+using blocklab::testing::Browser;
+using blocklab::testing::code;
+using blocklab::testing::conforms;
+using blocklab::testing::status;
 
-int status(const httplib::Result& r) { return r ? r->status : 0; }
-
-// Checks an answer against docs/openapi.json (its error answers against the Error schema).
-void conforms(const httplib::Result& r, const std::string& path_template, const std::string& method) {
-  static const blocklab::testing::OpenApi api(std::string(BLOCKLAB_SOURCE_DIR) + "/docs/openapi.json");
-  ASSERT_TRUE(r);
-  if (r->status == 204) return;
-  const json j = json::parse(r->body, nullptr, false);
-  ASSERT_FALSE(j.is_discarded()) << r->body;
-  const json& schema = r->status >= 400 ? api.doc()["components"]["schemas"]["Error"]
-                                        : api.response_schema(path_template, method, r->status);
-  for (const std::string& p : api.check(j, schema)) ADD_FAILURE() << method << " " << path_template << ": " << p;
-}
-std::string code(const httplib::Result& r) {
-  const json j = r ? json::parse(r->body, nullptr, false) : json();
-  return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
-}
-
-class AccountsTest : public ::testing::TestWithParam<std::string> {
+class AccountsTest : public blocklab::testing::ServerTestBase {
  protected:
-  void SetUp() override {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    for (char& c : name)
-      if (c == '/') c = '_';
-    dir_ = fs::temp_directory_path() / ("blocklab_accounts_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    db_ = GetParam() == "postgres" ? blocklab::testing::fresh_postgres_database() : (dir_ / "store.db").string();
-    ASSERT_FALSE(db_.empty());
-  }
-  void TearDown() override {
-    stop();
-    fs::remove_all(dir_);
-  }
-  void start(ServerOptions o = {}) {
-    o.port = 0;
-    o.db = db_;
-    o.models_dir = (dir_ / "no-models").string();
-    o.uploads_dir = (dir_ / "uploads").string();
-    o.web_dir = (dir_ / "no-web").string();
-    o.access_log = false;
-    o.trusted_proxy = "127.0.0.1";  // the tests play several addresses through X-Forwarded-For
-    server_ = Server::create(o).value();
-    port_ = server_->bind().value();
-    thread_ = std::thread([this] { server_->serve(); });
-  }
-  void stop() {
-    if (!server_) return;
-    server_->stop();
-    thread_.join();
-    server_.reset();
-  }
   // A teacher made as `blocklab users add` makes one, in the store.
   void add_teacher(const std::string& name, const std::string& password) {
     lab::RunStore::open(db_).value();
     auto store = AccountStore::open(db_).value();
     ASSERT_TRUE(store->create_user(name, hash_password(password), "teacher").is_ok());
   }
-  Browser signed_up(const std::string& name, const std::string& password = "correct horse") {
-    Browser b(port_);
-    EXPECT_EQ(status(b.post("/api/auth/register", {{"username", name}, {"password", password}})), 201);
-    return b;
-  }
   Browser signed_in(const std::string& name, const std::string& password) {
     Browser b(port_);
     EXPECT_EQ(status(b.post("/api/auth/login", {{"username", name}, {"password", password}})), 200);
     return b;
   }
-
-  fs::path dir_;
-  std::string db_;
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  int port_ = 0;
 };
 
 TEST_P(AccountsTest, RegisterSignInWhoAmISignOut) {
