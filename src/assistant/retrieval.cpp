@@ -266,7 +266,7 @@ Query LessonIndex::analyse(std::string_view question) const {
     if (t.sections == 0 && common_words().count(w)) continue;  // "everyone", "walk": no topic either way
     if (t.sections > 0) {
       t.matched = w;
-    } else if (w.size() >= 5 && std::none_of(w.begin(), w.end(), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
+    } else if (w.size() >= 4 && std::none_of(w.begin(), w.end(), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
       // (never "gpt4" -> "gpt2": a name with a number is another thing)
       // A typo? The nearest word the lessons (or the function words) have, the most common one on a tie.
       const size_t cap = w.size() >= 7 ? 2 : 1;
@@ -282,6 +282,7 @@ Query LessonIndex::analyse(std::string_view question) const {
       }
       for (const std::string& v : vocabulary_) {
         if (v[0] != w[0]) continue;  // typos keep the first letter; "brain" is not "train"
+        if (common_words().count(v)) continue;  // "cake" is not a typo of "case"
         const size_t d = edit_distance(w, v, cap);
         if (d > cap || d > best_d) continue;
         const int64_t df = document_frequency(v);

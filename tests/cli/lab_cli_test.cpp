@@ -324,3 +324,44 @@ TEST_F(Cli, ServeStopsCleanlyOnSigtermPuttingItsJobsBackInTheQueue) {
 
 }  // namespace
 }  // namespace blocklab
+
+namespace blocklab::testing {
+namespace {
+
+// blocklab assistant: the same answers as POST /api/assistant, bad input as exit 2 and one line.
+TEST_F(Cli, AssistantAskSectionsEvalAndBench) {
+  CliRun r = run("assistant ask --json 'LayerNorm of [0.1, 2.3, -1.2]?'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["citations"][0]["url"], "/?page=layernorm&tab=mean&x=0.1,2.3,-1.2#step-by-step");
+  r = run("assistant ask --explain 'whats layr norm for'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("layr             -> layer"), std::string::npos) << r.out;  // a typo, corrected
+  r = run("assistant sections --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["pages"].size(), 6u);
+  r = run("assistant eval --check");
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("| right section cited"), std::string::npos);
+  r = run("assistant bench --repeat 1 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["latency_ms"]["offline_p50"].get<double>(), 0);
+  // A set whose targets do not hold fails --check.
+  std::ofstream(path("set.json")) << R"({"questions": [{"q": "what is the capital of France", "kind": "conceptual", "cite": ["layernorm#why"]}]})";
+  r = run("assistant eval --check --set " + path("set.json"));
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+}
+
+TEST_F(Cli, AssistantBadInputIsOneLineAndExit2) {
+  expect_usage_error(run("assistant ask ''"), "question: expected 1 to 2000 characters");
+  expect_usage_error(run("assistant ask hi --page nope"), "page: expected one of");
+  expect_usage_error(run("assistant ask hi --context '{nope'"), "--context: expected a JSON object");
+  expect_usage_error(run("assistant ask 'gradient norm with 500 layers'"), "expected 1 to 100 layers");
+  expect_usage_error(run("assistant eval --set " + path("missing.json")), "cannot read the file");
+  std::ofstream(path("bad.json")) << R"({"questions": [{"q": "x", "kind": "poem"}]})";
+  expect_usage_error(run("assistant eval --set " + path("bad.json")), "questions[0].kind: expected conceptual");
+  expect_usage_error(run("assistant"), "assistant");
+}
+
+}  // namespace
+}  // namespace blocklab::testing
