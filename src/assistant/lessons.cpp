@@ -191,10 +191,10 @@ std::string section_url(const Section& s, const std::vector<std::pair<std::strin
       start = amp + 1;
     }
   }
-  for (const auto& [k, v] : query) {
-    auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == k; });
-    if (it != params.end()) it->second = v;
-    else params.emplace_back(k, v);
+  for (const auto& kv : query) {
+    auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == kv.first; });
+    if (it != params.end()) it->second = kv.second;
+    else params.push_back(kv);
   }
   std::string url = "/?page=" + page;
   for (const auto& [k, v] : params) url += "&" + k + "=" + v;

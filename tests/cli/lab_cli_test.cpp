@@ -340,10 +340,15 @@ TEST_F(Cli, AssistantAskSectionsEvalAndBench) {
   r = run("assistant sections --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["pages"].size(), 6u);
-  r = run("assistant eval --check");
+  // The built-in set's targets are assistant_test's; here a small set of one of each kind.
+  std::ofstream(path("small.json")) << R"({"questions": [
+    {"q": "what is layer norm for", "kind": "conceptual", "cite": ["layernorm#why", "other-half#layernorm"]},
+    {"q": "LayerNorm of [0.1, 2.3, -1.2]?", "kind": "numeric", "cite": ["layernorm#step-by-step"], "values": [0.4, 1.444533]},
+    {"q": "who won the world cup in 2010", "kind": "out-of-scope"}]})";
+  r = run("assistant eval --check --set " + path("small.json"));
   EXPECT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("| right section cited"), std::string::npos);
-  r = run("assistant bench --repeat 1 --json");
+  EXPECT_NE(r.out.find("| right section cited (conceptual, numeric, page-state) | 2 / 2 = 100.0%"), std::string::npos) << r.out;
+  r = run("assistant bench --repeat 2 --json --set " + path("small.json"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_GT(nlohmann::json::parse(r.out)["latency_ms"]["offline_p50"].get<double>(), 0);
   // A set whose targets do not hold fails --check.
