@@ -17,9 +17,12 @@ export interface Citation {
   url: string;
 }
 
+/** A computed value: a number (null: not finite), or a vector of them (a LayerNorm output), or a matrix. */
+export type ComputedValue = number | null | ComputedValue[];
+
 export interface Computed {
   what: string;
-  value: number | null;
+  value: ComputedValue;
   formula: string;
   unit?: string;
 }
@@ -81,6 +84,13 @@ export function questionProblem(q: string): string | null {
 
 const str = (v: unknown, def = ''): string => (typeof v === 'string' ? v : def);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** A number, or nested arrays of numbers (at most 3 deep); anything else is null. */
+const value = (v: unknown, depth = 0): ComputedValue => (Array.isArray(v) && depth < 3 ? v.map((x) => value(x, depth + 1)) : num(v));
+
+/** A computed value's numbers in order (a vector's entries, a matrix's rows one after the other). */
+export function flatValues(v: ComputedValue): (number | null)[] {
+  return Array.isArray(v) ? v.flatMap(flatValues) : [v];
+}
 
 export function readCitations(v: unknown): Citation[] {
   if (!Array.isArray(v)) return [];
@@ -95,7 +105,7 @@ export function readComputed(v: unknown): Computed[] {
   return v
     .filter((c): c is Record<string, unknown> => !!c && typeof c === 'object')
     .map((c) => {
-      const out: Computed = { what: str(c.what), value: num(c.value), formula: str(c.formula) };
+      const out: Computed = { what: str(c.what), value: value(c.value), formula: str(c.formula) };
       if (typeof c.unit === 'string' && c.unit !== '') out.unit = c.unit;
       return out;
     });

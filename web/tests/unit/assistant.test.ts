@@ -7,6 +7,7 @@ import {
   assistantError,
   citationHref,
   elapsedWords,
+  flatValues,
   historyTurns,
   loadTurns,
   MAX_QUESTION_CHARS,
@@ -93,6 +94,11 @@ describe('assistant: the pure parts', () => {
     expect(odd.citations).toEqual([{ section: 'ffn#memory', title: 'ffn#memory', url: '' }]);
     expect(odd.computed).toEqual([{ what: 'm', value: null, formula: '' }]);
     expect(readAnswer({ status: 'unknown' }).status).toBe('unknown');
+    // the server's vectors (a LayerNorm output), and what is not a number in them
+    const vec = readAnswer({ computed: [{ what: 'LayerNorm output', value: [-0.20767951, 1.3153037, 'x', [1]], formula: 'f' }] }).computed[0];
+    expect(vec.value).toEqual([-0.20767951, 1.3153037, null, [1]]);
+    expect(flatValues(vec.value)).toEqual([-0.20767951, 1.3153037, null, 1]);
+    expect(flatValues(0.4)).toEqual([0.4]);
   });
 
   it('citations lead inside the app only: this origin, `/`, a known page, a section id', () => {
