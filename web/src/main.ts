@@ -1,5 +1,6 @@
 import { mount } from 'svelte';
 import 'katex/dist/katex.min.css';
+import './katex-legible.css';
 import './app.css';
 import App from './App.svelte';
 

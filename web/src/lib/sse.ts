@@ -66,19 +66,10 @@ export function parseSse(text: string): SseEvent[] {
   return [...p.push(text), ...p.push('\n\n')];
 }
 
-/**
- * Reads `url`'s event stream, calling `onEvent` with each event's parsed JSON data, until the stream ends or
- * `signal` aborts. A non-2xx answer throws an ApiRefusal.
- */
-export async function streamEvents(
-  url: string,
-  onEvent: (name: string, data: unknown) => void,
-  signal: AbortSignal,
-  fetchImpl: FetchLike = send, // GET: the API's one wrapper (it adds X-CSRF-Token only to state changes)
-): Promise<void> {
-  const res = await fetchImpl(url, { signal, headers: { Accept: 'text/event-stream' } });
-  if (!res.ok) throw await refusalOf(res);
-  if (!res.body) throw new Error(`${url}: the response has no body to stream`);
+/** Reads a response's event stream to its end, calling `onEvent` with each event's data parsed as JSON (the text
+ * when it is not JSON). An exception thrown by `onEvent` stops the reading (and cancels the stream). */
+export async function readEventStream(res: Response, onEvent: (name: string, data: unknown) => void): Promise<void> {
+  if (!res.body) throw new Error(`${res.url || 'the response'}: the response has no body to stream`);
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   const parser = new SseParser();
@@ -93,10 +84,39 @@ export async function streamEvents(
       onEvent(ev.event, data);
     }
   };
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    dispatch(parser.push(decoder.decode(value, { stream: true })));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      dispatch(parser.push(decoder.decode(value, { stream: true })));
+    }
+    dispatch(parser.push(decoder.decode() + '\n\n'));
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    throw e;
   }
-  dispatch(parser.push(decoder.decode() + '\n\n'));
+}
+
+/** Whether a response is an event stream (a server may answer a request for one with plain JSON). */
+export function isEventStream(res: Response): boolean {
+  return (res.headers.get('Content-Type') ?? '').toLowerCase().startsWith('text/event-stream');
+}
+
+/**
+ * Reads `url`'s event stream, calling `onEvent` with each event's parsed JSON data, until the stream ends or
+ * `signal` aborts. A non-2xx answer throws an ApiRefusal. `init` makes it another request than a GET (a POST
+ * whose answer streams: POST /api/assistant); its headers are added to `Accept: text/event-stream`.
+ */
+export async function streamEvents(
+  url: string,
+  onEvent: (name: string, data: unknown) => void,
+  signal: AbortSignal,
+  fetchImpl: FetchLike = send, // the API's one wrapper (it adds X-CSRF-Token only to state changes)
+  init: RequestInit = {},
+): Promise<void> {
+  const headers = new Headers(init.headers);
+  headers.set('Accept', 'text/event-stream');
+  const res = await fetchImpl(url, { ...init, signal, headers });
+  if (!res.ok) throw await refusalOf(res);
+  await readEventStream(res, onEvent);
 }

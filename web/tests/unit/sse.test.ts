@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSse, SseParser, streamEvents } from '../../src/lib/sse';
+import { isEventStream, parseSse, readEventStream, SseParser, streamEvents } from '../../src/lib/sse';
 import { ApiRefusal } from '../../src/lib/api';
 
 const STREAM =
@@ -80,5 +80,37 @@ describe('streamEvents', () => {
   it('turns a refusal into an ApiRefusal', async () => {
     const res = new Response(JSON.stringify({ error: { code: 'not_found', message: 'run 99: no such run', field: 'id' } }), { status: 404 });
     await expect(streamEvents('/api/runs/99/events', () => {}, new AbortController().signal, async () => res)).rejects.toBeInstanceOf(ApiRefusal);
+  });
+
+  it('makes a POST whose answer streams (init: method, body, headers; Accept stays text/event-stream)', async () => {
+    let sent: { url: string; init?: RequestInit } | null = null;
+    const got: string[] = [];
+    await streamEvents(
+      '/api/assistant',
+      (n) => got.push(n),
+      new AbortController().signal,
+      async (url, init) => {
+        sent = { url, init };
+        return streamResponse(['event: token\ndata: {"text":"a"}\n\n', 'event: done\ndata: {}\n\n']);
+      },
+      { method: 'POST', body: '{"question":"q"}', headers: { 'Content-Type': 'application/json' } },
+    );
+    expect(got).toEqual(['token', 'done']);
+    const h = new Headers(sent!.init!.headers);
+    expect([sent!.init!.method, sent!.init!.body, h.get('Accept'), h.get('Content-Type')]).toEqual(['POST', '{"question":"q"}', 'text/event-stream', 'application/json']);
+  });
+
+  it('readEventStream stops (and cancels the stream) when a handler throws; isEventStream reads the content type', async () => {
+    const res = streamResponse(['event: a\ndata: 1\n\nevent: b\ndata: 2\n\n']);
+    expect(isEventStream(res)).toBe(true);
+    expect(isEventStream(new Response('{}', { headers: { 'Content-Type': 'application/json' } }))).toBe(false);
+    const got: string[] = [];
+    await expect(
+      readEventStream(res, (n) => {
+        got.push(n);
+        throw new Error('stop here');
+      }),
+    ).rejects.toThrow('stop here');
+    expect(got).toEqual(['a']);
   });
 });
