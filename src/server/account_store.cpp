@@ -241,13 +241,17 @@ Status AccountStore::delete_comment(int64_t id) {
   return db_->query("DELETE FROM comments WHERE id = ?", {id}).status().with_context("delete comment");
 }
 
-std::vector<double> AccountStore::comment_times_since(int64_t user_id, double since_s) {
+// The first column of a query's rows, as numbers (the per-minute limits' times); none when it fails.
+std::vector<double> AccountStore::times(const std::string& sql, const std::vector<Value>& params) {
   std::vector<double> out;
-  Result<Rows> r = db_->query("SELECT created_s FROM comments WHERE user_id = ? AND created_s >= ? ORDER BY created_s",
-                              {user_id, since_s});
+  Result<Rows> r = db_->query(sql, params);
   if (r)
     for (const Row& row : r.value()) out.push_back(row.real(0));
   return out;
+}
+
+std::vector<double> AccountStore::comment_times_since(int64_t user_id, double since_s) {
+  return times("SELECT created_s FROM comments WHERE user_id = ? AND created_s >= ? ORDER BY created_s", {user_id, since_s});
 }
 
 // ---- the assistant's conversations ------------------------------------------------------------------
@@ -283,12 +287,8 @@ Status AccountStore::clear_assistant_messages(int64_t user_id) {
 }
 
 std::vector<double> AccountStore::assistant_question_times_since(int64_t user_id, double since_s) {
-  std::vector<double> out;
-  Result<Rows> r = db_->query("SELECT created_s FROM assistant_messages WHERE user_id = ? AND role = 'user' AND created_s >= ? ORDER BY created_s",
-                              {user_id, since_s});
-  if (r)
-    for (const Row& row : r.value()) out.push_back(row.real(0));
-  return out;
+  return times("SELECT created_s FROM assistant_messages WHERE user_id = ? AND role = 'user' AND created_s >= ? ORDER BY created_s",
+               {user_id, since_s});
 }
 
 // ---- sign-in failures -------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ class AccountStore {
   explicit AccountStore(std::shared_ptr<lab::Database> db) : db_(std::move(db)) {}
   Status set_user(const std::string& name, const std::string& sql, const std::vector<lab::Value>& params,
                   const std::string& what, bool end_sessions);
+  std::vector<double> times(const std::string& sql, const std::vector<lab::Value>& params);
   std::shared_ptr<lab::Database> db_;
 };
 

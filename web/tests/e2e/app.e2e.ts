@@ -1,7 +1,7 @@
 // The whole app: navigation, state in the URL (reload, back), formulas on focus, every page at 1280×800 and on a
 // phone-sized viewport.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { launch, openPage, PHONE, screenshot, type Browser } from './browser';
+import { describe, expect, inject, it } from 'vitest';
+import { openPage, screenshot, type Browser, withBrowsers } from './browser';
 import { expectNoErrors, horizontalOverflow, params, waitReady } from './helpers';
 import { PAGE_TITLES, PAGES } from '../../src/lib/pages';
 
@@ -9,15 +9,7 @@ const base = inject('baseUrl');
 const pages = Object.keys(PAGES) as (keyof typeof PAGES)[];
 let desktop: Browser;
 let phone: Browser;
-
-beforeAll(async () => {
-  desktop = await launch();
-  phone = await launch(PHONE);
-});
-afterAll(async () => {
-  await desktop?.close();
-  await phone?.close();
-});
+withBrowsers((d, p) => ((desktop = d), (phone = p)));
 
 describe('the app', () => {
   it('navigates between every page; the back button restores the previous one', async () => {

@@ -2,9 +2,9 @@
 // engine's numbers and a citation that opens the cited state and section, a suggested question, an out-of-scope
 // question answered "I don't know" with the nearest sections, the keyboard alone, a phone's width, a signed-in
 // learner's history across a reload and its clearing, and a hostile question shown as text.
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { launch, openPage, PHONE, screenshot, type Browser } from './browser';
+import { openPage, PHONE, screenshot, type Browser, withBrowsers } from './browser';
 import { blocklabBinary, scratch, startServer } from './server';
 import { expectNoErrors, expectText, horizontalOverflow, params, waitReady } from './helpers';
 import { fmt } from '../../src/lib/format';
@@ -18,15 +18,10 @@ const newName = (p: string) => `${p}${Date.now().toString(36).slice(-5)}${run++}
 
 let desktop: Browser;
 let phone: Browser;
-beforeAll(async () => {
-  desktop = await launch();
-  phone = await launch(PHONE);
-  for (const b of [desktop, phone]) await b.context.addInitScript(RECORDER);
-});
-afterAll(async () => {
-  await desktop?.close();
-  await phone?.close();
-});
+withBrowsers(
+  (d, p) => ((desktop = d), (phone = p)),
+  (b) => b.context.addInitScript(RECORDER),
+);
 
 interface Asked {
   /** the request's headers and body */

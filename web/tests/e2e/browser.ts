@@ -4,6 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.BLOCKLAB_CHROMIUM ?? '/usr/bin/chromium';
@@ -24,6 +25,25 @@ export const PHONE = { width: 390, height: 844 };
 export interface Browser {
   context: BrowserContext;
   close(): Promise<void>;
+}
+
+/**
+ * A desktop and a phone browser for one test file: launched (and given `setup`) before its tests, handed to
+ * `use`, closed after them.
+ */
+export function withBrowsers(use: (desktop: Browser, phone: Browser) => void, setup?: (b: Browser) => Promise<unknown>): void {
+  let desktop: Browser | undefined;
+  let phone: Browser | undefined;
+  beforeAll(async () => {
+    desktop = await launch();
+    phone = await launch(PHONE);
+    if (setup) for (const b of [desktop, phone]) await setup(b);
+    use(desktop, phone);
+  });
+  afterAll(async () => {
+    await desktop?.close();
+    await phone?.close();
+  });
 }
 
 export async function launch(viewport = DESKTOP): Promise<Browser> {

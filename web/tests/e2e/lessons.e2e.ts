@@ -2,9 +2,9 @@
 // anchor and test id, a URL's #anchor scrolled into view and highlighted, a lesson's app link followed inside the
 // app, and on a phone no text under 11 px and display maths that scrolls inside its own box.
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { launch, openPage, PHONE, screenshot, type Browser } from './browser';
+import { openPage, PHONE, screenshot, type Browser, withBrowsers } from './browser';
 import { expectNoErrors, horizontalOverflow, params, waitReady } from './helpers';
 import { readLessons } from '../../plugins/lessons';
 import { repo } from './server';
@@ -16,14 +16,7 @@ const STATEFUL: Record<string, Record<string, string>> = { 'other-half': { resid
 
 let desktop: Browser;
 let phone: Browser;
-beforeAll(async () => {
-  desktop = await launch();
-  phone = await launch(PHONE);
-});
-afterAll(async () => {
-  await desktop?.close();
-  await phone?.close();
-});
+withBrowsers((d, p) => ((desktop = d), (phone = p)));
 
 const inView = (page: Page, id: string) =>
   page.evaluate((i) => {
