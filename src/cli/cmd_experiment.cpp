@@ -31,6 +31,8 @@ int run_experiment_command(const ExperimentArgs& a) {
   options.seed = a.seed;
   options.quick = a.quick;
   options.steps = a.steps;
+  const std::string out = a.out.empty() ? "reports/" + a.name : a.out;
+  options.checkpoint_dir = out + "/checkpoints";  // beside the report, not beside the store
   const bool tty = ::isatty(STDERR_FILENO);
   if (!a.quiet)
     options.on_step = [tty](const std::string& label, int run, int runs, const lab::TrainProgress& p) {
@@ -42,7 +44,6 @@ int run_experiment_command(const ExperimentArgs& a) {
     };
   Result<lab::Report> report = lab::run_experiment(a.name, *store.value(), options);
   if (!report) return fail(cmd, report.status());
-  const std::string out = a.out.empty() ? "reports/" + a.name : a.out;
   if (Status st = lab::write_report(report.value(), out); !st) return fail(cmd, st);
   std::printf("%s: report %s/report.md (%zu figures), %zu runs stored in %s\n", a.name.c_str(), out.c_str(),
               report->figures.size(), report->run_ids.size(), a.db.c_str());

@@ -68,6 +68,7 @@ class Session {
     spec.options = options;
     spec.label = label;
     spec.experiment = name_;
+    spec.checkpoint_dir = options_.checkpoint_dir;
     const int index = ++run_;
     ProgressFn on_step;
     if (options_.on_step) on_step = [&](const TrainProgress& p) { options_.on_step(label, index, runs_, p); };
@@ -139,18 +140,22 @@ Figure curve_figure(const std::string& file, const std::string& title, const std
   return {file, title, render_svg(c)};
 }
 
-std::string describe_training(const TrainOptions& o, const ModelConfig& c) {
+// The runs' shared setup. `differs` names what some runs change beyond the ablated knob (a model without a
+// norm has no final norm either: the contract makes norm none with a final norm a bad config).
+std::string describe_training(const TrainOptions& o, const ModelConfig& c, const std::string& differs = "") {
   return "Task `" + std::string(name_of(o.task)) + "`, batch " + std::to_string(o.batch) + " x " +
          std::to_string(o.seq_len) + ", " + std::to_string(o.steps) + " steps, AdamW lr " + g4(o.optimizer.lr) +
          " (no weight decay: Adam), seed " + std::to_string(o.seed) + "; model d_model " + std::to_string(c.d_model) +
-         ", " + std::to_string(c.n_heads) + " heads, d_ff " + std::to_string(c.d_ff) + ", GELU, final norm. " +
+         ", " + std::to_string(c.n_heads) + " heads, d_ff " + std::to_string(c.d_ff) + ", GELU, " +
+         (c.final_norm ? "final norm" : "no final norm") + (differs.empty() ? "" : " (" + differs + ")") + ". " +
          "Held-out figures: " + std::to_string(o.eval_batches) + " batches no step trained on.";
 }
 
 std::string header(const std::string& name, const std::string& title, const Session& s, const std::string& what) {
   std::string md = "# " + title + "\n\n" + what + "\n\nRerun: `blocklab experiment " + name + " --seed " +
                    std::to_string(s.seed()) + "`" + (s.quick() ? " (this report: `--quick`, a smoke run)" : "") +
-                   ". Every training run is in the run store (`blocklab runs list`).\n\n";
+                   " (the same runs bit for bit on the same CPU kind and thread count; another CPU's kernels round differently). "
+                   "Every training run is in the run store (`blocklab runs list`), its checkpoints beside this report.\n\n";
   return md;
 }
 
@@ -239,7 +244,9 @@ Result<Report> norm_ablation(RunStore& store, const ExperimentOptions& opt) {
   std::string md = header(rep.name, rep.title, s,
                           "Seed 003, exercise 2: *\"Ablate LayerNorm: replace with identity → unstable.\"* Seed 004: "
                           "RMSNorm *\"works just as well\"*. The task is `reverse` (the copy task is solved by the "
-                          "residual path alone and cannot tell norms apart). " + describe_training(o, s.model(6)));
+                          "residual path alone and cannot tell norms apart). " +
+                              describe_training(o, s.model(6), "the no-norm runs have no final norm either: removing "
+                                                               "LayerNorm removes every norm, the final one included"));
   md += "## Results\n\n" + runs_table(runs) + "\n## What happened\n\n";
   for (int64_t L : {6, 12}) {
     const std::string d = "depth " + std::to_string(s.depth(L)) + ", ";
@@ -333,9 +340,15 @@ Result<Report> pre_vs_post(RunStore& store, const ExperimentOptions& opt) {
     if (!layers || layers->empty()) return double(NAN);
     return layers->front().layers.back().grad_norm_params / layers->front().layers.front().grad_norm_params;
   };
-  md += " At step 1 the last block's parameter gradient is " + g4(step1_ratio(post_cold)) +
-        "x the first block's in post-LN and " + g4(step1_ratio(pre_cold)) +
-        "x in pre-LN (Xiong et al. 2020 trace post-LN's need for warm-up to gradients that grow toward the output).\n\n";
+  const double post_ratio = step1_ratio(post_cold), pre_ratio = step1_ratio(pre_cold);
+  md += " At step 1 the last block's parameter gradient is " + g4(post_ratio) + "x the first block's in post-LN and " +
+        g4(pre_ratio) + "x in pre-LN: " +
+        (post_ratio > 1.5 * pre_ratio
+             ? "post-LN's gradients grow toward the output, the cause Xiong et al. 2020 give for its need of warm-up."
+             : "at this depth and size post-LN's gradients do not grow toward the output (Xiong et al. 2020's cause of its "
+               "need for warm-up); `blocklab experiment gradient-flow` shows where they do (at 100 layers), and "
+               "`blocklab experiment prepost-sweep` where warm-up starts to matter.") +
+        "\n\n";
   return finish(std::move(rep), std::move(md), s);
 }
 
@@ -386,7 +399,10 @@ Result<Report> gradient_flow(RunStore& store, const ExperimentOptions& opt) {
                           "largest in the layers near the output, pre-LN's about the same in every layer. Measured with "
                           "`blocklab gradflow` (the copy task's cross-entropy on one batch of " + std::to_string(batch) +
                               " x " + std::to_string(seq) + ", d_model " + std::to_string(s.model(2).d_model) +
-                              ", freshly initialised).");
+                              ", freshly initialised). One row by hand: `blocklab gradflow --n-layers 100 --placement post "
+                              "--batch " + std::to_string(batch) + " --seq-len " + std::to_string(seq) + " --seed " +
+                              std::to_string(s.seed()) + " --json` (the batch matters: `gradflow`'s default is 32, the "
+                              "Gradient flow page's 4).");
   md += "## Results\n\n| config | depth | block grad norm, first layer | last layer | last / first | "
         "dLoss/dx at the first block | at the last | first / last |\n|---|---|---|---|---|---|---|---|\n";
   std::string flow_findings;
@@ -508,7 +524,8 @@ Result<Report> alpha_sweep(RunStore& store, const ExperimentOptions& opt) {
   std::string md = header(rep.name, rep.title, s,
                           "Seed 000's increment-strength slider, trained: y = x + alpha * f(x) in every sub-layer of a "
                           "6-layer pre-LN stack, and ReZero's learned per-block alpha starting at 0. " +
-                              describe_training(o, s.model(6)));
+                              describe_training(o, s.model(6), "the ReZero run has no norm and no final norm: that is "
+                                                               "ReZero"));
   md += "## Results\n\n" + runs_table(runs) + "\n";
   // The learned alphas at the end.
   const TrainResult& rz = runs.back().result;
@@ -579,13 +596,210 @@ Result<Report> x_fx(RunStore& store, const ExperimentOptions& opt) {
   return finish(std::move(rep), std::move(md), s);
 }
 
+
+// ---- sweeps: where a seed's claim shows, and where it stops --------------------------------------
+
+// One variant of a sweep: a label, and what it changes in the model and the training.
+struct Variant {
+  std::string label;
+  std::function<void(ModelConfig&, TrainOptions&)> apply;
+};
+
+struct Sweep {
+  std::vector<int64_t> depths;
+  std::vector<double> lrs;
+  std::vector<Variant> variants;
+  // runs[v][d][l]
+  std::vector<std::vector<std::vector<Trained>>> runs;
+  const Trained& at(size_t v, size_t d, size_t l) const { return runs[v][d][l]; }
+};
+
+// The sweeps' model: narrower than the presets' (d_model 32, 4 heads, d_ff 128), so a grid trains in minutes.
+ModelConfig sweep_model(const Session& s, int64_t depth) {
+  ModelConfig c = s.model(depth);
+  c.d_model = s.quick() ? 16 : 32;
+  c.n_heads = s.quick() ? 2 : 4;
+  c.d_ff = s.quick() ? 32 : 128;
+  return c;
+}
+
+std::string lr_label(double lr) { return "lr " + fmt("%g", lr); }
+
+Status run_sweep(Session& s, Sweep& w, const TrainOptions& base) {
+  w.runs.assign(w.variants.size(), {});
+  for (size_t v = 0; v < w.variants.size(); ++v) {
+    w.runs[v].assign(w.depths.size(), {});
+    for (size_t d = 0; d < w.depths.size(); ++d)
+      for (double lr : w.lrs) {
+        ModelConfig c = sweep_model(s, w.depths[d]);
+        TrainOptions o = base;
+        o.optimizer.lr = lr;
+        w.variants[v].apply(c, o);
+        Result<Trained> t = s.train(w.variants[v].label + ", depth " + std::to_string(c.n_layers) + ", " + lr_label(lr), c, o);
+        if (!t) return t.status();
+        w.runs[v][d].push_back(std::move(t.value()));
+      }
+  }
+  return Status::ok();
+}
+
+// One heatmap per variant: held-out loss by depth (rows) and learning rate (columns), one colour scale for all.
+void sweep_figures(Report& rep, const Sweep& w, const std::string& prefix) {
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& v : w.runs)
+    for (const auto& d : v)
+      for (const Trained& t : d)
+        if (std::isfinite(t.result.final.loss) && t.result.final.loss > 0)
+          lo = std::min(lo, t.result.final.loss), hi = std::max(hi, t.result.final.loss);
+  for (size_t v = 0; v < w.variants.size(); ++v) {
+    Heatmap h;
+    h.title = w.variants[v].label + ": held-out loss (and accuracy)";
+    h.x_label = "learning rate (Adam)";
+    h.y_label = "depth (blocks)";
+    h.value_label = "held-out loss";
+    h.log_scale = true;
+    h.lo = lo;
+    h.hi = hi;
+    for (double lr : w.lrs) h.columns.push_back(fmt("%g", lr));
+    for (size_t d = 0; d < w.depths.size(); ++d) {
+      h.rows.push_back(std::to_string(w.at(v, d, 0).result.config.n_layers));
+      std::vector<double> vals;
+      std::vector<std::string> labels;
+      for (size_t l = 0; l < w.lrs.size(); ++l) {
+        const TrainResult& r = w.at(v, d, l).result;
+        const bool diverged = r.status == "diverged" || !std::isfinite(r.final.loss);
+        vals.push_back(diverged ? NAN : r.final.loss);
+        labels.push_back(diverged ? "diverged" : pct(r.final.accuracy));
+      }
+      h.values.push_back(vals);
+      h.labels.push_back(labels);
+    }
+    std::string file = prefix + "_" + std::to_string(v) + ".svg";
+    rep.figures.push_back({file, h.title, render_svg(h)});
+  }
+}
+
+std::string sweep_table(const Sweep& w) {
+  std::string md = "| variant | depth |";
+  for (double lr : w.lrs) md += " " + lr_label(lr) + " |";
+  md += "\n|---|---|";
+  for (size_t l = 0; l < w.lrs.size(); ++l) md += "---|";
+  md += "\n";
+  for (size_t v = 0; v < w.variants.size(); ++v)
+    for (size_t d = 0; d < w.depths.size(); ++d) {
+      md += "| " + w.variants[v].label + " | " + std::to_string(w.at(v, d, 0).result.config.n_layers) + " |";
+      for (size_t l = 0; l < w.lrs.size(); ++l) {
+        const TrainResult& r = w.at(v, d, l).result;
+        md += " " + (r.status == "diverged" ? std::string("diverged") : pct(r.final.accuracy) + ", loss " + g4(r.final.loss)) + " |";
+      }
+      md += "\n";
+    }
+  return md;
+}
+
+// The cells where `fails` did not learn the task and `reference` did: where the claim shows.
+std::vector<std::pair<size_t, size_t>> claim_cells(const Sweep& w, size_t fails, size_t reference) {
+  std::vector<std::pair<size_t, size_t>> out;
+  for (size_t d = 0; d < w.depths.size(); ++d)
+    for (size_t l = 0; l < w.lrs.size(); ++l)
+      if (!learned(w.at(fails, d, l)) && learned(w.at(reference, d, l))) out.push_back({d, l});
+  return out;
+}
+
+std::string cells_text(const Sweep& w, const std::vector<std::pair<size_t, size_t>>& cells, size_t v) {
+  if (cells.empty()) return "none";
+  std::string s;
+  for (const auto& [d, l] : cells)
+    s += (s.empty() ? "" : "; ") + std::string("depth ") + std::to_string(w.at(v, d, l).result.config.n_layers) + " at " +
+         lr_label(w.lrs[l]);
+  return s;
+}
+
+Result<Report> prepost_sweep(RunStore& store, const ExperimentOptions& opt) {
+  Sweep w;
+  w.depths = opt.quick ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{2, 6, 12};
+  w.lrs = opt.quick ? std::vector<double>{1e-3, 1e-2} : std::vector<double>{1e-3, 3e-3, 1e-2};
+  Session s(store, opt, "prepost-sweep", int(w.depths.size() * w.lrs.size() * 4));
+  TrainOptions base = s.training(TaskKind::reverse, 300);
+  const int64_t warmup = std::max<int64_t>(1, base.steps / 6);
+  for (Placement p : {Placement::pre, Placement::post})
+    for (bool wu : {false, true})
+      w.variants.push_back({std::string(p == Placement::pre ? "pre-LN" : "post-LN") + (wu ? ", warm-up " + std::to_string(warmup) : ", no warm-up"),
+                            [p, wu, warmup](ModelConfig& c, TrainOptions& o) {
+                              c.placement = p;
+                              o.optimizer.warmup_steps = wu ? warmup : 0;
+                            }});
+  BLOCKLAB_RETURN_IF_ERROR(run_sweep(s, w, base));
+  Report rep{"prepost-sweep", "Pre-LN vs post-LN, with and without warm-up, over depth and learning rate", "", {}, {}};
+  sweep_figures(rep, w, "loss");
+  std::string md = header(rep.name, rep.title, s,
+                          "Seeds 003 and 004: post-norm is *\"unstable at deep layers\"*, warm-up *\"critical\"* for it and "
+                          "*\"optional\"* for pre-norm. At one size (pre-vs-post) the claim did not show; here the grid looks "
+                          "for where it does. " + describe_training(base, sweep_model(s, 2)) + " Warm-up: linear over the "
+                          "first " + std::to_string(warmup) + " steps. A run counts as learned at >= 99% held-out accuracy.");
+  md += "## Results\n\n" + sweep_table(w) + "\n## Where the claim shows, and where it does not\n\n";
+  // variants: 0 pre cold, 1 pre warm, 2 post cold, 3 post warm
+  const auto post_fails = claim_cells(w, 2, 0), warmup_fixes = claim_cells(w, 2, 3);
+  md += "- Post-LN without warm-up failed where pre-LN without warm-up learned: " + cells_text(w, post_fails, 2) + ".\n";
+  md += "- Post-LN without warm-up failed where post-LN with warm-up learned (warm-up was critical): " + cells_text(w, warmup_fixes, 2) + ".\n";
+  const auto pre_needs = claim_cells(w, 0, 1);
+  md += "- Pre-LN without warm-up failed where pre-LN with warm-up learned: " + cells_text(w, pre_needs, 0) + ".\n";
+  int both = 0, cells = 0;
+  for (size_t d = 0; d < w.depths.size(); ++d)
+    for (size_t l = 0; l < w.lrs.size(); ++l, ++cells) both += learned(w.at(0, d, l)) && learned(w.at(2, d, l));
+  md += "- Both placements learned without warm-up in " + std::to_string(both) + " of " + std::to_string(cells) +
+        " cells: there the claim does not hold.\n\n";
+  md += post_fails.empty() && warmup_fixes.empty()
+            ? "Against the seeds: in this grid post-LN never failed where pre-LN or warm-up succeeded; the claim needs a "
+              "deeper stack, a higher learning rate or more steps than measured here.\n\n"
+            : "Against the seeds: the claim shows in the cells above (deep and/or a high learning rate) and not elsewhere; "
+              "the Train page's pre-vs-post preset opens one of them.\n\n";
+  return finish(std::move(rep), std::move(md), s);
+}
+
+Result<Report> norm_sweep(RunStore& store, const ExperimentOptions& opt) {
+  Sweep w;
+  w.depths = opt.quick ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{2, 6, 12};
+  w.lrs = opt.quick ? std::vector<double>{1e-3, 1e-2} : std::vector<double>{1e-3, 3e-3, 1e-2};
+  Session s(store, opt, "norm-sweep", int(w.depths.size() * w.lrs.size() * 2));
+  const TrainOptions base = s.training(TaskKind::reverse, 300);
+  for (Norm n : {Norm::layernorm, Norm::none})
+    w.variants.push_back({n == Norm::layernorm ? "LayerNorm" : "no norm", [n](ModelConfig& c, TrainOptions&) {
+                            c.norm = n;
+                            c.final_norm = n != Norm::none;
+                          }});
+  BLOCKLAB_RETURN_IF_ERROR(run_sweep(s, w, base));
+  Report rep{"norm-sweep", "LayerNorm vs no norm (pre-norm, residuals on) over depth and learning rate", "", {}, {}};
+  sweep_figures(rep, w, "loss");
+  std::string md = header(rep.name, rep.title, s,
+                          "Seed 003, exercise 2: *\"Ablate LayerNorm: replace with identity → unstable.\"* At one size "
+                          "(norm-ablation) the model without a norm still learned; here the grid looks for where it does "
+                          "not. " + describe_training(base, sweep_model(s, 2), "the no-norm runs have no final norm either") +
+                          " A run counts as learned at >= 99% held-out accuracy.");
+  md += "## Results\n\n" + sweep_table(w) + "\n## Where the claim shows, and where it does not\n\n";
+  const auto shows = claim_cells(w, 1, 0);
+  int both = 0, cells = 0, diverged = 0;
+  for (size_t d = 0; d < w.depths.size(); ++d)
+    for (size_t l = 0; l < w.lrs.size(); ++l, ++cells) {
+      both += learned(w.at(0, d, l)) && learned(w.at(1, d, l));
+      diverged += w.at(1, d, l).result.status == "diverged";
+    }
+  md += "- Without a norm the model failed where LayerNorm learned: " + cells_text(w, shows, 1) + " (" +
+        std::to_string(diverged) + " of the no-norm runs diverged).\n";
+  md += "- Both learned in " + std::to_string(both) + " of " + std::to_string(cells) + " cells: there removing the norm did no harm.\n\n";
+  md += shows.empty() ? "Against the seed: in this grid the model without a norm never failed where LayerNorm learned.\n\n"
+                      : "Against the seed: *unstable* shows in the cells above and not elsewhere; the Train page's "
+                        "LayerNorm preset opens one of them.\n\n";
+  return finish(std::move(rep), std::move(md), s);
+}
+
 using ExperimentFn = Result<Report> (*)(RunStore&, const ExperimentOptions&);
 
 const std::map<std::string, ExperimentFn>& registry() {
   static const std::map<std::string, ExperimentFn> k = {
       {"residual-ablation", residual_ablation}, {"norm-ablation", norm_ablation}, {"pre-vs-post", pre_vs_post},
       {"gradient-flow", gradient_flow},         {"drift", drift},                 {"alpha-sweep", alpha_sweep},
-      {"x-fx", x_fx},
+      {"x-fx", x_fx},                           {"prepost-sweep", prepost_sweep}, {"norm-sweep", norm_sweep},
   };
   return k;
 }
@@ -601,6 +815,8 @@ const std::vector<ExperimentInfo>& experiments() {
       {"drift", "activation mean/std per layer with and without normalisation (seed 004's table, measured)"},
       {"alpha-sweep", "residual strength alpha in {0.1, 0.5, 1, 2}, and alpha learned from 0 (ReZero)"},
       {"x-fx", "x, f(x) and x + f(x) for one token through one layer"},
+      {"prepost-sweep", "pre-LN vs post-LN, with and without warm-up, over depth x learning rate: where post-LN needs warm-up"},
+      {"norm-sweep", "LayerNorm vs no norm over depth x learning rate: where removing the norm breaks training"},
   };
   return k;
 }

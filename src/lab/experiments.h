@@ -19,6 +19,7 @@ struct ExperimentOptions {
   // Smaller models and fewer steps, for a smoke test of the whole pipeline (seconds, not minutes).
   bool quick = false;
   int64_t steps = 0;  // > 0: overrides each preset's number of training steps
+  std::string checkpoint_dir;  // the runs' checkpoints ("" : the store's default); the CLI: <--out>/checkpoints
   // Called on every training step of every run: the run's label, its index and the number of runs.
   std::function<void(const std::string& label, int run, int runs, const TrainProgress&)> on_step;
 };

@@ -152,3 +152,82 @@ std::string render_svg(const LineChart& c) {
 }
 
 }  // namespace blocklab::lab
+
+namespace blocklab::lab {
+
+namespace {
+
+// viridis at five stops, interpolated in RGB: dark (low) to yellow (high), readable in grey too.
+std::string viridis(double t) {
+  static const double stops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+  t = std::clamp(t, 0.0, 1.0) * 4;
+  const int i = std::min(3, int(t));
+  const double f = t - i;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", int(stops[i][0] + f * (stops[i + 1][0] - stops[i][0])),
+                int(stops[i][1] + f * (stops[i + 1][1] - stops[i][1])), int(stops[i][2] + f * (stops[i + 1][2] - stops[i][2])));
+  return buf;
+}
+
+}  // namespace
+
+std::string render_svg(const Heatmap& h) {
+  const double left = 110, top = 46, legend = 150, bottom = 56;
+  const size_t R = h.rows.size(), C = h.columns.size();
+  const double pw = double(C) * h.cell_width, ph = double(R) * h.cell_height;
+  const double width = left + pw + legend, height = top + ph + bottom;
+  auto key = [&](double v) { return h.log_scale ? std::log10(v) : v; };
+  auto usable = [&](double v) { return std::isfinite(v) && (!h.log_scale || v > 0); };
+  double lo = std::isfinite(h.lo) ? key(h.lo) : INFINITY, hi = std::isfinite(h.hi) ? key(h.hi) : -INFINITY;
+  for (const auto& row : h.values)
+    for (double v : row)
+      if (usable(v)) {
+        if (!std::isfinite(h.lo)) lo = std::min(lo, key(v));
+        if (!std::isfinite(h.hi)) hi = std::max(hi, key(v));
+      }
+  if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
+  if (hi - lo < 1e-12) hi = lo + 1;
+  auto tone = [&](double v) { return (key(v) - lo) / (hi - lo); };
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + num(width) + "\" height=\"" + num(height) +
+                    "\" viewBox=\"0 0 " + num(width) + " " + num(height) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  svg += "<defs><pattern id=\"diverged\" width=\"8\" height=\"8\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\">"
+         "<rect width=\"8\" height=\"8\" fill=\"#f2f2f2\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"8\" stroke=\"#c00\" stroke-width=\"3\"/></pattern></defs>\n";
+  svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  svg += "<text x=\"" + num(left) + "\" y=\"22\" font-size=\"15\" font-weight=\"bold\">" + escape(h.title) + "</text>\n";
+  for (size_t r = 0; r < R; ++r) {
+    const double y = top + double(r) * h.cell_height;
+    svg += "<text x=\"" + num(left - 8) + "\" y=\"" + num(y + h.cell_height / 2.0 + 4) + "\" text-anchor=\"end\">" + escape(h.rows[r]) + "</text>\n";
+    for (size_t c = 0; c < C; ++c) {
+      const double x = left + double(c) * h.cell_width;
+      const double v = r < h.values.size() && c < h.values[r].size() ? h.values[r][c] : NAN;
+      const bool ok = usable(v);
+      const double t = ok ? tone(v) : 0;
+      svg += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + std::to_string(h.cell_width) + "\" height=\"" +
+             std::to_string(h.cell_height) + "\" fill=\"" + (ok ? viridis(t) : std::string("url(#diverged)")) + "\" stroke=\"white\"/>\n";
+      const std::string label = r < h.labels.size() && c < h.labels[r].size() ? h.labels[r][c] : "";
+      if (!label.empty() || !ok)
+        svg += "<text x=\"" + num(x + h.cell_width / 2.0) + "\" y=\"" + num(y + h.cell_height / 2.0 + 4) + "\" text-anchor=\"middle\" fill=\"" +
+               (ok && t < 0.6 ? "white" : "black") + "\">" + escape(label.empty() ? "diverged" : label) + "</text>\n";
+    }
+  }
+  for (size_t c = 0; c < C; ++c)
+    svg += "<text x=\"" + num(left + (double(c) + 0.5) * h.cell_width) + "\" y=\"" + num(top + ph + 18) + "\" text-anchor=\"middle\">" +
+           escape(h.columns[c]) + "</text>\n";
+  svg += "<text x=\"" + num(left + pw / 2) + "\" y=\"" + num(top + ph + 42) + "\" text-anchor=\"middle\">" + escape(h.x_label) + "</text>\n";
+  svg += "<text transform=\"translate(18," + num(top + ph / 2) + ") rotate(-90)\" text-anchor=\"middle\">" + escape(h.y_label) + "</text>\n";
+  // The legend: the scale from lo (bottom) to hi (top), and the diverged swatch.
+  const double lx = left + pw + 30, lh = std::max(ph - 30, 60.0);
+  for (int i = 0; i < 20; ++i)
+    svg += "<rect x=\"" + num(lx) + "\" y=\"" + num(top + lh * (1 - (i + 1) / 20.0)) + "\" width=\"16\" height=\"" + num(lh / 20 + 0.5) +
+           "\" fill=\"" + viridis((i + 0.5) / 20) + "\"/>\n";
+  auto shown = [&](double k) { return tick_label(h.log_scale ? std::pow(10.0, k) : k, false); };
+  svg += "<text x=\"" + num(lx + 22) + "\" y=\"" + num(top + 8) + "\">" + escape(shown(hi)) + "</text>\n";
+  svg += "<text x=\"" + num(lx + 22) + "\" y=\"" + num(top + lh) + "\">" + escape(shown(lo)) + "</text>\n";
+  svg += "<text transform=\"translate(" + num(lx - 6) + "," + num(top + lh / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
+         escape(h.value_label + (h.log_scale ? " (log)" : "")) + "</text>\n";
+  svg += "<rect x=\"" + num(lx) + "\" y=\"" + num(top + lh + 10) + "\" width=\"16\" height=\"16\" fill=\"url(#diverged)\"/>\n";
+  svg += "<text x=\"" + num(lx + 22) + "\" y=\"" + num(top + lh + 23) + "\">diverged</text>\n";
+  return svg + "</svg>\n";
+}
+
+}  // namespace blocklab::lab

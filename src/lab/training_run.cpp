@@ -144,7 +144,10 @@ Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, cons
     id = store.create_run(run_record(recorded, "running"));
     if (!id) return id.status();
   }
-  const std::string path = spec.checkpoint_path.empty() ? default_checkpoint_path(store, *id) : spec.checkpoint_path;
+  const std::string path = !spec.checkpoint_path.empty() ? spec.checkpoint_path
+                           : !spec.checkpoint_dir.empty()
+                               ? (fs::path(spec.checkpoint_dir) / ("run-" + std::to_string(*id) + ".safetensors")).string()
+                               : default_checkpoint_path(store, *id);
   return train_loop(store, trainer.value(), *id, spec.options.steps, spec.checkpoint_every, path, on_step, cancel);
 }
 

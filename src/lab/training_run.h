@@ -17,7 +17,8 @@ struct TrainRunSpec {
   ModelConfig config;
   TrainOptions options;
   std::string label, experiment;
-  std::string checkpoint_path;   // "" : checkpoints/run-<id>.safetensors beside the store
+  std::string checkpoint_path;   // "" : run-<id>.safetensors in checkpoint_dir
+  std::string checkpoint_dir;    // "" : checkpoints/ beside the store (default_checkpoint_dir)
   int64_t checkpoint_every = 0;  // 0 : about ten checkpoints over the run (and always one at the end)
   int64_t run_id = 0;            // > 0: a run already in the store (queued by the server), started now
   int64_t user_id = 0;           // the account it belongs to (the server's signed-in user); 0: none

@@ -175,7 +175,8 @@ TEST_F(Cli, EveryExperimentRunsFromOneCommand) {
   const std::string db = path("runs.db");
   int64_t stored = 0;
   for (const char* name :
-       {"residual-ablation", "norm-ablation", "pre-vs-post", "gradient-flow", "drift", "alpha-sweep", "x-fx"}) {
+       {"residual-ablation", "norm-ablation", "pre-vs-post", "gradient-flow", "drift", "alpha-sweep", "x-fx", "prepost-sweep",
+        "norm-sweep"}) {
     const std::string out = path(std::string("reports/") + name);
     const CliRun r = run(std::string("experiment ") + name + " --quick --quiet --db " + db + " --out " + out);
     ASSERT_EQ(r.code, 0) << name << ": " << r.err;
@@ -195,9 +196,14 @@ TEST_F(Cli, EveryExperimentRunsFromOneCommand) {
   for (const lab::RunRecord& r : store->list_runs().value()) {
     EXPECT_FALSE(r.experiment.empty());
     EXPECT_FALSE(r.label.empty());
+    // Checkpoints beside the report (under --out), never beside the store.
+    EXPECT_NE(r.checkpoint_path.find("/reports/" + r.experiment + "/checkpoints/"), std::string::npos) << r.checkpoint_path;
+    EXPECT_TRUE(fs::exists(r.checkpoint_path)) << r.checkpoint_path;
     ++stored;
   }
-  EXPECT_EQ(stored, 6 + 6 + 4 + 5 + 1);  // gradient-flow and drift measure at initialisation: no training runs
+  EXPECT_FALSE(fs::exists(path("checkpoints"))) << "an experiment wrote checkpoints beside the store";
+  // gradient-flow and drift measure at initialisation: no training runs; the sweeps 2 x 2 cells per variant.
+  EXPECT_EQ(stored, 6 + 6 + 4 + 5 + 1 + 16 + 8);
 }
 
 TEST_F(Cli, AnExperimentRerunWithTheSameSeedReproducesItsRuns) {
