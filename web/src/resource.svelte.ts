@@ -1,7 +1,9 @@
 // A request whose answer a view draws: `request(args)` (from an $effect over the page state) sends it debounced,
 // the newest only, aborting the one in flight (lib/latest.ts). `status` drives the widget's busy state and the
-// tests' wait (data-status on the widget).
-import { describeError } from './lib/api';
+// tests' wait (data-status on the widget). A view never shows numbers of another request than the one it asked
+// last: a refusal drops the previous answer (the error is shown instead), and so does a request of nothing (an
+// empty sentence, an invalid cell), which also clears the error — its cause is gone.
+import { ApiRefusal, describeError } from './lib/api';
 import { latest, type Latest, type Status } from './lib/latest';
 
 export class Resource<A, R> {
@@ -9,6 +11,8 @@ export class Resource<A, R> {
   /** the request that produced `data` */
   args: A | null = $state.raw(null);
   error: string | null = $state(null);
+  /** the refusal behind `error`, when the engine refused (its `field` names the input at fault) */
+  refusal: ApiRefusal | null = $state.raw(null);
   status: Status = $state('idle');
   private runner: Latest<A>;
   private key = '';
@@ -22,12 +26,18 @@ export class Resource<A, R> {
         this.data = r;
         this.args = this.pendingArgs;
         this.error = null;
+        this.refusal = null;
       },
-      onError: (e) => (this.error = describeError(e)),
+      onError: (e) => {
+        this.data = null;
+        this.args = null;
+        this.error = describeError(e);
+        this.refusal = e instanceof ApiRefusal ? e : null;
+      },
     });
   }
 
-  /** Asks for `args` (null: nothing to ask yet). The same args as last time send nothing. */
+  /** Asks for `args` (null: nothing to ask — the answer and any error are dropped). The same args as last time send nothing. */
   request(args: A | null, immediate = false): void {
     const key = args === null ? '' : JSON.stringify(args);
     if (key === this.key) return;
@@ -35,6 +45,11 @@ export class Resource<A, R> {
     if (args === null) {
       this.runner.cancel();
       this.status = 'idle';
+      this.data = null;
+      this.args = null;
+      this.error = null;
+      this.refusal = null;
+      this.pendingArgs = null;
       return;
     }
     this.pendingArgs = args;

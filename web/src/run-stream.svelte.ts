@@ -15,6 +15,7 @@ import {
   type StepEvent,
 } from './lib/api';
 import { appendSteps } from './lib/chart';
+import { engineWall, recentEta, type ClockSample, type RecentEta } from './lib/eta';
 import { isAbort } from './lib/latest';
 import { cancelWords } from './lib/queue';
 import { TERMINAL } from './lib/runs';
@@ -41,9 +42,13 @@ export class RunStream {
   cancelNote: string | null = $state(null);
   /** a cancel was asked and the run has not ended yet */
   cancelling = $state(false);
+  /** the time left at the pace of the latest steps (lib/eta.ts), with the latest step event; null until known */
+  eta: RecentEta | null = $state.raw(null);
   /** settles when the stream ends (tests) */
   settled: Promise<void> = Promise.resolve();
   private buffer: StepEvent[] = [];
+  /** the engine's clock at this attempt's step events, in arrival order (reset when a worker starts the run) */
+  private clock: ClockSample[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
   private ctrl: AbortController | null = null;
 
@@ -64,6 +69,8 @@ export class RunStream {
     this.resumedFrom = null;
     this.cancelNote = null;
     this.cancelling = false;
+    this.eta = null;
+    this.clock = [];
     if (!id) return;
     const c = new AbortController();
     this.ctrl = c;
@@ -90,7 +97,15 @@ export class RunStream {
 
   private onEvent(name: string, data: unknown, signal: AbortSignal) {
     if (name === 'step') {
-      this.buffer.push(data as StepEvent);
+      const ev = data as StepEvent;
+      this.buffer.push(ev);
+      const wall = engineWall(ev, this.resumedFrom ?? 0);
+      if (wall !== null) {
+        // a step sent again (a replay, a resume) starts the clock again
+        if (this.clock.length && ev.step <= this.clock[this.clock.length - 1].step) this.clock = [];
+        this.clock.push({ step: ev.step, wall });
+        if (this.clock.length > 64) this.clock = this.clock.slice(-32);
+      }
       if (this.status !== 'running') this.status = 'running';
       this.requeued = false;
       if (!this.timer) this.timer = setTimeout(() => this.flush(), 100);
@@ -109,6 +124,7 @@ export class RunStream {
         this.requeued = false;
         this.attempt = ev.attempt ?? null;
         this.resumedFrom = ev.resumes_from_step ?? null;
+        this.clock = []; // a new attempt: its own clock, from 0
       }
     } else if (name === 'end') {
       this.flush();
@@ -161,7 +177,9 @@ export class RunStream {
     this.timer = null;
     if (!this.buffer.length) return;
     this.steps = appendSteps(this.steps, this.buffer);
-    this.latest = this.buffer[this.buffer.length - 1];
+    const latest = this.buffer[this.buffer.length - 1];
+    this.latest = latest;
+    this.eta = recentEta(this.clock, latest.steps - latest.step);
     this.buffer = [];
   }
 

@@ -206,3 +206,30 @@ export function topIndices(values: ReadonlyArray<number | null>, k: number): num
 export function matrixMax(m: ReadonlyArray<ReadonlyArray<number | null>>): number {
   return symmetricMax(...m);
 }
+
+/** Every how many rows a chart labels its rows' indices so that labels stand at least `minGap` px apart. */
+export function labelStep(rowHeight: number, minGap = 14): number {
+  const need = Math.max(1, Math.ceil(minGap / Math.max(rowHeight, 1e-6)));
+  for (const s of [1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256, 500, 512, 1000])
+    if (s >= need) return s;
+  return need;
+}
+
+/**
+ * Label positions near `ys` (any order) at least `gap` apart, inside [lo, hi] where there is room: each label as
+ * close to its own y as the others allow (a label per highlighted bar, beside a tall chart). Returns the
+ * positions in the order of `ys`.
+ */
+export function spreadLabels(ys: readonly number[], gap: number, lo: number, hi: number): number[] {
+  const order = ys.map((y, i) => ({ y, i })).sort((a, b) => a.y - b.y || a.i - b.i);
+  const pos = order.map((o) => o.y);
+  for (let k = 0; k < pos.length; k++) pos[k] = Math.max(pos[k], lo + k * gap, k ? pos[k - 1] + gap : -Infinity);
+  // pushed past the bottom: move up from the end, keeping the gaps
+  for (let k = pos.length - 1; k >= 0; k--) {
+    const cap = hi - (pos.length - 1 - k) * gap;
+    if (pos[k] > cap) pos[k] = cap;
+  }
+  const out = new Array<number>(ys.length);
+  order.forEach((o, k) => (out[o.i] = pos[k]));
+  return out;
+}

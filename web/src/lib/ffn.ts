@@ -42,5 +42,22 @@ export function describeWeights(weights: unknown, dff: number): string {
 
 /** Bar height for a chart of `n` hidden units, so that wide FFNs stay about a screen tall. */
 export function barRowHeight(n: number): number {
-  return n <= 64 ? 6 : n <= 128 ? 3 : n <= 256 ? 2 : 1;
+  return n <= 64 ? 8 : n <= 128 ? 4 : n <= 256 ? 2 : 1;
+}
+
+export interface Push {
+  feature: number;
+  value: number;
+}
+
+/**
+ * The output features an FFN's increment moves most (largest |out[i]|, ties to the lower index), with their
+ * values: what the layer adds to the residual stream, i.e. what it refines. Nulls are skipped.
+ */
+export function strongestPushes(out: ReadonlyArray<number | null>, k = 3): Push[] {
+  return out
+    .map((v, feature) => ({ feature, value: v }))
+    .filter((p): p is Push => p.value !== null && Number.isFinite(p.value) && p.value !== 0)
+    .sort((a, b) => Math.abs(b.value) - Math.abs(a.value) || a.feature - b.feature)
+    .slice(0, k);
 }

@@ -8,6 +8,18 @@ export const SEED_TOKENS: number[][] = [
   [0.1, 2.3, -1.2],
   [5.0, 5.1, 4.9],
 ];
+/** Tokens of our own that "Add a token" appends in turn (inputs, like the seed's). */
+export const EXTRA_TOKENS: number[][] = [
+  [-0.5, 0.7, 1.9],
+  [3.0, -2.0, 0.5],
+  [1.0, 1.0, 1.2],
+  [-4.0, 0.0, 4.0],
+];
+/**
+ * The LayerNorm page's default batch: the seed's two tokens and the first two of ours. With only two tokens
+ * BatchNorm maps each feature to about ±1 whatever the others are; with four, its dependence on the batch shows.
+ */
+export const DEFAULT_TOKENS: number[][] = [...SEED_TOKENS, ...EXTRA_TOKENS.slice(0, 2)];
 
 const text = { kind: 'str', def: DEFAULT_TEXT, maxLen: 64 } as const;
 /** Tracked position; −1 = the last token. */
@@ -50,7 +62,7 @@ export const PAGES = {
   layernorm: {
     tab: { kind: 'enum', def: 'mean', values: ['mean', 'centre', 'variance', 'normalise', 'affine'] },
     norm: { kind: 'enum', def: 'layernorm', values: ['layernorm', 'rmsnorm'] },
-    x: { kind: 'matrix', def: SEED_TOKENS, maxRows: 8, maxCols: 8 },
+    x: { kind: 'matrix', def: DEFAULT_TOKENS, maxRows: 8, maxCols: 8, blanks: true },
     row: { kind: 'int', def: 0, min: 0, max: 7 },
     gamma: { kind: 'num', def: 1, min: -3, max: 3 },
     beta: { kind: 'num', def: 0, min: -3, max: 3 },

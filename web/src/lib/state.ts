@@ -8,10 +8,11 @@ export type Field =
   | { kind: 'enum'; def: string; values: readonly string[] }
   | { kind: 'bool'; def: boolean }
   | { kind: 'str'; def: string; maxLen: number }
-  | { kind: 'matrix'; def: number[][]; maxRows: number; maxCols: number };
+  | { kind: 'matrix'; def: number[][]; maxRows: number; maxCols: number; blanks?: boolean };
 
 export type Schema = Record<string, Field>;
-export type Value = number | string | boolean | number[][];
+/** A matrix cell is null when it is blank (a field with `blanks`: an emptied cell, kept as it is shown). */
+export type Value = number | string | boolean | (number | null)[][];
 export type Values = Record<string, Value>;
 
 export function defaults(schema: Schema): Values {
@@ -41,7 +42,7 @@ export function parseField(f: Field, text: string): Value | null {
     case 'str':
       return text.slice(0, f.maxLen);
     case 'matrix':
-      return parseMatrix(text, f.maxRows, f.maxCols);
+      return parseMatrix(text, f.maxRows, f.maxCols, f.blanks);
   }
 }
 
@@ -50,29 +51,36 @@ export function formatField(f: Field, v: Value): string {
     case 'bool':
       return v ? '1' : '0';
     case 'matrix':
-      return formatMatrix(v as number[][]);
+      return formatMatrix(v as (number | null)[][]);
     default:
       return String(v);
   }
 }
 
 export function isDefault(f: Field, v: Value): boolean {
-  if (f.kind === 'matrix') return formatMatrix(v as number[][]) === formatMatrix(f.def);
+  if (f.kind === 'matrix') return formatMatrix(v as (number | null)[][]) === formatMatrix(f.def);
   return v === f.def;
 }
 
-/** "0.1,2.3,-1.2;5,5.1,4.9" → [[0.1, 2.3, -1.2], [5, 5.1, 4.9]]; rows of one width, finite numbers only. */
-export function parseMatrix(text: string, maxRows: number, maxCols: number): number[][] | null {
-  const rows = text.split(';').map((r) => r.split(',').map((c) => (c.trim() === '' ? NaN : Number(c))));
+/**
+ * "0.1,2.3,-1.2;5,5.1,4.9" → [[0.1, 2.3, -1.2], [5, 5.1, 4.9]]; rows of one width, finite numbers only — or, with
+ * `blanks`, an empty cell as null ("0.1,,-1.2": a cell emptied on the page, which the page marks and does not
+ * compute).
+ */
+export function parseMatrix(text: string, maxRows: number, maxCols: number, blanks?: false): number[][] | null;
+export function parseMatrix(text: string, maxRows: number, maxCols: number, blanks?: boolean): (number | null)[][] | null;
+export function parseMatrix(text: string, maxRows: number, maxCols: number, blanks = false): (number | null)[][] | null {
+  const rows = text.split(';').map((r) => r.split(',').map((c) => (c.trim() === '' ? (blanks ? null : NaN) : Number(c))));
   if (rows.length === 0 || rows.length > maxRows) return null;
   const width = rows[0].length;
   if (width === 0 || width > maxCols) return null;
-  if (rows.some((r) => r.length !== width || r.some((c) => !Number.isFinite(c)))) return null;
+  if (rows.some((r) => r.length !== width || r.some((c) => c !== null && !Number.isFinite(c)))) return null;
   return rows;
 }
 
-export function formatMatrix(m: number[][]): string {
-  return m.map((r) => r.map((c) => String(c)).join(',')).join(';');
+/** A matrix for the URL: cells joined by ",", rows by ";", a blank cell (null) as nothing. */
+export function formatMatrix(m: (number | null)[][]): string {
+  return m.map((r) => r.map((c) => (c === null ? '' : String(c))).join(',')).join(';');
 }
 
 /** Reads a page's values from a query string; unknown keys are ignored. */
@@ -113,8 +121,8 @@ export function coerce(f: Field, v: Value): Value {
     case 'str':
       return typeof v === 'string' ? v.slice(0, f.maxLen) : f.def;
     case 'matrix':
-      return Array.isArray(v) && parseMatrix(formatMatrix(v as number[][]), f.maxRows, f.maxCols) !== null
-        ? (v as number[][]).map((r) => [...r])
+      return Array.isArray(v) && parseMatrix(formatMatrix(v as (number | null)[][]), f.maxRows, f.maxCols, f.blanks) !== null
+        ? (v as (number | null)[][]).map((r) => [...r])
         : f.def.map((r) => [...r]);
   }
 }

@@ -168,7 +168,8 @@ describe('the assistant panel', () => {
     // asked as an event stream, with the page's state as context
     expect(a.accept).toBe('text/event-stream');
     expect(a.body).toMatchObject({ question: QUESTION, page: 'layernorm' });
-    expect(a.body.context).toMatchObject({ tab: 'mean', x: [[0.1, 2.3, -1.2], [5, 5.1, 4.9]] });
+    // the page's default tokens: the seed's two, then two of the page's own
+    expect(a.body.context).toMatchObject({ tab: 'mean', x: [[0.1, 2.3, -1.2], [5, 5.1, 4.9], [-0.5, 0.7, 1.9], [3, -2, 0.5]] });
     expect(a.contentType).toMatch(/^text\/event-stream/);
     expect(a.events.filter((e) => e === 'token').length, `events: ${a.events.join(' ')}`).toBeGreaterThan(0);
     expect(a.events.at(-1)).toBe('done');

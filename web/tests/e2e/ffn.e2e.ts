@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { launch, openPage, screenshot, type Browser, type WatchedPage } from './browser';
 import { api, choose, expectNoErrors, expectNum, expectText, params, press, tableTexts, waitReady } from './helpers';
 import { fmt } from '../../src/lib/format';
+import { strongestPushes } from '../../src/lib/ffn';
 import { readEngineExcerpts } from '../../plugins/engine-source';
 import type { BlockResponse, FfnResponse } from '../../src/lib/api';
 
@@ -54,6 +55,40 @@ describe('FFN (seed 002)', () => {
     for (const id of ['bars-pre', 'bars-act']) await expect(w.page.locator(`[data-testid="${id}"] rect.bar`).count()).resolves.toBe(128);
     await expect(w.page.locator('[data-testid="bars-out"] rect.bar').count()).resolves.toBe(64);
     await screenshot(w.page, 'ffn');
+  });
+
+  it('readable bars: wide enough, indices down the side, the top units named; what the layer refines, from out', async () => {
+    const r = await ffnAt(19, 0, 'gelu_tanh');
+    const top = r.top_units[0].units.map((u) => u.unit);
+    for (const id of ['bars-pre', 'bars-act']) {
+      const box = await w.page.locator(`[data-testid="${id}"] svg`).boundingBox();
+      expect(box!.width, `${id} is drawn ${box!.width} px wide`).toBeGreaterThanOrEqual(260);
+      // every unit index written down the left at a regular step, starting at 0
+      const idx = await w.page.$$eval(`[data-testid="${id}"] text.index`, (ts) => ts.map((t) => Number(t.textContent)));
+      expect(idx[0]).toBe(0);
+      expect(idx.length).toBeGreaterThanOrEqual(8);
+      expect(idx.every((v, k) => v === k * idx[1])).toBe(true);
+      // the most active units are named beside their bars, apart from each other
+      const named = await w.page.$$eval(`[data-testid="${id}"] g.hi-name`, (gs) =>
+        gs.map((g) => ({ unit: Number(g.getAttribute('data-unit')), text: g.querySelector('text')!.textContent, y: Number(g.querySelector('text')!.getAttribute('y')) })),
+      );
+      expect(named.map((n) => n.unit)).toEqual([...top].sort((a, b) => a - b));
+      expect(named.every((n) => n.text === String(n.unit))).toBe(true);
+      for (let k = 1; k < named.length; k++) expect(named[k].y - named[k - 1].y).toBeGreaterThanOrEqual(12.9);
+    }
+    // the line saying what this layer refines: the features the output pushes most, with the engine's values
+    const pushes = strongestPushes(r.out[0], 3);
+    for (const [k, p] of pushes.entries()) {
+      await expect(w.page.getAttribute(`[data-testid="refines-feature-${k}"]`, 'data-feature')).resolves.toBe(String(p.feature));
+      await expectNum(w.page, `refines-value-${k}`, p.value);
+    }
+    const said = await w.page.locator('[data-testid="refines"]').innerText();
+    expect(said).toContain(`feature ${pushes[0].feature} ${pushes[0].value > 0 ? 'up' : 'down'} most`);
+    expect(said).toContain(`hidden units ${top.slice(0, 3).join(', ')}`);
+    // and the output chart names the same features
+    const outNamed = await w.page.$$eval('[data-testid="bars-out"] g.hi-name', (gs) => gs.map((g) => Number(g.getAttribute('data-unit'))));
+    expect(outNamed).toEqual(pushes.map((p) => p.feature).sort((a, b) => a - b));
+    await screenshot(w.page, 'ffn-bars');
   });
 
   it('click a position → its vectors; read single bars with the keyboard', async () => {

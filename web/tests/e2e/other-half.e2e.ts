@@ -2,7 +2,9 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { launch, openPage, screenshot, type Browser, type WatchedPage } from './browser';
 import { api, apiStatus, choose, expectNoErrors, expectNum, expectText, params, press, tableTexts, waitReady } from './helpers';
+import { interpolateRdBu, scaleDiverging } from 'd3';
 import { fmt } from '../../src/lib/format';
+import { strongestPushes } from '../../src/lib/ffn';
 import type { BlockResponse, FfnResponse, ResidualResponse, TrackerStep } from '../../src/lib/api';
 
 const base = inject('baseUrl');
@@ -67,6 +69,55 @@ describe('The other half (seed 000)', () => {
     await expectNum(w.page, 'cos', r.norms[0].cos_x_out);
   });
 
+  it('x, α·Δ and out overlaid per feature: x + α·Δ reads on one row, the engine’s numbers', async () => {
+    await waitReady(w.page);
+    const s = step(await tracker(19), 0, 'residual 1');
+    const r = await api<ResidualResponse>(base, '/api/compute/residual', { x: [s.before], f: [s.increment], alpha: 1.5 });
+    const rows = await w.page.$$eval('[data-testid="residual-bars"] g.res-row', (gs) =>
+      gs.map((g) => {
+        const num = (sel: string, a: string) => Number(g.querySelector(sel)?.getAttribute(a) ?? NaN);
+        const xr = { x: num('.res-x', 'x'), w: num('.res-x', 'width') };
+        const inc = g.querySelector('.res-inc');
+        return {
+          feature: Number(g.getAttribute('data-feature')),
+          x: g.getAttribute('data-x'),
+          f: g.getAttribute('data-f'),
+          out: g.getAttribute('data-out'),
+          xBar: xr,
+          inc: inc ? { x: Number(inc.getAttribute('x')), w: Number(inc.getAttribute('width')) } : null,
+          dot: num('.res-out', 'cx'),
+        };
+      }),
+    );
+    const zero = Number(await w.page.getAttribute('[data-testid="residual-bars"] line.zero', 'x1'));
+    expect(rows).toHaveLength(64);
+    let k: number | null = null; // px per unit, the same for x, the increment and out
+    for (const row of rows) {
+      const i = row.feature;
+      expect([row.x, row.f, row.out]).toEqual([String(r.x[0][i]), String(r.f[0][i]), String(r.out[0][i])]);
+      const xv = r.x[0][i]!;
+      const ov = r.out[0][i]!;
+      // the grey bar runs from 0 to x, the dot sits at out, the coloured segment joins them
+      const xEnd = xv >= 0 ? row.xBar.x + row.xBar.w : row.xBar.x;
+      if (Math.abs(xv) > 1e-3) {
+        k ??= (xEnd - zero) / xv;
+        expect((xEnd - zero) / xv).toBeCloseTo(k, 3);
+      }
+      if (k !== null) expect(row.dot - zero).toBeCloseTo(ov * k, 1);
+      if (row.inc) {
+        expect(Math.min(row.inc.x, row.inc.x + row.inc.w)).toBeCloseTo(Math.min(xEnd, row.dot), 1);
+        expect(Math.max(row.inc.x, row.inc.x + row.inc.w)).toBeCloseTo(Math.max(xEnd, row.dot), 1);
+      }
+    }
+    // one feature from the keyboard: its x, Δ and out
+    await w.page.focus('[data-testid="residual-bars"] svg');
+    await press(w.page, 'ArrowDown', 3);
+    await expectNum(w.page, 'residual-bars-x', r.x[0][3]);
+    await expectNum(w.page, 'residual-bars-f', r.f[0][3]);
+    await expectNum(w.page, 'residual-bars-out', r.out[0][3]);
+    await screenshot(w.page, 'other-half-residual-overlay');
+  });
+
   it('picks a token, a block and the residual around the FFN', async () => {
     await w.page.click('[data-testid="token-3"]');
     await choose(w.page, 'block', '1');
@@ -108,6 +159,16 @@ describe('The other half (seed 000)', () => {
     const after = traced.trace![names[1]] as number[][];
     await expect(w.page.locator('[data-testid="heat-before"] figcaption').innerText()).resolves.toContain(names[0]);
     await expect(w.page.locator('[data-testid="heat-after"] figcaption').innerText()).resolves.toContain(names[1]);
+    // one colour scale for both, with its legend: ± the largest |value| of the two matrices
+    const half = Math.max(...[...before, ...after].flat().map((v) => Math.abs(v)));
+    await expect(w.page.getAttribute('[data-testid="heat-before"]', 'data-half')).resolves.toBe(String(half));
+    await expect(w.page.getAttribute('[data-testid="heat-after"]', 'data-half')).resolves.toBe(String(half));
+    await expectNum(w.page, 'heat-legend-max', half);
+    await expectNum(w.page, 'heat-legend-min', -half);
+    const colour = scaleDiverging(interpolateRdBu).domain([half, 0, -half]);
+    for (const [id, m] of [['heat-before', before], ['heat-after', after]] as const)
+      for (const [t, i] of [[4, 1], [0, 0], [7, 30]])
+        await expect(w.page.getAttribute(`[data-testid="${id}"] rect.cell[data-row="${t}"][data-col="${i}"]`, 'fill')).resolves.toBe(colour(m[t][i]));
     await w.page.focus('[data-testid="heat-before"] svg');
     await press(w.page, 'ArrowRight', 2);
     await expectText(w.page, '[data-testid="heat-before"] .readout b', fmt(before[4][1]));
@@ -140,6 +201,16 @@ describe('The other half (seed 000)', () => {
     expect(await tableTexts(w.page, '[data-testid="top-units"]')).toEqual(
       r.top_units[0].units.map((u) => [String(u.unit), fmt(u.pre), fmt(u.act)]),
     );
+    // what this layer refines: the output features its increment pushes most, from the output drawn beside it
+    // (the tracker's FFN output for this token)
+    const pushes = strongestPushes(f.after, 3);
+    expect(pushes).toHaveLength(3);
+    for (const [k, p] of pushes.entries()) {
+      await expect(w.page.getAttribute(`[data-testid="refines-feature-${k}"]`, 'data-feature')).resolves.toBe(String(p.feature));
+      await expectNum(w.page, `refines-value-${k}`, p.value);
+    }
+    const line = await w.page.locator('[data-testid="refines"]').innerText();
+    expect(line).toContain(`feature ${pushes[0].feature} ${pushes[0].value > 0 ? 'up' : 'down'} most`);
     // the hidden layer drawn is the tracker's hidden.post: read unit 2 with the keyboard
     await w.page.focus('[data-testid="ffn-hidden"] svg');
     await press(w.page, 'ArrowDown', 2);

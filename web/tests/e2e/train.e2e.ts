@@ -4,6 +4,7 @@ import { launch, openPage, screenshot, type Browser, type WatchedPage } from './
 import { api, expectNoErrors, expectNum, params, press } from './helpers';
 import { fmt } from '../../src/lib/format';
 import { parseSafetensors } from '../../src/lib/safetensors';
+import { recentEta } from '../../src/lib/eta';
 
 const base = inject('baseUrl');
 let browser: Browser;
@@ -109,11 +110,67 @@ describe('Train (seed 003)', () => {
     await expect(w.page.locator('[data-testid="acc-chart"] svg.plot path').count()).resolves.toBe(2);
   });
 
-  it('cancels a running job', async () => {
+  it('the time left follows the latest steps’ pace, not the mean since the start (a stand-in stream that speeds up)', async () => {
+    // The engine's step events for a run that trained 60 steps at 0.2 s, then 60 at 0.02 s (the other run ended):
+    // eta_s as the engine computes it, wall / done × left. The stream stays open: the run is still training.
+    const page = await w.page.context().newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.addInitScript(() => {
+      const RUN = 777;
+      const STEPS = 400;
+      let wall = 0;
+      const lines = [`event: status\ndata: ${JSON.stringify({ run_id: RUN, status: 'running', worker: 'w', attempt: 1, resumes_from_step: 0 })}\n\n`];
+      for (let step = 1; step <= 120; step++) {
+        wall += step <= 60 ? 0.2 : 0.02;
+        const ev = { step, steps: STEPS, loss: 2, accuracy: 0.1, lr: 0.001, grad_norm: 1, tokens_per_s: (step * 64) / wall, eta_s: (wall / step) * (STEPS - step) };
+        lines.push(`event: step\ndata: ${JSON.stringify(ev)}\n\n`);
+      }
+      const real = window.fetch.bind(window);
+      window.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+        const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+        if (url.endsWith(`/api/runs/${RUN}/events`)) {
+          const body = new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode(lines.join(''))) });
+          return Promise.resolve(new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } }));
+        }
+        if (url.endsWith(`/api/runs/${RUN}`))
+          return Promise.resolve(new Response(JSON.stringify({ id: RUN, label: 'stand-in', status: 'running' }), { headers: { 'Content-Type': 'application/json' } }));
+        return real(input, init);
+      };
+    });
+    await page.goto(`${base}/?page=train&run_a=777`);
+    await page.waitForSelector('[data-testid="eta-a"][data-step="120"]', { timeout: 10_000 });
+    const shown = await page.evaluate(() => {
+      const el = document.querySelector('[data-testid="eta-a"]')!;
+      return { raw: Number(el.getAttribute('data-raw')), source: el.getAttribute('data-source'), text: el.querySelector('.num')!.childNodes[0].textContent };
+    });
+    // 280 steps left at 0.02 s: 5.6 s — the engine's mean-pace eta_s says 30.8 s
+    expect(shown.source).toBe('recent');
+    expect(shown.raw).toBeCloseTo(5.6, 6);
+    expect(shown.text).toBe('5.6 s left');
+    await page.focus('[data-testid="eta-a"] .num');
+    await expect(page.locator('[data-testid="eta-a"] .tip').innerText()).resolves.toMatch(/the pace of the last 20 steps.*eta_s.*says 31 s/s);
+    await screenshot(page, 'train-eta');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('cancels a running job; while it trains, the time left is the recent pace of the engine’s clock', async () => {
     await w.page.fill('[data-testid="steps"]', '2000');
     await w.page.press('[data-testid="steps"]', 'Tab');
     await w.page.click('[data-testid="train-a"]');
     await waitState('a', ['running']);
+    // the page's time left against the run's history (the engine's wall_s at each step), over the same steps
+    await w.page.waitForFunction(() => Number(document.querySelector('[data-testid="eta-a"][data-source="recent"]')?.getAttribute('data-step') ?? 0) >= 30, undefined, { timeout: 60_000, polling: 50 });
+    const eta = await w.page.evaluate(() => {
+      const el = document.querySelector('[data-testid="eta-a"]')!;
+      return { raw: Number(el.getAttribute('data-raw')), step: Number(el.getAttribute('data-step')) };
+    });
+    const hist = (await api(base, `/api/runs/${params(w.page).get('run_a')}`)).history as { step: number; wall_s: number }[];
+    const clock = hist.filter((h) => h.step <= eta.step).map((h) => ({ step: h.step, wall: h.wall_s }));
+    const want = recentEta(clock, 2000 - eta.step)!;
+    expect(want).not.toBeNull();
+    expect(eta.raw).toBeCloseTo(want.eta, 4);
     await w.page.click('[data-testid="cancel-a"]');
     await waitState('a', ['cancelled'], 30_000);
     const run = await api(base, `/api/runs/${params(w.page).get('run_a')}`);

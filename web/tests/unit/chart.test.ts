@@ -6,10 +6,12 @@ import {
   driftLayers,
   driftStatus,
   gradFlowSeries,
+  labelStep,
   linearDomain,
   logDomain,
   logSeries,
   runSeries,
+  spreadLabels,
   symmetricMax,
   topIndices,
   xDomain,
@@ -141,5 +143,26 @@ describe('training runs', () => {
   });
   it('top indices, ties by index, nulls last', () => {
     expect(topIndices([0.1, 3, null, 3, -1], 3)).toEqual([1, 3, 0]);
+  });
+});
+
+describe('chart labels', () => {
+  it('labels every k-th row, k a round number that keeps the labels apart', () => {
+    expect(labelStep(16)).toBe(1);
+    expect(labelStep(8)).toBe(2);
+    expect(labelStep(4)).toBe(4);
+    expect(labelStep(3)).toBe(5);
+    expect(labelStep(1)).toBe(16);
+    expect(labelStep(0.5)).toBe(32);
+  });
+  it('spreads labels that would overlap, each near its own y, within the chart', () => {
+    expect(spreadLabels([10, 100], 13, 0, 200)).toEqual([10, 100]);
+    expect(spreadLabels([12, 10, 11], 13, 0, 200)).toEqual([36, 10, 23]);
+    // at the bottom edge they move up
+    expect(spreadLabels([199, 198], 13, 0, 200)).toEqual([200, 187]);
+    const ys = [5, 6, 7, 8, 9, 50, 51];
+    const out = spreadLabels(ys, 13, 0, 300);
+    const sorted = [...out].sort((a, b) => a - b);
+    for (let k = 1; k < sorted.length; k++) expect(sorted[k] - sorted[k - 1]).toBeGreaterThanOrEqual(13);
   });
 });

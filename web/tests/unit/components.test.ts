@@ -46,8 +46,8 @@ describe('components, rendered alone', () => {
       [0, 2],
     ];
     const { body } = render(Heatmap, { props: { title: 'h', matrix: m, row: 1, formula: 'x' } });
-    expect(count(body, /<rect x=/g)).toBe(6);
-    expect(body).toMatch(/class="row-outline"[^>]*y="12\.5"/);
+    expect(count(body, /<rect class="cell"/g)).toBe(6);
+    expect(body).toMatch(/class="row-outline"[^>]*y="14\.5"/);
   });
 
   it('BlockDiagram: the config’s components in data-flow order, the selected one pressed', () => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/lib/safetensors';
-import { barRowHeight, describeWeights, dffChoices, ffnWeightSource, MAX_DFF } from '../../src/lib/ffn';
+import { barRowHeight, describeWeights, dffChoices, ffnWeightSource, MAX_DFF, strongestPushes } from '../../src/lib/ffn';
 import { lnTraceNames } from '../../src/lib/pages';
 
 /** A safetensors file in memory. */
@@ -78,7 +78,15 @@ describe('FFN width', () => {
     expect(describeWeights('given', 4)).toBe('explicit weights (d_ff = 4)');
   });
   it('keeps wide FFNs’ bars about a screen tall', () => {
-    expect([16, 64, 128, 256, 512, 1024].map(barRowHeight)).toEqual([6, 6, 3, 2, 1, 1]);
+    expect([16, 64, 128, 256, 512, 1024].map(barRowHeight)).toEqual([8, 8, 4, 2, 1, 1]);
+  });
+  it('names what the layer refines: the output features pushed most, either way', () => {
+    expect(strongestPushes([0.1, -0.9, 0.5, null, 0.9, 0], 3)).toEqual([
+      { feature: 1, value: -0.9 },
+      { feature: 4, value: 0.9 },
+      { feature: 2, value: 0.5 },
+    ]);
+    expect(strongestPushes([0, null], 3)).toEqual([]);
   });
 });
 

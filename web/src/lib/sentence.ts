@@ -1,0 +1,53 @@
+// A sentence the model reads: which of its characters the model's alphabet (GET /api/models) lacks, and the
+// engine's refusal of such a character said with the character itself. The engine checks the text's bytes, so
+// a character of two or more UTF-8 bytes (é, an emoji) comes back in its message as U+FFFD ("got \"\uFFFD\"");
+// its `field` (`text[i]`) still names the character's position.
+import { ApiRefusal } from './api';
+
+export interface OutsideChar {
+  /** the position in the sentence, counted in characters (code points) as the token picker counts them */
+  pos: number;
+  char: string;
+}
+
+/** The characters of `text` not in `alphabet`, in order (none when the alphabet is not known yet). */
+export function outsideAlphabet(text: string, alphabet: string | null | undefined): OutsideChar[] {
+  if (!alphabet) return [];
+  const known = new Set([...alphabet]);
+  const out: OutsideChar[] = [];
+  [...text].forEach((char, pos) => {
+    if (!known.has(char)) out.push({ pos, char });
+  });
+  return out;
+}
+
+/** One character outside the alphabet, for the line under the input: “é” (position 20, U+00E9). */
+export function describeOutside({ pos, char }: OutsideChar): string {
+  const cp = char.codePointAt(0) ?? 0;
+  const hex = 'U+' + cp.toString(16).toUpperCase().padStart(4, '0');
+  if (char === ' ') return `a space (position ${pos})`;
+  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return `a control character ${hex} (position ${pos})`;
+  return cp < 0x80 ? `“${char}” (position ${pos})` : `“${char}” (position ${pos}, ${hex})`;
+}
+
+/** The line under the input: every character the model cannot read (the first 8, then how many more). */
+export function outsideWords(list: readonly OutsideChar[]): string {
+  if (!list.length) return '';
+  const shown = list.slice(0, 8).map(describeOutside).join(', ');
+  const more = list.length > 8 ? ` and ${list.length - 8} more` : '';
+  return `Not in the model's alphabet: ${shown}${more}. The model can read only the characters listed above.`;
+}
+
+/**
+ * The engine's refusal of `text` with the character it names shown as it is: a refusal whose field is
+ * `text[i]` and whose message quotes U+FFFD gets the sentence's character i instead. Anything else unchanged.
+ */
+export function withRealChar(e: unknown, text: string): unknown {
+  if (!(e instanceof ApiRefusal) || !e.field) return e;
+  const m = /^text\[(\d+)\]$/.exec(e.field);
+  if (!m || !e.message.includes('\uFFFD')) return e;
+  const c = [...text][Number(m[1])];
+  if (c === undefined) return e;
+  const message = e.message.replaceAll('"\uFFFD"', JSON.stringify(c)).replaceAll('\uFFFD', c);
+  return new ApiRefusal(e.status, e.code, message, e.field, e.retryAfter);
+}

@@ -1,0 +1,50 @@
+// The sentence the model reads: characters outside its alphabet, and the engine's refusal said with the real one.
+import { describe, expect, it } from 'vitest';
+import { ApiRefusal } from '../../src/lib/api';
+import { describeOutside, outsideAlphabet, outsideWords, withRealChar } from '../../src/lib/sentence';
+
+const ALPHABET = "\n !',-.:;?ABCDFGHILMNORSTWYabcdefghijklmnopqrstuvwxy";
+
+describe('a sentence and the model’s alphabet', () => {
+  it('finds the characters the alphabet lacks, by character position (not byte)', () => {
+    expect(outsideAlphabet('Four score', ALPHABET)).toEqual([]);
+    expect(outsideAlphabet('héllo Zoë', ALPHABET)).toEqual([
+      { pos: 1, char: 'é' },
+      { pos: 6, char: 'Z' },
+      { pos: 8, char: 'ë' },
+    ]);
+    expect(outsideAlphabet('a😀b\t', ALPHABET)).toEqual([
+      { pos: 1, char: '😀' },
+      { pos: 3, char: '\t' },
+    ]);
+    expect(outsideAlphabet('anything', null)).toEqual([]);
+  });
+
+  it('says them, with the code point of a non-ASCII or invisible character', () => {
+    expect(describeOutside({ pos: 20, char: 'é' })).toBe('“é” (position 20, U+00E9)');
+    expect(describeOutside({ pos: 0, char: 'Z' })).toBe('“Z” (position 0)');
+    expect(describeOutside({ pos: 2, char: '\t' })).toBe('a control character U+0009 (position 2)');
+    expect(describeOutside({ pos: 1, char: '😀' })).toBe('“😀” (position 1, U+1F600)');
+    const many = outsideWords(Array.from({ length: 10 }, (_, pos) => ({ pos, char: 'Z' })));
+    expect(many).toMatch(/^Not in the model's alphabet: “Z” \(position 0\), .* and 2 more\. /);
+    expect(outsideWords([])).toBe('');
+  });
+
+  it('puts the real character in the engine’s refusal instead of U+FFFD', () => {
+    const e = new ApiRefusal(400, 'bad_request', 'text[1]: expected a character of the model\'s alphabet, got "\uFFFD"', 'text[1]');
+    const fixed = withRealChar(e, 'héllo') as ApiRefusal;
+    expect(fixed).toBeInstanceOf(ApiRefusal);
+    expect(fixed.message).toBe('text[1]: expected a character of the model\'s alphabet, got "é"');
+    expect([fixed.status, fixed.code, fixed.field]).toEqual([400, 'bad_request', 'text[1]']);
+    // positions count characters: the emoji is one
+    const emoji = new ApiRefusal(400, 'bad_request', 'text[2]: … got "\uFFFD"', 'text[2]');
+    expect((withRealChar(emoji, 'a😀😀') as ApiRefusal).message).toBe('text[2]: … got "😀"');
+    // anything else is left as it is
+    const plain = new ApiRefusal(400, 'bad_request', 'text[0]: … got "Z"', 'text[0]');
+    expect(withRealChar(plain, 'Zebra')).toBe(plain);
+    const other = new ApiRefusal(400, 'bad_request', 'x: \uFFFD', 'x');
+    expect(withRealChar(other, 'abc')).toBe(other);
+    const err = new TypeError('fetch failed');
+    expect(withRealChar(err, 'abc')).toBe(err);
+  });
+});
