@@ -759,8 +759,9 @@ Result<Report> prepost_sweep(RunStore& store, const ExperimentOptions& opt) {
   md += post_fails.empty() && warmup_fixes.empty()
             ? "Against the seeds: in this grid post-LN never failed where pre-LN or warm-up succeeded; the claim needs a "
               "deeper stack, a higher learning rate or more steps than measured here.\n\n"
-            : "Against the seeds: the claim shows in the cells above (deep and/or a high learning rate) and not elsewhere; "
-              "the Train page's pre-vs-post preset opens one of them.\n\n";
+            : "Against the seeds: the claim shows in the cells above (deep and a high learning rate) and not elsewhere. "
+              "One cell by hand: `blocklab train --task reverse --n-layers 12 --d-model 32 --n-heads 4 --d-ff 128 "
+              "--placement post --lr 0.01 --steps 300` (and the same with `--placement pre`, or `--warmup 50`).\n\n";
   return finish(std::move(rep), std::move(md), s);
 }
 
@@ -796,8 +797,9 @@ Result<Report> norm_sweep(RunStore& store, const ExperimentOptions& opt) {
         std::to_string(diverged) + " of the no-norm runs diverged).\n";
   md += "- Both learned in " + std::to_string(both) + " of " + std::to_string(cells) + " cells: there removing the norm did no harm.\n\n";
   md += shows.empty() ? "Against the seed: in this grid the model without a norm never failed where LayerNorm learned.\n\n"
-                      : "Against the seed: *unstable* shows in the cells above and not elsewhere; the Train page's "
-                        "LayerNorm preset opens one of them.\n\n";
+                      : "Against the seed: *unstable* shows in the cells above and not elsewhere. One cell by hand: "
+                        "`blocklab train --task reverse --n-layers 24 --d-model 32 --n-heads 4 --d-ff 128 --norm none "
+                        "--final-norm off --lr 0.003 --steps 300` (and the same with `--norm layernorm --final-norm on`).\n\n";
   return finish(std::move(rep), std::move(md), s);
 }
 

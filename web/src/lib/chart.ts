@@ -233,3 +233,12 @@ export function spreadLabels(ys: readonly number[], gap: number, lo: number, hi:
   order.forEach((o, k) => (out[o.i] = pos[k]));
   return out;
 }
+
+/** The row a bar chart's keyboard cursor moves to for `key` (arrows, Home, End) among `n` rows; null: not a cursor key. */
+export function moveCursor(key: string, cursor: number, n: number): number | null {
+  if (key === 'ArrowDown' || key === 'ArrowRight') return Math.min(n - 1, cursor + 1);
+  if (key === 'ArrowUp' || key === 'ArrowLeft') return Math.max(0, cursor - 1);
+  if (key === 'Home') return 0;
+  if (key === 'End') return n - 1;
+  return null;
+}

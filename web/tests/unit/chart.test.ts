@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  moveCursor,
   appendStep,
   appendSteps,
   divergingBars,
@@ -164,5 +165,17 @@ describe('chart labels', () => {
     const out = spreadLabels(ys, 13, 0, 300);
     const sorted = [...out].sort((a, b) => a - b);
     for (let k = 1; k < sorted.length; k++) expect(sorted[k] - sorted[k - 1]).toBeGreaterThanOrEqual(13);
+  });
+});
+
+describe('moveCursor', () => {
+  it('moves a bar chart cursor by arrow, Home and End, within the rows', () => {
+    expect(moveCursor('ArrowDown', -1, 5)).toBe(0);
+    expect(moveCursor('ArrowRight', 4, 5)).toBe(4);
+    expect(moveCursor('ArrowUp', 0, 5)).toBe(0);
+    expect(moveCursor('ArrowLeft', 3, 5)).toBe(2);
+    expect(moveCursor('Home', 3, 5)).toBe(0);
+    expect(moveCursor('End', 0, 5)).toBe(4);
+    expect(moveCursor('a', 2, 5)).toBeNull();
   });
 });
