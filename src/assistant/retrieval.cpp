@@ -236,10 +236,17 @@ Result<std::unique_ptr<LessonIndex>> LessonIndex::build(std::vector<LessonPage> 
   }
   sqlite3_finalize(ins);
   ix->vocabulary_.assign(vocab.begin(), vocab.end());
+  // Each lesson word's section count, once: the typo correction weighs every candidate by it.
+  for (const std::string& w : ix->vocabulary_) ix->vocabulary_df_[w] = ix->fts_count(w);
   return ix;
 }
 
 int64_t LessonIndex::document_frequency(const std::string& word) const {
+  const auto it = vocabulary_df_.find(word);
+  return it != vocabulary_df_.end() ? it->second : fts_count(word);
+}
+
+int64_t LessonIndex::fts_count(const std::string& word) const {
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db_, "SELECT count(*) FROM s WHERE s MATCH ?", -1, &st, nullptr);
   const std::string q = fts_quote(word);

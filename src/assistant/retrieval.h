@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "assistant/lessons.h"
@@ -68,12 +69,14 @@ class LessonIndex {
 
  private:
   LessonIndex() = default;
-  int64_t document_frequency(const std::string& word) const;  // REQUIRES: mu_ held
+  int64_t document_frequency(const std::string& word) const;  // REQUIRES: mu_ held (or no other thread yet)
+  int64_t fts_count(const std::string& word) const;           // sections matching it (Porter-stemmed)
   std::vector<Hit> run(const Query& q, const std::string& page, int k, bool only_page) const;
 
   std::vector<LessonPage> pages_;
   std::vector<const Section*> sections_;  // the FTS rowid - 1
   std::vector<std::string> vocabulary_;   // every canonical word of the lessons, for corrections
+  std::unordered_map<std::string, int64_t> vocabulary_df_;  // their section counts
   mutable std::mutex mu_;                 // one connection, used by every handler thread
   sqlite3* db_ = nullptr;
 };

@@ -722,10 +722,16 @@ std::string cells_text(const Sweep& w, const std::vector<std::pair<size_t, size_
   return s;
 }
 
-Result<Report> prepost_sweep(RunStore& store, const ExperimentOptions& opt) {
+// A sweep's grid: these depths and lr 1e-3, 3e-3, 1e-2 (with --quick: depth 2, 3 and two rates).
+Sweep grid(const ExperimentOptions& opt, std::vector<int64_t> depths) {
   Sweep w;
-  w.depths = opt.quick ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{2, 6, 12};
+  w.depths = opt.quick ? std::vector<int64_t>{2, 3} : std::move(depths);
   w.lrs = opt.quick ? std::vector<double>{1e-3, 1e-2} : std::vector<double>{1e-3, 3e-3, 1e-2};
+  return w;
+}
+
+Result<Report> prepost_sweep(RunStore& store, const ExperimentOptions& opt) {
+  Sweep w = grid(opt, {2, 6, 12});
   Session s(store, opt, "prepost-sweep", int(w.depths.size() * w.lrs.size() * 4));
   TrainOptions base = s.training(TaskKind::reverse, 300);
   const int64_t warmup = std::max<int64_t>(1, base.steps / 6);
@@ -766,10 +772,8 @@ Result<Report> prepost_sweep(RunStore& store, const ExperimentOptions& opt) {
 }
 
 Result<Report> norm_sweep(RunStore& store, const ExperimentOptions& opt) {
-  Sweep w;
   // Deeper than prepost-sweep: without a norm, 12 blocks still trained at every rate tried here; 24 do not.
-  w.depths = opt.quick ? std::vector<int64_t>{2, 3} : std::vector<int64_t>{6, 12, 24};
-  w.lrs = opt.quick ? std::vector<double>{1e-3, 1e-2} : std::vector<double>{1e-3, 3e-3, 1e-2};
+  Sweep w = grid(opt, {6, 12, 24});
   Session s(store, opt, "norm-sweep", int(w.depths.size() * w.lrs.size() * 2));
   const TrainOptions base = s.training(TaskKind::reverse, 300);
   for (Norm n : {Norm::layernorm, Norm::none})

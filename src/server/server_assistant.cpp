@@ -22,8 +22,8 @@ std::string sse(const std::string& event, const json& data) {
   return "event: " + event + "\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-// The answer in pieces of a few words, as a model would stream it.
-std::string offline_stream(const Answer& a) {
+// The answer in pieces of a few words, as a model would stream it (the token events only).
+std::string token_events(const Answer& a) {
   std::string out, piece;
   int words = 0;
   for (char c : a.answer) {
@@ -34,8 +34,10 @@ std::string offline_stream(const Answer& a) {
     }
   }
   if (!piece.empty()) out += sse("token", {{"text", piece}});
-  return out + sse("done", a.to_json());
+  return out;
 }
+
+std::string offline_stream(const Answer& a) { return token_events(a) + sse("done", a.to_json()); }
 
 bool wants_stream(const http::Request& req) {
   const std::string* accept = req.header("accept");
@@ -160,7 +162,7 @@ void Server::assistant_routes() {
       {
         std::lock_guard lock(relay->mu);
         // Without a model's word sent, the offline answer streams as usual; else `done` replaces the text.
-        relay->out += sent_any ? sse("done", done) : offline_stream(a).substr(0, offline_stream(a).rfind("event: done")) + sse("done", done);
+        relay->out += (sent_any ? "" : token_events(a)) + sse("done", done);
         relay->finished = true;
       }
       http_->wake();

@@ -10,6 +10,7 @@
 // `resyncEvery` polls, at once when a poll's `count` says the list is out of step (a delete or a hide seen by
 // this reader changes the count), and at the first tick after the panel comes back into view.
 import { deleteJson, describeError, ApiRefusal, getJson, postJson, type Comment, type CommentPage } from './lib/api';
+import { codePointLength } from './lib/format';
 import { realTimers, type Timers } from './lib/timers';
 import { waitWords } from './lib/wait';
 import { Countdown } from './countdown.svelte';
@@ -27,11 +28,7 @@ export const RESYNC_MAX_PAGES = 50;
 export const SECTION_RE = /^[a-z0-9][a-z0-9_-]{0,39}#[a-z0-9][a-z0-9_.-]{0,79}$/;
 
 /** Characters as the server counts them (code points, not UTF-16 units). */
-export function commentLength(body: string): number {
-  let n = 0;
-  for (const _ of body) n++;
-  return n;
-}
+export const commentLength = codePointLength;
 
 /** Why a body cannot be posted, or null. */
 export function bodyProblem(body: string): string | null {

@@ -3,6 +3,7 @@
 // transcript's turns, citations as links inside the app, and what the panel says about refusals and sources.
 import { ApiRefusal, describeError } from './api';
 import { appTarget } from './applink';
+import { codePointLength } from './format';
 import { waitWords } from './wait';
 
 export const MAX_QUESTION_CHARS = 2000;
@@ -68,11 +69,7 @@ export interface Turn {
 }
 
 /** Characters as the server counts them (code points, not UTF-16 units). */
-export function questionLength(q: string): number {
-  let n = 0;
-  for (const _ of q) n++;
-  return n;
-}
+export const questionLength = codePointLength;
 
 /** Why a question cannot be sent, or null. */
 export function questionProblem(q: string): string | null {
@@ -150,16 +147,22 @@ export function answerTurn(a: AssistantAnswer, page: string): Turn {
 export function historyTurns(data: unknown): Turn[] {
   const msgs = data && typeof data === 'object' ? (data as { messages?: unknown }).messages : null;
   if (!Array.isArray(msgs)) return [];
-  return msgs
-    .filter((m): m is Record<string, unknown> => !!m && typeof m === 'object' && (m.role === 'user' || m.role === 'assistant'))
-    .map((m) => ({
-      ...blankTurn(m.role as Turn['role'], str(m.text), str(m.page)),
-      citations: readCitations(m.citations),
-      computed: readComputed(m.computed),
-      status: m.status === 'unknown' ? ('unknown' as const) : ('answered' as const),
-      source: str(m.source),
-      created_at: str(m.created_at),
-    }));
+  return msgs.filter(isTurnRecord).map((m) => ({ ...turnFrom(m), created_at: str(m.created_at) }));
+}
+
+function isTurnRecord(m: unknown): m is Record<string, unknown> {
+  return !!m && typeof m === 'object' && ((m as Turn).role === 'user' || (m as Turn).role === 'assistant');
+}
+
+/** The fields a kept turn (the server's history, or this tab's) always has, read defensively. */
+function turnFrom(m: Record<string, unknown>): Turn {
+  return {
+    ...blankTurn(m.role as Turn['role'], str(m.text), str(m.page)),
+    citations: readCitations(m.citations),
+    computed: readComputed(m.computed),
+    status: m.status === 'unknown' ? 'unknown' : 'answered',
+    source: str(m.source),
+  };
 }
 
 /** The transcript as the tab keeps it (anonymous learners: sessionStorage), and read back (anything odd dropped). */
@@ -172,13 +175,9 @@ export function loadTurns(text: string | null): Turn[] {
     const j = JSON.parse(text) as { v?: number; turns?: unknown };
     if (j.v !== 1 || !Array.isArray(j.turns)) return [];
     return j.turns
-      .filter((t): t is Record<string, unknown> => !!t && typeof t === 'object' && (t.role === 'user' || t.role === 'assistant'))
+      .filter(isTurnRecord)
       .map((t) => ({
-        ...blankTurn(t.role as Turn['role'], str(t.text), str(t.page)),
-        citations: readCitations(t.citations),
-        computed: readComputed(t.computed),
-        status: t.status === 'unknown' ? ('unknown' as const) : ('answered' as const),
-        source: str(t.source),
+        ...turnFrom(t),
         elapsed_ms: num(t.elapsed_ms),
         computation_ms: num(t.computation_ms),
         failed: t.failed === true,

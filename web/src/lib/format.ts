@@ -56,3 +56,10 @@ export function showChar(c: string): string {
   if (c === ' ') return '␣';
   return c;
 }
+
+/** Characters as the server counts them (code points, not UTF-16 units). */
+export function codePointLength(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
