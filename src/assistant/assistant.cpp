@@ -774,9 +774,9 @@ std::string context_words(const json& ctx) {
 std::string ctx_str(const json& ctx, const char* key, const std::string& fallback, size_t max_len) {
   const json* v = server::optional_field(ctx, key);
   if (!v || v->is_null()) return fallback;
-  if (!v->is_string()) throw ApiError(400, "bad_request", std::string("context") + key + ": expected a string", std::string("context") + key);
+  if (!v->is_string()) throw ApiError(400, "bad_request", std::string("context.") + key + ": expected a string", std::string("context.") + key);
   std::string s = v->get<std::string>();
-  if (s.size() > max_len) throw ApiError(400, "bad_request", std::string("context") + key + ": expected at most " + std::to_string(max_len) + " bytes", std::string("context") + key);
+  if (s.size() > max_len) throw ApiError(400, "bad_request", std::string("context.") + key + ": expected at most " + std::to_string(max_len) + " bytes", std::string("context.") + key);
   return s;
 }
 
