@@ -72,6 +72,24 @@ def random_params(cfg, gen):
 # The reference: the contract's semantics, written out, recording every hook
 # ---------------------------------------------------------------------------------------------------
 
+class Trace(dict):
+    """The activations by hook name; `hook(name, value)`, when given, may return a replacement (a patch) that
+    the rest of the forward then uses, as TransformerLens's hook points do."""
+
+    def __init__(self, hook=None):
+        super().__init__()
+        self.hook = hook
+
+
+def rec(trace, name, value):
+    hook = getattr(trace, "hook", None)
+    if hook is not None:
+        new = hook(name, value)
+        if new is not None:
+            value = new
+    trace[name] = value
+    return value
+
 def norm_ref(cfg, x, weight, bias, prefix, trace):
     eps = cfg["eps"]
     if cfg["norm"] == "layernorm":
@@ -80,15 +98,14 @@ def norm_ref(cfg, x, weight, bias, prefix, trace):
         rstd = 1.0 / torch.sqrt(var + eps)
         normalized = (x - mean[..., None]) * rstd[..., None]
         out = normalized * weight + bias
-        trace[prefix + "hook_mean"] = mean
+        rec(trace, prefix + "hook_mean", mean)
     else:  # rmsnorm: x / sqrt(mean(x^2) + eps) * weight
         rstd = 1.0 / torch.sqrt((x * x).mean(-1) + eps)
         normalized = x * rstd[..., None]
         out = normalized * weight
-    trace[prefix + "hook_rstd"] = rstd
-    trace[prefix + "hook_normalized"] = normalized
-    trace[prefix + "hook_out"] = out
-    return out
+    rec(trace, prefix + "hook_rstd", rstd)
+    rec(trace, prefix + "hook_normalized", normalized)
+    return rec(trace, prefix + "hook_out", out)
 
 
 def activation_ref(name, x):
@@ -106,27 +123,24 @@ def attention_ref(cfg, p, prefix, x, trace):
     qkv = x @ p[prefix + "self_attn.in_proj_weight"].T + p[prefix + "self_attn.in_proj_bias"]
     q, k, v = qkv.split(d, dim=-1)
     q, k, v = (t.reshape(B, T, H, D) for t in (q, k, v))
-    trace[prefix_hook(prefix) + "attn.hook_q"] = q
-    trace[prefix_hook(prefix) + "attn.hook_k"] = k
-    trace[prefix_hook(prefix) + "attn.hook_v"] = v
+    h = prefix_hook(prefix)
+    q = rec(trace, h + "attn.hook_q", q)
+    k = rec(trace, h + "attn.hook_k", k)
+    v = rec(trace, h + "attn.hook_v", v)
     scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(D)  # [B, H, T, T]
     if cfg["causal"]:
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
-    pattern = scores.softmax(-1)
-    z = (pattern @ v.transpose(1, 2)).transpose(1, 2)  # [B, T, H, D]
-    trace[prefix_hook(prefix) + "attn.hook_scores"] = scores
-    trace[prefix_hook(prefix) + "attn.hook_pattern"] = pattern
-    trace[prefix_hook(prefix) + "attn.hook_z"] = z
+    scores = rec(trace, h + "attn.hook_scores", scores)
+    pattern = rec(trace, h + "attn.hook_pattern", scores.softmax(-1))
+    z = rec(trace, h + "attn.hook_z", (pattern @ v.transpose(1, 2)).transpose(1, 2))  # [B, T, H, D]
     return z.reshape(B, T, d) @ p[prefix + "self_attn.out_proj.weight"].T + p[prefix + "self_attn.out_proj.bias"]
 
 
 def ffn_ref(cfg, p, prefix, x, trace):
     h = prefix_hook(prefix)
-    trace[h + "mlp.hook_in"] = x
-    pre = x @ p[prefix + "linear1.weight"].T + p[prefix + "linear1.bias"]
-    post = activation_ref(cfg["activation"], pre)
-    trace[h + "mlp.hook_pre"] = pre
-    trace[h + "mlp.hook_post"] = post
+    x = rec(trace, h + "mlp.hook_in", x)
+    pre = rec(trace, h + "mlp.hook_pre", x @ p[prefix + "linear1.weight"].T + p[prefix + "linear1.bias"])
+    post = rec(trace, h + "mlp.hook_post", activation_ref(cfg["activation"], pre))
     return post @ p[prefix + "linear2.weight"].T + p[prefix + "linear2.bias"]
 
 
@@ -142,29 +156,20 @@ def block_ref(cfg, p, i, x, trace):
     pp, h = f"layers.{i}.", f"blocks.{i}."
     has_norm = cfg["norm"] != "none"
     n = lambda t, which: norm_ref(cfg, t, p[pp + which + ".weight"], p.get(pp + which + ".bias"), h + which.replace("norm", "ln") + ".", trace) if has_norm else t  # noqa: E731
-    trace[h + "hook_resid_pre"] = x
+    x = rec(trace, h + "hook_resid_pre", x)
     if cfg["placement"] == "pre":
-        f1 = attention_ref(cfg, p, pp, n(x, "norm1"), trace)
-        trace[h + "hook_attn_out"] = f1
-        mid = residual_ref(cfg, x, f1)
-        trace[h + "hook_resid_mid"] = mid
-        f2 = ffn_ref(cfg, p, pp, n(mid, "norm2"), trace)
-        trace[h + "hook_mlp_out"] = f2
+        f1 = rec(trace, h + "hook_attn_out", attention_ref(cfg, p, pp, n(x, "norm1"), trace))
+        mid = rec(trace, h + "hook_resid_mid", residual_ref(cfg, x, f1))
+        f2 = rec(trace, h + "hook_mlp_out", ffn_ref(cfg, p, pp, n(mid, "norm2"), trace))
         out = residual_ref(cfg, mid, f2)
     else:
-        f1 = attention_ref(cfg, p, pp, x, trace)
-        trace[h + "hook_attn_out"] = f1
-        s1 = residual_ref(cfg, x, f1)
-        trace[h + "hook_sum1"] = s1
-        mid = n(s1, "norm1")
-        trace[h + "hook_resid_mid"] = mid
-        f2 = ffn_ref(cfg, p, pp, mid, trace)
-        trace[h + "hook_mlp_out"] = f2
-        s2 = residual_ref(cfg, mid, f2)
-        trace[h + "hook_sum2"] = s2
+        f1 = rec(trace, h + "hook_attn_out", attention_ref(cfg, p, pp, x, trace))
+        s1 = rec(trace, h + "hook_sum1", residual_ref(cfg, x, f1))
+        mid = rec(trace, h + "hook_resid_mid", n(s1, "norm1"))
+        f2 = rec(trace, h + "hook_mlp_out", ffn_ref(cfg, p, pp, mid, trace))
+        s2 = rec(trace, h + "hook_sum2", residual_ref(cfg, mid, f2))
         out = n(s2, "norm2")
-    trace[h + "hook_resid_post"] = out
-    return out
+    return rec(trace, h + "hook_resid_post", out)
 
 
 def stack_ref(cfg, p, x, trace):

@@ -2,7 +2,13 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <set>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -138,13 +144,138 @@ void add_dtype_flag(CLI::App& app, std::string& dtype) {
 
 namespace blocklab::cli {
 
-void add_model_run_flags(CLI::App& app, ModelRunArgs& a, const std::string& input_holds) {
+void add_model_run_flags(CLI::App& app, ModelRunArgs& a, const std::string& input_holds, bool with_wrt) {
   app.add_option("--model", a.model, "model .safetensors")->required();
   app.add_option("--input", a.input, "input .safetensors holding " + input_holds)->required();
   app.add_option("--output", a.output, "output .safetensors to write")->required();
   app.add_option("--config", a.config, "config JSON to use instead of the file's (for models saved by PyTorch)");
   add_dtype_flag(app, a.dtype);
+  app.add_option("--threads", a.threads, "BLAS and kernel threads (default 1)");
+  app.add_option("--hook-patch", a.patches,
+                 "NAME=FILE: replace activation NAME (docs/trace.md) with the tensor NAME (or the only tensor) of the "
+                 ".safetensors FILE, shaped as the activation; repeatable");
+  app.add_option("--ablate", a.ablations,
+                 "NAME or NAME:HEAD: zero activation NAME, or one head's slice of an attention activation "
+                 "(attn.hook_q/k/v/z, hook_scores, hook_pattern); repeatable");
+  if (with_wrt)
+    app.add_option("--wrt", a.wrt, "NAME: also write grad.NAME, the gradient of activation NAME; repeatable");
 }
+
+namespace {
+
+// The axis of the heads in an activation's batched shape, or -1.
+int head_axis(const std::string& name) {
+  for (const char* tail : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"})
+    if (name.ends_with(tail)) return 2;  // [B, T, H, D]
+  if (name.ends_with("attn.hook_scores") || name.ends_with("attn.hook_pattern")) return 1;  // [B, H, T, T]
+  return -1;
+}
+
+Status check_hook_name(const std::string& flag, const std::string& name, const std::set<std::string>& known) {
+  if (!known.count(name))
+    return Status::error(flag + " " + name + ": expected an activation name of this model (docs/trace.md; `forward "
+                         "--trace` lists them), got \"" + name + "\"");
+  if (hook_is_norm_internal(name))
+    return Status::error(flag + " " + name + ": computed inside its norm, it cannot be patched or differentiated; "
+                         "expected an activation such as " + name.substr(0, name.rfind('.') + 1) + "hook_out");
+  return Status::ok();
+}
+
+}  // namespace
+
+template <typename T>
+Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& a, const ModelConfig& config, bool on_tokens, bool batched) {
+  const std::vector<std::string> names = hook_names(config, on_tokens);
+  const std::set<std::string> known(names.begin(), names.end());
+  struct Patch {
+    Tensor<T> values;
+    std::string flag;
+  };
+  struct Ablation {
+    int64_t head = -1;
+  };
+  auto patches = std::make_shared<std::map<std::string, Patch>>();
+  auto ablations = std::make_shared<std::map<std::string, std::vector<Ablation>>>();
+  for (const std::string& spec : a.patches) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      return Status::error("--hook-patch: expected NAME=FILE, got \"" + spec + "\"");
+    const std::string name = spec.substr(0, eq), path = spec.substr(eq + 1);
+    BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--hook-patch", name, known));
+    if (patches->count(name)) return Status::error("--hook-patch " + name + ": expected once, got it twice");
+    Result<io::SafetensorsFile> file = io::read_safetensors(path);
+    if (!file) return file.status().with_context("--hook-patch " + name);
+    const io::StoredTensor* t = file->find(name);
+    if (!t && file->tensors.size() == 1) t = &file->tensors[0];
+    if (!t)
+      return Status::error("--hook-patch " + name + ": " + path + ": expected a tensor named " + name +
+                           " (or a single tensor), got " + std::to_string(file->tensors.size()) + " tensors without it");
+    Result<Tensor<T>> values = io::to_float_tensor<T>(*t, path);
+    if (!values) return values.status().with_context("--hook-patch " + name);
+    (*patches)[name] = Patch{std::move(values.value()), "--hook-patch " + name + "=" + path};
+  }
+  for (const std::string& spec : a.ablations) {
+    const size_t colon = spec.rfind(':');
+    std::string name = spec;
+    Ablation ab;
+    if (colon != std::string::npos) {
+      name = spec.substr(0, colon);
+      const std::string head = spec.substr(colon + 1);
+      char* end = nullptr;
+      const long h = std::strtol(head.c_str(), &end, 10);
+      if (head.empty() || *end != '\0' || h < 0 || h >= config.n_heads)
+        return Status::error("--ablate " + spec + ": expected a head 0.." + std::to_string(config.n_heads - 1) +
+                             " after the colon, got \"" + head + "\"");
+      if (head_axis(name) < 0)
+        return Status::error("--ablate " + spec + ": expected a head only on an attention activation with a head "
+                             "axis (attn.hook_q, _k, _v, _z, _scores, _pattern), got one on " + name);
+      ab.head = h;
+    }
+    BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--ablate", name, known));
+    (*ablations)[name].push_back(ab);
+  }
+  for (const std::string& name : a.wrt) BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--wrt", name, known));
+
+  Hooks<T> hooks;
+  hooks.grad_names = a.wrt;
+  hooks.wants = [patches, ablations](const std::string& n) { return patches->count(n) || ablations->count(n); };
+  hooks.fn = [patches, ablations, batched](HookPoint<T>& p) -> Status {
+    const int64_t n = numel_of(p.shape);
+    if (auto it = patches->find(p.name); it != patches->end()) {
+      const Tensor<T>& v = it->second.values;
+      Shape unbatched(p.shape.begin() + 1, p.shape.end());
+      if (v.shape != p.shape && !(!batched && v.shape == unbatched))
+        return Status::error(it->second.flag + ": expected shape " + shape_str(batched ? p.shape : unbatched) +
+                             " (the activation's), got " + shape_str(v.shape));
+      std::copy(v.data.begin(), v.data.end(), p.data);
+    }
+    if (auto it = ablations->find(p.name); it != ablations->end()) {
+      // Scores keep the causal mask's -inf: a zeroed head attends evenly to the positions it could see.
+      const bool scores = p.name.ends_with("attn.hook_scores");
+      auto zero = [scores](T* x, int64_t count) {
+        for (int64_t i = 0; i < count; ++i)
+          if (!scores || !std::isinf(x[i])) x[i] = T(0);
+      };
+      for (const Ablation& ab : it->second) {
+        if (ab.head < 0) {
+          zero(p.data, n);
+          continue;
+        }
+        const int axis = head_axis(p.name);  // zero [.., head, ..] along `axis`
+        int64_t outer = 1, inner = 1;
+        for (int i = 0; i < axis; ++i) outer *= p.shape[size_t(i)];
+        for (size_t i = size_t(axis) + 1; i < p.shape.size(); ++i) inner *= p.shape[i];
+        const int64_t H = p.shape[size_t(axis)];
+        for (int64_t o = 0; o < outer; ++o) zero(p.data + (o * H + ab.head) * inner, inner);
+      }
+    }
+    return Status::ok();
+  };
+  return hooks;
+}
+
+template Result<Hooks<float>> hooks_from_flags<float>(const ModelRunArgs&, const ModelConfig&, bool, bool);
+template Result<Hooks<double>> hooks_from_flags<double>(const ModelRunArgs&, const ModelConfig&, bool, bool);
 
 template <typename T>
 Result<ModelRun<T>> load_model_run(const ModelRunArgs& a) {

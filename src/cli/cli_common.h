@@ -57,8 +57,19 @@ namespace blocklab::cli {
 // The flags forward and backward share, and what they load from them.
 struct ModelRunArgs {
   std::string model, input, output, config, dtype = "f32";
+  int threads = 1;
+  // Hooks (engine/model.h Hooks): --hook-patch NAME=FILE, --ablate NAME[:HEAD], and backward's --wrt NAME.
+  std::vector<std::string> patches, ablations, wrt;
 };
-void add_model_run_flags(CLI::App& app, ModelRunArgs& args, const std::string& input_holds);
+void add_model_run_flags(CLI::App& app, ModelRunArgs& args, const std::string& input_holds, bool with_wrt = false);
+
+// The hooks --hook-patch and --ablate ask for (and --wrt's gradients), for `config` run on x or on tokens; the
+// patch files are read here. An unbatched input ([T, d] or [T]) may have patches without the batch axis.
+// Errors name the flag, the activation, expected vs got.
+template <typename T>
+Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& args, const ModelConfig& config, bool on_tokens, bool batched);
+// True when any of --hook-patch, --ablate or --wrt is given.
+inline bool wants_hooks(const ModelRunArgs& a) { return !a.patches.empty() || !a.ablations.empty() || !a.wrt.empty(); }
 template <typename T>
 struct ModelRun {
   Model<T> model;

@@ -1,7 +1,9 @@
-// blocklab backward --model M --input X --output G [--dtype f32|f64] [--config C.json]
+// blocklab backward --model M --input X --output G [--dtype f32|f64] [--config C.json] [--threads N]
+//                   [--wrt NAME]... [--hook-patch NAME=FILE]... [--ablate NAME[:HEAD]]...
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "engine/blas.h"
 #include "cli/commands.h"
 
 namespace blocklab::cli {
@@ -15,13 +17,25 @@ int run_backward(const ModelRunArgs& a) {
   if (!loaded) return fail(cmd, loaded.status());
   auto& [model, input, out_dtype] = loaded.value();
   const ModelConfig& cfg = model.config();
+  if (a.threads < 1) return fail(cmd, "--threads: expected an integer >= 1, got " + std::to_string(a.threads));
+  set_blas_threads(a.threads);
 
   io::SafetensorsFile out;
   model.zero_grads();
-  if (cfg.is_language_model() && input.find("tokens")) {
+  const bool on_tokens = cfg.is_language_model() && input.find("tokens");
+  bool batched = true;
+  auto set_hooks = [&](bool input_batched) -> Status {
+    batched = input_batched;
+    if (!wants_hooks(a)) return Status::ok();
+    Result<Hooks<T>> hooks = hooks_from_flags<T>(a, cfg, on_tokens, input_batched);
+    if (!hooks) return hooks.status();
+    return model.set_hooks(std::move(hooks.value()));
+  };
+  if (on_tokens) {
     // loss = mean cross-entropy of the logits against targets
     Result<TokenInput> tokens = read_token_input(input, a.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
+    if (Status st = set_hooks(tokens->batched); !st) return fail(cmd, st);
     Result<TokenInput> targets = read_token_input(input, a.input, "targets");
     if (!targets) return fail(cmd, targets.status());
     if (targets->shape != tokens->shape)
@@ -37,6 +51,7 @@ int run_backward(const ModelRunArgs& a) {
     if (!x) return fail(cmd, x.status());
     Result<StackInput<T>> dy = read_stack_input<T>(input, a.input, "dy", cfg, &x->x.shape);
     if (!dy) return fail(cmd, dy.status());
+    if (Status st = set_hooks(x->batched); !st) return fail(cmd, st);
     Status st = model.forward(x->x.ptr(), x->batch, x->seq_len);
     if (!st) return fail(cmd, st.with_context(a.input));
     Tensor<T> dx(x->x.shape);
@@ -45,6 +60,13 @@ int run_backward(const ModelRunArgs& a) {
   }
   for (const ParamSpec& spec : model.layout().specs())
     out.add(io::from_float_tensor("grad." + spec.name, param_tensor(spec, model.grads()), out_dtype));
+  for (const std::string& name : a.wrt) {
+    const Tensor<T>* g = model.activation_grad(name);
+    if (!g) return fail(cmd, "--wrt " + name + ": this run does not compute it (hook_embed and hook_pos_embed need tokens)");
+    Shape shape = g->shape;
+    if (!batched) shape.erase(shape.begin());  // as the input: no batch axis
+    out.add(io::from_float_tensor("grad." + name, Tensor<T>(shape, g->data), out_dtype));
+  }
   Status st = io::write_safetensors(a.output, out);
   if (!st) return fail(cmd, st);
   return 0;
@@ -58,8 +80,10 @@ Runner add_backward_command(CLI::App& sub) {
       "The input file holds x and dy (the shape of y); loss = sum(y * dy). The output gets grad.x and\n"
       "grad.<name> for every parameter <name> of the model.\n"
       "A language model also takes tokens and targets (integer ids [B, T] or [T]); loss = mean cross-entropy,\n"
-      "written as `loss` beside the parameter gradients.");
-  add_model_run_flags(sub, *args, "x and dy (or tokens and targets)");
+      "written as `loss` beside the parameter gradients.\n"
+      "--wrt NAME adds grad.NAME, the gradient of an activation (docs/trace.md). With --hook-patch or --ablate the\n"
+      "backward runs through the patched forward: a changed element is a constant there (docs/hooks.md).");
+  add_model_run_flags(sub, *args, "x and dy (or tokens and targets)", /*with_wrt=*/true);
   return [args] { return args->dtype == "f64" ? run_backward<double>(*args) : run_backward<float>(*args); };
 }
 

@@ -1,7 +1,9 @@
-// blocklab forward --model M --input X --output Y [--trace] [--dtype f32|f64] [--config C.json]
+// blocklab forward --model M --input X --output Y [--trace] [--dtype f32|f64] [--config C.json] [--threads N]
+//                  [--hook-patch NAME=FILE]... [--ablate NAME[:HEAD]]...
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "engine/blas.h"
 #include "cli/commands.h"
 
 namespace blocklab::cli {
@@ -20,12 +22,23 @@ int run_forward(const ForwardArgs& a) {
   if (!loaded) return fail(cmd, loaded.status());
   auto& [model, input, out_dtype] = loaded.value();
   const ModelConfig& cfg = model.config();
+  if (a.run.threads < 1) return fail(cmd, "--threads: expected an integer >= 1, got " + std::to_string(a.run.threads));
+  set_blas_threads(a.run.threads);
 
   io::SafetensorsFile out;
   bool batched = true;
-  if (cfg.is_language_model() && input.find("tokens")) {
+  const bool on_tokens = cfg.is_language_model() && input.find("tokens");
+  // The hooks need to know whether the input has a batch axis (patches may leave it out when it has none).
+  auto set_hooks = [&](bool input_batched) -> Status {
+    if (!wants_hooks(a.run)) return Status::ok();
+    Result<Hooks<T>> hooks = hooks_from_flags<T>(a.run, cfg, on_tokens, input_batched);
+    if (!hooks) return hooks.status();
+    return model.set_hooks(std::move(hooks.value()));
+  };
+  if (on_tokens) {
     Result<TokenInput> tokens = read_token_input(input, a.run.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
+    if (Status st = set_hooks(tokens->batched); !st) return fail(cmd, st);
     Status st = model.forward_lm(tokens->ids.data(), nullptr, tokens->batch, tokens->seq_len);
     if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = tokens->batched;
@@ -37,6 +50,7 @@ int run_forward(const ForwardArgs& a) {
   } else {
     Result<StackInput<T>> in = read_stack_input<T>(input, a.run.input, "x", cfg);
     if (!in) return fail(cmd, in.status());
+    if (Status st = set_hooks(in->batched); !st) return fail(cmd, st);
     Status st = model.forward(in->x.ptr(), in->batch, in->seq_len);
     if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = in->batched;
@@ -56,7 +70,9 @@ Runner add_forward_command(CLI::App& sub) {
   sub.footer(
       "The input file holds x, float [B, T, d_model] or [T, d_model]; the output gets y of the same shape.\n"
       "A language model (vocab_size set) also takes tokens, integer ids [B, T] or [T], and writes y and logits.\n"
-      "--trace adds every activation under its hook name (docs/trace.md).");
+      "--trace adds every activation under its hook name (docs/trace.md).\n"
+      "--hook-patch and --ablate change activations while the model runs (docs/hooks.md); what comes after them\n"
+      "sees the changed values, and --trace shows them.");
   add_model_run_flags(sub, args->run, "x (or tokens)");
   sub.add_flag("--trace", args->trace, "also write every activation (blocks.{i}.hook_*, ...)");
   return [args] { return args->run.dtype == "f64" ? run_forward<double>(*args) : run_forward<float>(*args); };

@@ -392,6 +392,67 @@ void attention_backward(T* dqkv, const T* dz, const T* qkv, const T* pattern, co
   }
 }
 
+template <typename T>
+void attention_scores_forward(T* scores, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H, bool causal) {
+  const int64_t D = C / H, ld = 3 * C;
+  const T scale = T(1) / std::sqrt(T(D));
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
+#pragma omp parallel for schedule(static) if (attention_in_parallel(B * H, Tn, D))
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const T* q = qkv + (bh / H) * Tn * ld + (bh % H) * D;
+    T* s = scores + bh * Tn * Tn;
+    gemm<T>(false, true, Tn, Tn, D, scale, q, ld, q + C, ld, T(0), s, Tn);
+    if (causal)
+      for (int64_t i = 0; i < Tn; ++i)
+        for (int64_t j = i + 1; j < Tn; ++j) s[i * Tn + j] = neg_inf;
+  }
+}
+
+template <typename T>
+void attention_mix_forward(T* z, const T* pattern, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H) {
+  const int64_t D = C / H, ld = 3 * C;
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
+#pragma omp parallel for schedule(static) if (attention_in_parallel(B * H, Tn, D))
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* v = qkv + b * Tn * ld + h * D + 2 * C;
+    gemm<T>(false, false, Tn, D, Tn, T(1), pattern + bh * Tn * Tn, Tn, v, ld, T(0), z + b * Tn * C + h * D, C);
+  }
+}
+
+template <typename T>
+void attention_mix_backward(T* dpattern, T* dqkv, const T* dz, const T* pattern, const T* qkv, int64_t B,
+                            int64_t Tn, int64_t C, int64_t H) {
+  const int64_t D = C / H, ld = 3 * C;
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
+#pragma omp parallel for schedule(static) if (attention_in_parallel(B * H, Tn, D))
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* v = qkv + b * Tn * ld + h * D + 2 * C;
+    const T* dzh = dz + b * Tn * C + h * D;
+    T* dv = dqkv + b * Tn * ld + h * D + 2 * C;
+    gemm<T>(true, false, Tn, D, Tn, T(1), pattern + bh * Tn * Tn, Tn, dzh, C, T(1), dv, ld);  // dv += P^T dz
+    gemm<T>(false, true, Tn, Tn, D, T(1), dzh, C, v, ld, T(1), dpattern + bh * Tn * Tn, Tn);  // dP += dz v^T
+  }
+}
+
+template <typename T>
+void attention_scores_backward(T* dqkv, const T* dscores, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H) {
+  const int64_t D = C / H, ld = 3 * C;
+  const T scale = T(1) / std::sqrt(T(D));
+  const ScopedMatmulPrecision float32_products(MatmulPrecision::f32);
+#pragma omp parallel for schedule(static) if (attention_in_parallel(B * H, Tn, D))
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const T* q = qkv + b * Tn * ld + h * D;
+    T* dq = dqkv + b * Tn * ld + h * D;
+    const T* ds = dscores + bh * Tn * Tn;
+    gemm<T>(false, false, Tn, D, Tn, scale, ds, Tn, q + C, ld, T(1), dq, ld);   // dq += dS k * scale
+    gemm<T>(true, false, Tn, D, Tn, scale, ds, Tn, q, ld, T(1), dq + C, ld);    // dk += dS^T q * scale
+  }
+}
+
 // ---- Residual --------------------------------------------------------------------------------
 
 template <typename T>
@@ -541,6 +602,11 @@ void adamw_update(T* __restrict param, const T* __restrict grad, T* __restrict m
                                      bool);                                                                 \
   template void attention_backward<T>(T*, const T*, const T*, const T*, const T*, T*, int64_t, int64_t,      \
                                       int64_t, int64_t);                                                     \
+  template void attention_scores_forward<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t, bool);         \
+  template void attention_mix_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);        \
+  template void attention_mix_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,    \
+                                          int64_t);                                                          \
+  template void attention_scores_backward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t);    \
   template void residual_forward<T>(T*, const T*, const T*, T, bool, int64_t);                              \
   template void residual_backward<T>(T*, T*, T*, const T*, const T*, T, bool, int64_t);                     \
   template void dropout_mask<T>(T*, int64_t, double, uint64_t, uint64_t);                                   \

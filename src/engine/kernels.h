@@ -75,6 +75,22 @@ template <typename T>
 void attention_backward(T* dqkv, const T* dz, const T* qkv, const T* pattern, const T* dropout_mask, T* scratch,
                         int64_t B, int64_t Tn, int64_t C, int64_t H);
 
+// The same attention in three stages, for hooks that read or patch the scores or the pattern between them
+// (Model with hooks; the same products as attention_forward, so the same bits). No dropout.
+//   scores = q k^T / sqrt(D) (-inf above the diagonal when causal) ; pattern = softmax(scores) (softmax_forward
+//   over B*H*T rows) ; z = pattern v.
+template <typename T>
+void attention_scores_forward(T* scores, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H, bool causal);
+template <typename T>
+void attention_mix_forward(T* z, const T* pattern, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H);
+// dpattern += dz v^T ; dv += pattern^T dz (the v columns of dqkv).
+template <typename T>
+void attention_mix_backward(T* dpattern, T* dqkv, const T* dz, const T* pattern, const T* qkv, int64_t B,
+                            int64_t Tn, int64_t C, int64_t H);
+// dq += dscores k / sqrt(D) ; dk += dscores^T q / sqrt(D) (the q and k columns of dqkv).
+template <typename T>
+void attention_scores_backward(T* dqkv, const T* dscores, const T* qkv, int64_t B, int64_t Tn, int64_t C, int64_t H);
+
 // ---- Residual with strength alpha: out = x + alpha * f, or out = f when the residual is off --
 template <typename T>
 void residual_forward(T* out, const T* x, const T* f, T alpha, bool residual, int64_t n);

@@ -12,6 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,34 @@ struct NamedTensor {
   std::string name;
   Tensor<T> tensor;
 };
+
+// Hooks (TransformerLens's run_with_cache / run_with_hooks, and PyTorch's retain_grad): a forward visits the
+// named activations a hook wants, in data-flow order, after each is computed and before anything reads it; the
+// hook may read it or change it in place (a patch, an ablation). The backward keeps the gradients of the named
+// activations asked for. Names and shapes are the trace's (docs/trace.md), always with the batch axis.
+// Backward through a patched forward: where a hook changed an element, that element is a constant (its
+// gradient stops there, as for a PyTorch hook that overwrites it); elements it left as they were pass the
+// gradient on unchanged. The norms' hook_mean, hook_rstd and hook_normalized are computed inside the norm:
+// hooks may read them but not change them, and they have no gradient here (patch or differentiate hook_out).
+template <typename T>
+struct HookPoint {
+  const std::string& name;
+  T* data;             // contiguous, `shape`; the hook may change it in place
+  const Shape& shape;  // [B, T, ...] (attention maps [B, H, T, T])
+};
+
+template <typename T>
+struct Hooks {
+  std::function<bool(const std::string& name)> wants;  // null: no activation is visited
+  std::function<Status(HookPoint<T>& point)> fn;        // an error stops the forward with it
+  std::vector<std::string> grad_names;                  // activations whose gradient backward() keeps
+};
+
+// The hook names a forward of `config` visits, in data-flow order (the trace's names): on x, or on tokens
+// (a language model: hook_embed, hook_pos_embed and hook_logits as well).
+std::vector<std::string> hook_names(const ModelConfig& config, bool on_tokens);
+// hook_mean, hook_rstd and hook_normalized: computed inside a norm, so read-only to hooks and without a gradient.
+bool hook_is_norm_internal(const std::string& name);
 
 // What one norm saves (its input is saved by the block: the backward recomputes the normalised rows).
 // `out` is used in pre placement; in post placement the norm writes straight into the residual stream
@@ -62,6 +93,11 @@ struct BlockActs {
   Tensor<T> resid_post;    // [N, d]      block output
   // Training with dropout only: masks (0 or 1/(1-p)) and the dropped hidden layer.
   Tensor<T> mask_pattern, mask_attn, mask_hidden, mask_mlp, mlp_hidden;
+  // With hooks only: the FFN's own input when mlp.hook_in would otherwise alias the residual stream (post
+  // placement, or no norm), so that patching it changes the FFN's input alone; the softmax before a hook
+  // changed the pattern (the softmax's backward needs it); whether the attention ran in three stages.
+  Tensor<T> mlp_in, pattern_softmax;
+  bool staged_attention = false;
 };
 
 template <typename T>
@@ -107,6 +143,15 @@ class Model {
   const Tensor<T>& resid_pre_grad(int64_t layer) const { return resid_pre_grads_[size_t(layer)]; }
   const BlockActs<T>& block_acts(int64_t layer) const { return acts_[size_t(layer)]; }
 
+  // ---- Hooks (see Hooks above) ------------------------------------------------------------------
+  // Fails on a gradient name this model has not (or one of a norm's internals); the hooks then stay off.
+  // REQUIRES: no dropout in the forwards that use them.
+  Status set_hooks(Hooks<T> hooks);
+  void clear_hooks();
+  // The gradient of a named activation asked for in grad_names, from the last backward (the trace's batched
+  // shape); null when that backward did not reach it (e.g. hook_embed after a forward on x).
+  const Tensor<T>* activation_grad(const std::string& name) const;
+
   // Every activation of the last forward under its hook name (docs/trace.md), in data-flow order.
   // batched: shapes [B, T, ...] as the input had, else [T, ...] (REQUIRES batch == 1).
   std::vector<NamedTensor<T>> trace(bool batched) const;
@@ -114,16 +159,31 @@ class Model {
  private:
   explicit Model(const ModelConfig& config);
   void resize_workspace(int64_t batch, int64_t seq_len);
-  void block_forward(int64_t layer, const ForwardOptions& options);
+  Status block_forward(int64_t layer, const ForwardOptions& options);
+  Status forward_stack(const T* x, int64_t batch, int64_t seq_len, const ForwardOptions& options);
+  // The FFN's input: `in`, visited as mlp.hook_in (a copy of its own when `in` is the residual stream).
+  Result<const T*> ffn_input(int64_t layer, T* in, bool is_stream);
   void block_backward(int64_t layer, T* dresid_post, T* dresid_pre);
   void norm_forward(const T* weight, const T* bias, NormActs<T>& acts, T* out, const T* inp);
   void norm_backward(const T* weight, T* dweight, T* dbias, const NormActs<T>& acts, const T* inp, const T* dout,
                      T* dinp);
-  void attention_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
+  Status attention_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
   void attention_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp);
-  void ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
+  Status ffn_sublayer_forward(int64_t layer, const T* inp, const ForwardOptions& options);
   void ffn_sublayer_backward(int64_t layer, const T* inp, const T* dout, T* dinp);
   bool dropout_active(const ForwardOptions& o) const { return o.training && config_.dropout > 0; }
+  // Hooks: visit an activation (contiguous, or `width` columns at `col` of rows `ld` apart); keep and mask a
+  // gradient. No-ops without hooks.
+  Status visit(const std::string& name, T* data, Shape shape);
+  Status visit_columns(const std::string& name, T* base, int64_t ld, int64_t col, int64_t width, Shape shape);
+  Status visit_norm(const std::string& prefix, const NormActs<T>& acts, const T* inp, T* out);
+  void grad_site(const std::string& name, T* grad, Shape shape);
+  void grad_site_columns(const std::string& name, T* base, int64_t ld, int64_t col, int64_t width, Shape shape);
+  bool hook_wants(const std::string& name) const { return hooks_on_ && hooks_.wants && hooks_.wants(name); }
+  bool grad_wanted(const std::string& name) const { return hooks_on_ && grad_wanted_.count(name); }
+  Shape rows_shape(int64_t width) const { return {batch_, seq_len_, width}; }
+  Shape heads_shape() const { return {batch_, seq_len_, config_.n_heads, config_.d_model / config_.n_heads}; }
+  Shape maps_shape() const { return {batch_, config_.n_heads, seq_len_, seq_len_}; }
   const T* P(int64_t offset) const { return offset < 0 ? nullptr : params_.data() + offset; }
   T* G(int64_t offset) { return offset < 0 ? nullptr : grads_.data() + offset; }
 
@@ -158,6 +218,14 @@ class Model {
   Tensor<T> d_hidden_, d_pre_;      // [N, d_ff]
   Tensor<T> d_y_, d_x_, d_logits_;  // language model: [N, d], [N, d], [N, V]
   Tensor<T> attn_scratch_;  // [2, T, T]
+
+  // Hooks.
+  Hooks<T> hooks_;
+  bool hooks_on_ = false;
+  std::set<std::string> grad_wanted_;
+  std::map<std::string, std::vector<uint8_t>> patched_;  // name -> 1 where the last forward's hook changed it
+  std::map<std::string, Tensor<T>> act_grads_;
+  Tensor<T> d_scores_, d_pattern_, d_mlp_in_, d_out_hooked_, hook_scratch_;
 };
 
 }  // namespace blocklab
