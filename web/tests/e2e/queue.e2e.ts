@@ -19,14 +19,18 @@ let base = '';
 let browser: Browser;
 let w: WatchedPage;
 const ANN = { name: 'ann', password: 'ann-pass-' + Math.random().toString(36).slice(2, 10) };
-const job = (label: string, steps = 20_000) => ({
+const job = (label: string, steps = 20_000, config: object = { d_model: 16, n_heads: 4, d_ff: 32, n_layers: 1 }) => ({
   task: 'copy',
   steps,
   lr: 0.001,
   seed: 0,
   label,
-  config: { d_model: 16, n_heads: 4, d_ff: 32, n_layers: 1 },
+  config,
 });
+// The long job must outlast both tests on a fast machine too (a 16-wide one layer did 20 000 steps in ~20 s on
+// CI's): 128 wide (about 28 000 GFLOP, under the server's 40 000 per job), so its 20 000 steps take minutes
+// anywhere; the second test cancels it.
+const LONG = { d_model: 128, n_heads: 4, d_ff: 512, n_layers: 1 };
 
 /** A signed-in account for API calls: the session cookie and the CSRF token. */
 async function signIn(name: string, password: string) {
@@ -119,7 +123,7 @@ describe('the training queue on the Train page (--max-jobs 1)', () => {
   const annRuns: number[] = [];
 
   it('a queued run shows its place, updated every few seconds, announced when it changes; Cancel says “Cancelled”', async () => {
-    long = (await api(base, '/api/runs', job('queue test: the long job'))).run_id;
+    long = (await api(base, '/api/runs', job('queue test: the long job', 20_000, LONG))).run_id;
     await until('the long job to start', async () => (await api(base, `/api/runs/${long}`)).status === 'running');
     ann = await signIn(ANN.name, ANN.password);
     for (const i of [1, 2]) annRuns.push((await ann('POST', '/api/runs', job(`ann ${i}`))).run_id);
