@@ -281,7 +281,7 @@ template <typename T>
 Result<ModelRun<T>> load_model_run(const ModelRunArgs& a) {
   std::optional<ModelConfig> config;
   if (!a.config.empty()) {
-    Result<ModelConfig> c = io::read_config_file(a.config);
+    Result<ModelConfig> c = io::read_config_for_torch_file(a.config);
     if (!c) return c.status();
     config = c.value();
   }

@@ -117,6 +117,24 @@ Result<ModelConfig> read_config_file(const std::string& path) {
   return config_from_json_text(ss.str(), path);
 }
 
+Result<ModelConfig> read_config_for_torch_file(const std::string& path) {
+  Result<ModelConfig> c = read_config_file(path);
+  if (!c) return c;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const json j = parse_json_limited(ss.str(), kMaxJsonDepth).value();  // parsed above
+  // The keys whose BlockLab default is not nn.TransformerEncoderLayer's: guessing them runs another model.
+  const std::pair<const char*, const char*> differ[] = {
+      {"activation", "\"relu\" (PyTorch's default), \"gelu\" or \"gelu_tanh\"; BlockLab's default gelu is not PyTorch's relu"},
+      {"placement", "\"post\" (PyTorch's default, norm_first=False) or \"pre\"; BlockLab's default pre is not PyTorch's post"},
+  };
+  for (const auto& [key, expected] : differ)
+    if (!j.contains(key))
+      return Status::error(path + ": config key '" + key + "': expected it given, " + expected + "; got no '" + key + "'");
+  return c;
+}
+
 json config_to_json(const ModelConfig& c) {
   return json{{"d_model", c.d_model},
               {"n_heads", c.n_heads},

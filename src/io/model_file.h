@@ -25,6 +25,9 @@ inline constexpr const char* kOptimizerPrefix = "optimizer.";
 Result<ModelConfig> config_from_json(const nlohmann::json& j, const ModelConfig& base = {});
 Result<ModelConfig> config_from_json_text(const std::string& text, const std::string& where);
 Result<ModelConfig> read_config_file(const std::string& path);
+// A --config for a model file saved without one (by PyTorch): as read_config_file, and it must give the keys
+// whose BlockLab default differs from nn.TransformerEncoderLayer's (activation, placement): no guessing.
+Result<ModelConfig> read_config_for_torch_file(const std::string& path);
 nlohmann::json config_to_json(const ModelConfig& config);
 
 // The config in a file's __metadata__["blocklab.config"], parsed and validated (validate(): every size

@@ -336,6 +336,13 @@ TEST_F(Cli, HostileFilesAreOneLineAndStatusTwo) {
   write_bytes("huge.json", R"({"d_model": 8, "n_heads": 2, "d_ff": 16, "eps": 1e99999})");
   expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --config " + path("huge.json")),
                      "number overflow", out);
+  // A --config for a file saved by PyTorch must say the two keys whose defaults differ from PyTorch's.
+  write_bytes("guess.json", R"({"d_model": 8, "n_heads": 2, "d_ff": 16, "n_layers": 2, "placement": "pre"})");
+  expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --config " + path("guess.json")),
+                     "config key 'activation': expected it given, \"relu\" (PyTorch's default)", out);
+  write_bytes("guess2.json", R"({"d_model": 8, "n_heads": 2, "d_ff": 16, "n_layers": 2, "activation": "relu"})");
+  expect_usage_error(run("backward --model " + m + " --input " + in + " --output " + out + " --config " + path("guess2.json")),
+                     "config key 'placement': expected it given, \"post\" (PyTorch's default, norm_first=False)", out);
   // The input file is read by the same parser.
   expect_usage_error(run("forward --model " + m + " --input " + write_bytes("in.pt", std::string("PK\x03\x04", 4) + "zz") +
                          " --output " + out),
