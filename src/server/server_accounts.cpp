@@ -151,7 +151,9 @@ void Server::account_routes() {
     std::optional<std::pair<User, std::string>> found = accounts_->find_user(name);
     const bool ok = found ? verify_password(found->second, password) : (verify_password_of_nobody(password), false);
     if (!ok || found->first.blocked) {
-      throttle_->failed(key, address, now);
+      // the wait counts from the failure's answer, not from the request's start: the hash alone may take
+      // longer than the first wait (1 s) on a loaded machine
+      throttle_->failed(key, address, wall_s());
       if (ok && found->first.blocked)
         throw ApiError(403, "blocked", "account '" + found->first.name + "': blocked by a teacher");
       throw ApiError(401, "bad_credentials", "username or password: no such account, or a wrong password");
