@@ -20,6 +20,7 @@ packages=(
   libbenchmark-dev         # micro-benchmarks
   chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)
   python3                  # tests/server/hostile_client_test.py (standard library only)
+  pybind11-dev python3-dev python3-numpy  # the Python module blocklab (src/python/, docs/python.md)
   clang libclang-rt-14-dev # the fuzz harnesses: libFuzzer, ASan, UBSan (scripts/fuzz.sh)
   libomp-14-dev            # OpenMP for clang (the engine's kernels), the fuzz build
 )
