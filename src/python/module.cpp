@@ -8,6 +8,7 @@
 // GIL); a hook that calls the model it hooks is refused (ValueError) instead of deadlocking.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <atomic>
 #include <cstring>
