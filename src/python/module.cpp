@@ -337,6 +337,7 @@ class PyModel {
   std::unique_ptr<Model<float>> f32;
   std::unique_ptr<Model<double>> f64;
   std::string path;
+  std::map<std::string, std::string> metadata;  // the file's __metadata__, as loaded
   std::mutex mu;
   std::atomic<std::thread::id> owner{};
 
@@ -523,6 +524,7 @@ std::unique_ptr<PyModel> load(py::handle path_arg, py::handle dtype_arg) {
     if (!file) {
       error = file.status().message();
     } else {
+      pm->metadata = file->metadata;
       bool f64 = false;
       if (want_f64) {
         f64 = *want_f64;
@@ -575,7 +577,10 @@ PYBIND11_MODULE(blocklab, mod) {
                              "the model's config: a dict of the contract's keys (docs/model-format.md)")
       .def_property_readonly("dtype", [](PyModel& pm) { return pm.f32 ? py::dtype::of<float>() : py::dtype::of<double>(); },
                              "numpy.float32 or numpy.float64: what the model computes in, takes and returns")
-      .def_property_readonly("path", [](PyModel& pm) { return pm.path; })
+      .def_property_readonly("path", [](PyModel& pm) { return pm.path; }, "the file it was loaded from")
+      .def_property_readonly("metadata", [](PyModel& pm) { return pm.metadata; },
+                             "the file's __metadata__ (str -> str) as loaded: blocklab.config, and a checkpoint's "
+                             "blocklab.train (its alphabet, for the chars task)")
       .def(
           "hook_names",
           [](PyModel& pm, bool tokens) { return pm.with([&](auto& m) { return hook_names(m.config(), tokens); }); },
@@ -688,5 +693,6 @@ PYBIND11_MODULE(blocklab, mod) {
         set_blas_threads(n);
       },
       py::arg("n"), "BLAS and kernel threads for every model (default 1, as the CLI's --threads)");
-  mod.def("get_threads", [] { return blas_threads(); });
+  mod.def("get_threads", [] { return blas_threads(); }, "the BLAS and kernel threads");
+  mod.attr("__version__") = BLOCKLAB_VERSION;
 }

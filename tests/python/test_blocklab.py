@@ -7,6 +7,7 @@ Fixtures: tests/fixtures/parity/ (tools/make_fixtures.py: y, trace.<name>, grad.
 tests/fixtures/hooks/ (tools/make_hook_fixtures.py: base.*, patch.<name>.mask/.values, patched.<name>.*).
 """
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -97,6 +98,23 @@ class Forward(unittest.TestCase, Close):
                 self.assertEqual(sorted(k for k in g if k.startswith("grad.")), sorted("grad." + p for p in m.params))
                 checked += 1
         self.assertGreaterEqual(checked, 40)
+
+    def test_outputs_are_plain_arrays(self):
+        """Outputs are NumPy arrays that own their memory (filled once from the engine), C-contiguous, writable."""
+        case = "lm_positions"
+        io = load_io(os.path.join(PARITY, case + ".io.safetensors"))
+        m = blocklab.load(os.path.join(PARITY, case + ".model.safetensors"))
+        _, cache = m.run_with_cache(io["tokens"], names_filter=["blocks.0.attn.hook_pattern"])
+        g = m.backward(io["tokens"], io["targets"], wrt=["blocks.0.hook_resid_mid"])
+        arrays = [m(io["tokens"]), cache["blocks.0.attn.hook_pattern"], g["grad.embed.weight"],
+                  g["blocks.0.hook_resid_mid"], m.params["head.weight"]]
+        for a in arrays:
+            self.assertIsInstance(a, np.ndarray)
+            self.assertEqual(a.dtype, np.float32)
+            self.assertTrue(a.flags["C_CONTIGUOUS"] and a.flags["OWNDATA"] and a.flags["WRITEABLE"])
+        self.assertIsInstance(g["loss"], float)
+        self.assertEqual(json.loads(m.metadata["blocklab.config"])["d_model"], m.config["d_model"])
+        self.assertTrue(blocklab.__version__)
 
     def test_float32(self):
         for case in ("sweep_layernorm_post_gelu_res07_causal_final", "lm_positions", "torch_encoder_pre_gelu_causal"):
@@ -457,7 +475,6 @@ class Threads(unittest.TestCase):
             src = blocklab.load(os.path.join(HOOKS, "pre_layernorm_causal_final.model.safetensors"))
             cfg = dict(src.config, d_model=128, n_heads=4, d_ff=512, n_layers=4)
             params = {}
-            import json
             small = safetensors_lite.load(os.path.join(HOOKS, "pre_layernorm_causal_final.model.safetensors"))[0]
             for k in small:
                 shape = {"in_proj_weight": (384, 128), "in_proj_bias": (384,), "out_proj.weight": (128, 128),
