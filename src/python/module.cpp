@@ -69,6 +69,23 @@ py::array as_array(py::handle h, const std::string& what) {
 template <typename T>
 using FloatArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
+// What one forward keeps: the activations (every block's, the attention maps quadratic in T). A bound here turns
+// a huge input into a ValueError instead of an allocation that takes the machine's memory.
+constexpr double kMaxActivationBytes = 16.0 * (1ull << 30);
+
+template <typename T>
+void check_size(const ModelConfig& c, int64_t batch, int64_t seq_len, const std::string& what) {
+  const double rows = double(batch) * double(seq_len);
+  const double per_layer = rows * double(16 * c.d_model + 3 * c.d_ff) + 3.0 * double(batch) * double(c.n_heads) *
+                                                                        double(seq_len) * double(seq_len);
+  double total = per_layer * double(c.n_layers) + rows * 3.0 * double(c.vocab_size.value_or(0));
+  total *= double(sizeof(T));
+  if (total > kMaxActivationBytes)
+    fail(what + ": a forward on [B = " + std::to_string(batch) + ", T = " + std::to_string(seq_len) +
+         "] would keep about " + std::to_string(int64_t(total / double(1ull << 30))) +
+         " GiB of activations, expected at most 16 GiB (fewer tokens per call)");
+}
+
 // An activation input: float [B, T, d] or [T, d]; as the CLI's read_stack_input, with `what` for the file's name.
 // C-contiguous arrays of the model's dtype are used as they are (no copy); others are converted once.
 template <typename T>
@@ -102,6 +119,7 @@ StackIn<T> read_stack(py::handle h, const std::string& what, const ModelConfig& 
   in.batch = in.batched ? s[0] : 1;
   in.seq_len = in.batched ? s[1] : s[0];
   if (in.batch < 1 || in.seq_len < 1) fail(what + ": expected at least one token, got shape " + shape_str(s));
+  check_size<T>(cfg, in.batch, in.seq_len, what);  // before converting: a broadcast view may be huge
   in.x = FloatArray<T>::ensure(a);
   if (!in.x) fail(what + ": expected a float array " + expected + ", got dtype " + dtype_str(a));
   return in;
@@ -115,6 +133,7 @@ struct TokenIn {
   bool batched = true;
 };
 
+template <typename T>
 TokenIn read_tokens(py::handle h, const std::string& what, const ModelConfig& cfg, const Shape* like = nullptr) {
   py::array a = as_array(h, what);
   const char kind = a.dtype().kind();
@@ -128,6 +147,7 @@ TokenIn read_tokens(py::handle h, const std::string& what, const ModelConfig& cf
   in.batch = in.batched ? s[0] : 1;
   in.seq_len = s.back();
   if (in.batch < 1 || in.seq_len < 1) fail(what + ": expected at least one token, got shape " + shape_str(s));
+  check_size<T>(cfg, in.batch, in.seq_len, what);  // before converting: a broadcast view may be huge
   const int64_t V = *cfg.vocab_size;
   const int64_t n = in.batch * in.seq_len;
   in.ids.resize(size_t(n));
@@ -148,23 +168,6 @@ TokenIn read_tokens(py::handle h, const std::string& what, const ModelConfig& cf
     take(i64.data());
   }
   return in;
-}
-
-// What one forward keeps: the activations (every block's, the attention maps quadratic in T). A bound here turns
-// a huge input into a ValueError instead of an allocation that takes the machine's memory.
-constexpr double kMaxActivationBytes = 16.0 * (1ull << 30);
-
-template <typename T>
-void check_size(const ModelConfig& c, int64_t batch, int64_t seq_len, const std::string& what) {
-  const double rows = double(batch) * double(seq_len);
-  const double per_layer = rows * double(16 * c.d_model + 3 * c.d_ff) + 3.0 * double(batch) * double(c.n_heads) *
-                                                                        double(seq_len) * double(seq_len);
-  double total = per_layer * double(c.n_layers) + rows * 3.0 * double(c.vocab_size.value_or(0));
-  total *= double(sizeof(T));
-  if (total > kMaxActivationBytes)
-    fail(what + ": a forward on [B = " + std::to_string(batch) + ", T = " + std::to_string(seq_len) +
-         "] would keep about " + std::to_string(int64_t(total / double(1ull << 30))) +
-         " GiB of activations, expected at most 16 GiB (fewer tokens per call)");
 }
 
 // The CLI's check of a hook name (cli_common.cpp), with `flag` naming the Python argument.
@@ -407,8 +410,7 @@ py::object forward_impl(Model<T>& m, py::handle x, Plan& plan, py::handle fwd_ho
   HooksOff<T> off{m};
   Status st;
   if (on_tokens) {
-    TokenIn in = read_tokens(x, "tokens", cfg);
-    check_size<T>(cfg, in.batch, in.seq_len, "tokens");
+    TokenIn in = read_tokens<T>(x, "tokens", cfg);
     plan.batched = in.batched;
     install(m, plan);
     {
@@ -421,7 +423,6 @@ py::object forward_impl(Model<T>& m, py::handle x, Plan& plan, py::handle fwd_ho
     return to_numpy(m.logits().ptr(), shape);
   }
   StackIn<T> in = read_stack<T>(x, "x", cfg);
-  check_size<T>(cfg, in.batch, in.seq_len, "x");
   plan.batched = in.batched;
   install(m, plan);
   {
@@ -446,9 +447,8 @@ py::dict backward_impl(Model<T>& m, py::handle x, py::handle second, py::handle 
   py::dict out;
   Status st;
   if (on_tokens) {
-    TokenIn tokens = read_tokens(x, "tokens", cfg);
-    TokenIn targets = read_tokens(second, "targets", cfg, &tokens.shape);
-    check_size<T>(cfg, tokens.batch, tokens.seq_len, "tokens");
+    TokenIn tokens = read_tokens<T>(x, "tokens", cfg);
+    TokenIn targets = read_tokens<T>(second, "targets", cfg, &tokens.shape);
     plan.batched = tokens.batched;
     install(m, plan);
     {
@@ -461,7 +461,6 @@ py::dict backward_impl(Model<T>& m, py::handle x, py::handle second, py::handle 
   } else {
     StackIn<T> in = read_stack<T>(x, "x", cfg);
     StackIn<T> dy = read_stack<T>(second, "dy", cfg, &in.shape, "x");
-    check_size<T>(cfg, in.batch, in.seq_len, "x");
     plan.batched = in.batched;
     install(m, plan);
     py::array_t<T> dx(std::vector<py::ssize_t>(in.shape.begin(), in.shape.end()));

@@ -330,6 +330,9 @@ class Errors(unittest.TestCase):
         self.raises("dy: expected an array, got None", m.backward, x, None)
         # huge: refused before anything is allocated
         self.raises("GiB of activations, expected at most 16 GiB", m, np.broadcast_to(np.float32(0), (1, 200000, 8)))
+        self.raises("x: a forward on [B = 1, T = 1000000000] would keep", m, np.broadcast_to(np.float32(0), (1, 10**9, 8)))
+        self.raises("tokens: a forward on [B = 100000, T = 100000] would keep", self.lm.backward,
+                    np.broadcast_to(np.int64(0), (10**5, 10**5)), np.broadcast_to(np.int64(0), (10**5, 10**5)))
 
     def test_tokens(self):
         lm = self.lm
