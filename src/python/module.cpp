@@ -625,14 +625,19 @@ PYBIND11_MODULE(blocklab, mod) {
           "(keeps value, which it may have changed in place); name may also be a predicate on names")
       .def(
           "backward",
-          [](PyModel& pm, py::object x, py::object second, py::object wrt, py::object fwd_hooks) {
+          [](PyModel& pm, py::object x, py::object dy, py::object wrt, py::object fwd_hooks, py::object targets) {
+            // targets= names the second argument of a language model's backward; positional works too
+            if (!targets.is_none() && !dy.is_none())
+              fail("backward: expected dy (a stack) or targets (a language model), got both");
+            py::object second = targets.is_none() ? dy : targets;
             Busy busy(pm);
             return pm.with([&](auto& m) { return backward_impl(m, x, second, wrt, fwd_hooks); });
           },
-          py::arg("x"), py::arg("dy"), py::arg("wrt") = py::none(), py::arg("fwd_hooks") = py::none(),
+          py::arg("x"), py::arg("dy") = py::none(), py::arg("wrt") = py::none(), py::arg("fwd_hooks") = py::none(),
+          py::arg("targets") = py::none(),
           "grads = m.backward(x, dy, wrt=None, fwd_hooks=None): loss = sum(y * dy); a dict with \"x\" (dLoss/dx), "
           "\"grad.<param>\" for every parameter and each activation name of wrt. A language model: "
-          "m.backward(tokens, targets, ...), loss = mean cross-entropy, \"loss\" instead of \"x\". With fwd_hooks "
+          "m.backward(tokens, targets, ...) or m.backward(tokens, targets=targets, ...), loss = mean cross-entropy, \"loss\" instead of \"x\". With fwd_hooks "
           "the backward runs through the patched forward (a patched element is a constant there).")
       .def_property_readonly(
           "params",

@@ -86,7 +86,7 @@ class Forward(unittest.TestCase, Close):
                 for name, want in traced.items():
                     self.assertClose(cache[name], want, 1e-9, name)
                 if lm:
-                    g = m.backward(io["tokens"], io["targets"])
+                    g = m.backward(io["tokens"], targets=io["targets"])
                     loss = io["loss"] if "loss" in io else io["step1.loss"]  # lm_adamw: the first step's
                     self.assertAlmostEqual(g["loss"], float(loss[0]), delta=1e-10)
                 else:
@@ -328,6 +328,8 @@ class Errors(unittest.TestCase):
         self.raises("x: expected a float array", m, "not an array")
         self.raises("dy: expected shape [2, 3, 8] (as x), got [2, 2, 8]", m.backward, x, np.zeros((2, 2, 8)))
         self.raises("dy: expected an array, got None", m.backward, x, None)
+        self.raises("dy: expected an array, got None", m.backward, x)
+        self.raises("backward: expected dy (a stack) or targets (a language model), got both", m.backward, x, x, targets=x)
         # huge: refused before anything is allocated
         self.raises("GiB of activations, expected at most 16 GiB", m, np.broadcast_to(np.float32(0), (1, 200000, 8)))
         self.raises("x: a forward on [B = 1, T = 1000000000] would keep", m, np.broadcast_to(np.float32(0), (1, 10**9, 8)))
