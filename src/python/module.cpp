@@ -40,6 +40,14 @@ void check(const Status& st) {
 
 std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
 
+// repr(h) on one line, at most 60 characters: for messages.
+std::string short_repr(py::handle h) {
+  std::string r = py::str(py::repr(h));
+  for (char& c : r)
+    if (c == '\n' || c == '\r') c = ' ';
+  return r.size() > 60 ? r.substr(0, 57) + "..." : r;
+}
+
 Shape shape_of(const py::array& a) { return Shape(a.shape(), a.shape() + a.ndim()); }
 
 std::string dtype_str(const py::array& a) { return py::str(a.dtype()); }
@@ -497,7 +505,7 @@ std::optional<bool> parse_dtype(py::handle dtype) {
     if (dt.kind() == 'f' && dt.itemsize() == 8) return true;
   } catch (py::error_already_set&) {
   }
-  fail("dtype: expected float32 or float64, got " + std::string(py::str(py::repr(dtype))));
+  fail("dtype: expected float32 or float64, got " + short_repr(dtype));
 }
 
 std::string fspath(py::handle path, const std::string& what) {
@@ -653,9 +661,10 @@ PYBIND11_MODULE(blocklab, mod) {
           "dict name -> array: a copy of every parameter (PyTorch names)")
       .def(
           "set_param",
-          [](PyModel& pm, const std::string& name, py::object value) {
+          [](PyModel& pm, py::object name, py::object value) {
+            if (!py::isinstance<py::str>(name)) fail("set_param: expected a parameter name (str), got " + type_name(name));
             Busy busy(pm);
-            pm.with([&](auto& m) { set_param_impl(m, name, value); });
+            pm.with([&](auto& m) { set_param_impl(m, name.cast<std::string>(), value); });
           },
           py::arg("name"), py::arg("value"), "replaces parameter `name` with `value` (its exact shape; converted to the model's dtype)")
       .def(
@@ -692,9 +701,12 @@ PYBIND11_MODULE(blocklab, mod) {
           "F64 or dtype=\"float64\"");
   mod.def(
       "set_threads",
-      [](int n) {
-        if (n < 1) fail("threads: expected an integer >= 1, got " + std::to_string(n));
-        set_blas_threads(n);
+      [](py::object arg) {
+        if (!py::isinstance<py::int_>(arg) || py::isinstance<py::bool_>(arg))
+          fail("threads: expected an integer >= 1, got " + short_repr(arg));
+        const long long n = arg.cast<long long>();
+        if (n < 1 || n > 1024) fail("threads: expected an integer in 1..1024, got " + std::to_string(n));
+        set_blas_threads(int(n));
       },
       py::arg("n"), "BLAS and kernel threads for every model (default 1, as the CLI's --threads)");
   mod.def("get_threads", [] { return blas_threads(); }, "the BLAS and kernel threads");

@@ -425,7 +425,37 @@ class Errors(unittest.TestCase):
                     "layers.0.linear1.bias", np.array(["a"] * 16))
         self.raises("set_param layers.0.linear1.bias: expected an array, got None", self.m.set_param,
                     "layers.0.linear1.bias", None)
-        self.raises("threads: expected an integer >= 1, got 0", blocklab.set_threads, 0)
+        self.raises("threads: expected an integer in 1..1024, got 0", blocklab.set_threads, 0)
+        self.raises("threads: expected an integer >= 1, got 'x'", blocklab.set_threads, "x")
+        self.raises("set_param: expected a parameter name (str), got int", self.m.set_param, 3, np.zeros(3))
+
+    def test_junk_never_crashes(self):
+        """Every entry point given junk raises ValueError (or, for a missing or extra argument, TypeError)."""
+        junk = [None, 0, -1, 2**70, 1.5, "s", b"b", [], [[]], [[[]]], {}, object(), np.array([]), np.zeros((0, 0, 8)),
+                np.zeros((1, 1, 8), object), np.zeros((1, 2, 3, 4, 8)), np.full((1, 2, 8), np.nan),
+                np.array([[2**62]]), np.zeros((1, 2), np.float16), np.ones((2, 2), bool), lambda *a: None]
+        lm, m = self.lm, self.m
+        calls = [lambda j: m(j), lambda j: lm(j), lambda j: m.run_with_cache(self.x, names_filter=j),
+                 lambda j: m.run_with_hooks(self.x, fwd_hooks=j), lambda j: m.run_with_hooks(self.x, fwd_hooks=[(j, j)]),
+                 lambda j: m.run_with_hooks(self.x, fwd_hooks=[("blocks.0.hook_resid_mid", lambda v, n: j)]),
+                 lambda j: m.backward(self.x, j), lambda j: m.backward(j, self.x), lambda j: m.backward(self.x, self.x, wrt=j),
+                 lambda j: lm.backward(np.zeros((1, 2), np.int32), j), lambda j: lm.backward(j, np.zeros((1, 2), np.int32)),
+                 lambda j: m.set_param("layers.0.linear1.bias", j), lambda j: m.set_param(j, j),
+                 lambda j: blocklab.load(j), lambda j: blocklab.load(os.path.join(HOOKS, "pre_none_tanh.model.safetensors"), dtype=j),
+                 lambda j: m.save(j) if not isinstance(j, (str, bytes)) else None]  # a str is a file name
+        outcomes = 0
+        for i, call in enumerate(calls):
+            for j in junk:
+                try:
+                    call(j)
+                except ValueError as e:
+                    self.assertNotIn("\n", str(e))
+                    outcomes += 1
+                except Exception as e:  # noqa: BLE001
+                    self.fail(f"call {i} with {j!r:.40}: {type(e).__name__}: {e}")
+                else:
+                    outcomes += 1
+        self.assertEqual(outcomes, len(calls) * len(junk))
 
 
 class Params(unittest.TestCase, Close):
@@ -554,7 +584,8 @@ class DocExample(unittest.TestCase):
     def test_session(self):
         import re
         import subprocess
-        text = open(os.path.join(ROOT, "docs", "python.md"), encoding="utf-8").read()
+        with open(os.path.join(ROOT, "docs", "python.md"), encoding="utf-8") as f:
+            text = f.read()
         tail = text[text.index("<!-- doc-example:"):]
         code = tail.split("```python\n", 1)[1].split("\n```", 1)[0]
         shown = tail.split("```text\n", 1)[1].split("\n```", 1)[0]
