@@ -215,8 +215,6 @@ void install(Model<T>& m, Plan& plan) {
   check(m.set_hooks(engine_hooks<T>(&plan)));
 }
 
-std::vector<std::string> names_for(const ModelConfig& cfg, bool on_tokens) { return hook_names(cfg, on_tokens); }
-
 // fwd_hooks: [(name or predicate, fn), ...].
 void add_fwd_hooks(Plan& plan, py::handle fwd_hooks, const std::vector<std::string>& names) {
   if (fwd_hooks.is_none()) return;
@@ -412,7 +410,7 @@ py::object forward_impl(Model<T>& m, py::handle x, Plan& plan, py::handle fwd_ho
                         bool cache) {
   const ModelConfig& cfg = m.config();
   const bool on_tokens = is_token_input(cfg, x);
-  const std::vector<std::string> names = names_for(cfg, on_tokens);
+  const std::vector<std::string> names = hook_names(cfg, on_tokens);
   add_fwd_hooks(plan, fwd_hooks, names);
   if (cache) add_cache_names(plan, names_filter, names);
   HooksOff<T> off{m};
@@ -447,7 +445,7 @@ template <typename T>
 py::dict backward_impl(Model<T>& m, py::handle x, py::handle second, py::handle wrt, py::handle fwd_hooks) {
   const ModelConfig& cfg = m.config();
   const bool on_tokens = is_token_input(cfg, x);
-  const std::vector<std::string> names = names_for(cfg, on_tokens);
+  const std::vector<std::string> names = hook_names(cfg, on_tokens);
   Plan plan;
   add_fwd_hooks(plan, fwd_hooks, names);
   add_wrt(plan, wrt, names);
