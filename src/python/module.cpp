@@ -706,7 +706,7 @@ PYBIND11_MODULE(blocklab, mod) {
         if (n < 1 || n > 1024) fail("threads: expected an integer in 1..1024, got " + std::to_string(n));
         set_blas_threads(int(n));
       },
-      py::arg("n"), "BLAS and kernel threads for every model (default 1, as the CLI's --threads)");
+      py::arg("n"), "BLAS and kernel threads for every model (as the CLI's --threads; default: OMP_NUM_THREADS, else every core)");
   mod.def("get_threads", [] { return blas_threads(); }, "the BLAS and kernel threads");
   mod.attr("__version__") = BLOCKLAB_VERSION;
 }
