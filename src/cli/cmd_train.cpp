@@ -23,7 +23,7 @@ extern "C" void on_sigint(int) {
 
 struct TrainArgs {
   ModelFlags model;
-  std::string task = "copy", optimizer = "adamw", precision = "f32", db = "blocklab.db", save, resume, label;
+  std::string task = "copy", optimizer = "adamw", precision = "f32", db = "blocklab.db", save, resume, init, label;
   int64_t steps = 200, batch = 32, seq_len = 20, warmup = 0, grad_norm_every = 10, checkpoint_every = 0;
   double lr = 1e-3, weight_decay = 0, clip = 0;
   uint64_t seed = 0;
@@ -74,16 +74,29 @@ int run_train(const TrainArgs& a) {
     progress = std::make_unique<ProgressPrinter>(steps, a.quiet);
     result = lab::resume_training(*store.value(), a.resume, steps, a.checkpoint_every, on_step, &g_cancel);
   } else {
-    ModelFlags flags = a.model;
-    Result<ModelConfig> config = resolve_model_config(flags);
-    if (!config) return fail(cmd, config.status());
     lab::TrainRunSpec spec;
-    spec.config = config.value();
     const std::optional<lab::TaskKind> task = lab::parse_task(a.task);
     spec.options.task = *task;
-    // The chars task predicts the next character: causal unless the user said otherwise (then it is refused).
-    if (*task == lab::TaskKind::chars && !a.model.app->count("--causal") && !given_in_config_file(a.model, "causal"))
-      spec.config.causal = true;
+    if (!a.init.empty()) {
+      // Fine-tuning: the model file's config and parameters; the seed still draws the batches (and dropout).
+      for (const std::string& flag : given_model_flags(a.model))
+        return fail(cmd, flag + ": a fine-tuned run keeps the config of its --init model; expected no model flags with --init");
+      Result<Model<float>> init = io::load_model<float>(a.init);
+      if (!init) return fail(cmd, init.status().with_context("--init"));
+      spec.config = init->config();
+      spec.init_config = init->config();
+      spec.init_params = init->params();
+      spec.init_from = "--init " + a.init;
+      if (a.label.empty()) spec.label = "fine-tuned from " + a.init;
+    } else {
+      ModelFlags flags = a.model;
+      Result<ModelConfig> config = resolve_model_config(flags);
+      if (!config) return fail(cmd, config.status());
+      spec.config = config.value();
+      // The chars task predicts the next character: causal unless the user said otherwise (then it is refused).
+      if (*task == lab::TaskKind::chars && !a.model.app->count("--causal") && !given_in_config_file(a.model, "causal"))
+        spec.config.causal = true;
+    }
     spec.options.steps = a.steps;
     spec.options.batch = a.batch;
     spec.options.seq_len = a.seq_len;
@@ -95,7 +108,7 @@ int run_train(const TrainArgs& a) {
     spec.options.seed = a.seed;
     spec.options.grad_norm_every = a.grad_norm_every;
     spec.options.precision = *parse_precision(a.precision);  // CLI11 checked the name
-    spec.label = a.label;
+    if (!a.label.empty()) spec.label = a.label;
     spec.checkpoint_path = a.save;
     spec.checkpoint_every = a.checkpoint_every;
     if (Status st = lab::validate(spec.options); !st) return fail(cmd, st);
@@ -128,7 +141,8 @@ Runner add_train_command(CLI::App& sub) {
       "(config, seed, every step, per-layer gradient norms, final figures, checkpoint) in the run store (--db).\n"
       "copy: vocabulary 10, inputs from tokens 0..4, target = input (the seeds' task). reverse, sort: vocabulary 10.\n"
       "chars: next-character prediction on a small public-domain text (causal). Checkpoints are model files;\n"
-      "--resume continues a run exactly. Ctrl-C stops after the current step and checkpoints (exit 130).");
+      "--resume continues a run exactly; --init fine-tunes a model file as a new run. Ctrl-C stops after the current\n"
+      "step and checkpoints (exit 130).");
   add_model_flags(sub, a->model, /*config_required=*/false);
   sub.add_option("--task", a->task, "copy|reverse|sort|chars (default copy)")
       ->check(CLI::IsMember({"copy", "reverse", "sort", "chars"}));
@@ -152,6 +166,11 @@ Runner add_train_command(CLI::App& sub) {
   add_db_flag(sub, a->db, "the run store");
   sub.add_option("--save", a->save, "checkpoint path (default: checkpoints/run-<id>.safetensors beside the store)");
   sub.add_option("--resume", a->resume, "continue the run of this checkpoint (up to --steps)")->check(CLI::ExistingFile);
+  sub.add_option("--init", a->init,
+                 "fine-tune: start from this model file's parameters and config (a new run, a fresh optimizer; "
+                 "`blocklab export` makes one from a checkpoint)")
+      ->check(CLI::ExistingFile)
+      ->excludes("--resume");
   sub.add_option("--label", a->label, "a short name for the run");
   sub.add_flag("--json", a->json, "print the run record as JSON on stdout when done (progress stays on stderr)");
   sub.add_flag("--quiet", a->quiet, "no progress on stderr");

@@ -15,6 +15,7 @@ Runner add_bench_command(CLI::App& sub);
 Runner add_train_command(CLI::App& sub);
 Runner add_gradflow_command(CLI::App& sub);
 Runner add_runs_command(CLI::App& sub);
+Runner add_export_command(CLI::App& sub);
 Runner add_experiment_command(CLI::App& sub);
 Runner add_serve_command(CLI::App& sub);
 Runner add_users_command(CLI::App& sub);

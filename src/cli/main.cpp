@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
       {"train", "train on a built-in task (copy, reverse, sort, chars); every run kept in the run store",
        add_train_command, nullptr, {}},
       {"runs", "the run store: list, show, export, compare", add_runs_command, nullptr, {}},
+      {"export", "a checkpoint (or a run's) as a plain model file: parameters and config, no optimizer state",
+       add_export_command, nullptr, {}},
       {"gradflow", "per-layer gradient norms and activation mean/std at initialisation", add_gradflow_command,
        nullptr, {}},
       {"experiment", "run one of the seed pages' claims as an experiment; stores its runs, writes a report",

@@ -28,7 +28,7 @@ Result<Checkpoint> load_checkpoint(const std::string& path) {
   auto it = file->metadata.find(kTrainMetadataKey);
   if (it == file->metadata.end())
     return Status::error(path + ": not a training checkpoint: __metadata__ has no \"" + std::string(kTrainMetadataKey) +
-                         "\" (a model file from init or PyTorch cannot be resumed)");
+                         "\" (a model file from init or PyTorch cannot be resumed: fine-tune it with train --init)");
   Result<nlohmann::json> parsed = parse_json_limited(it->second, kMaxJsonDepth);
   if (!parsed)
     return Status::error(path + ": \"" + std::string(kTrainMetadataKey) + "\" is not valid JSON: " + parsed.status().message());

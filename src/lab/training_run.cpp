@@ -133,7 +133,15 @@ RunRecord run_record(const TrainRunSpec& spec, const std::string& status) {
 Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, const ProgressFn& on_step,
                                  const std::atomic<bool>* cancel) {
   Result<Trainer> trainer = Trainer::create(spec.config, spec.options);
-  if (!trainer) return trainer.status();
+  if (!trainer) return spec.init_params.empty() ? trainer.status() : trainer.status().with_context(spec.init_from);
+  if (!spec.init_params.empty()) {
+    const ModelConfig& trained = trainer->model().config();
+    if (trained != spec.init_config || trainer->model().params().size() != spec.init_params.size())
+      return Status::error(spec.init_from + ": expected a model of the config the " + std::string(name_of(spec.options.task)) +
+                           " task trains, " + io::config_to_json(trained).dump() + ", got " +
+                           io::config_to_json(spec.init_config).dump());
+    trainer->model().params() = spec.init_params;
+  }
   if (!spec.checkpoint_path.empty()) BLOCKLAB_RETURN_IF_ERROR(check_writable(spec.checkpoint_path));
   Result<int64_t> id = spec.run_id;
   if (spec.run_id > 0) {

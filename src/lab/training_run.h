@@ -22,6 +22,11 @@ struct TrainRunSpec {
   int64_t checkpoint_every = 0;  // 0 : about ten checkpoints over the run (and always one at the end)
   int64_t run_id = 0;            // > 0: a run already in the store (queued by the server), started now
   int64_t user_id = 0;           // the account it belongs to (the server's signed-in user); 0: none
+  // Fine-tuning (train --init): the parameters to start from instead of options.seed's initialisation, of a
+  // model whose config is init_config (it must be the config the task trains: the same layout).
+  std::vector<float> init_params;
+  ModelConfig init_config;
+  std::string init_from;  // where they came from, for messages
 };
 
 // Where checkpoints go unless a path is given: checkpoints/ beside an SQLite store, or in the working

@@ -24,6 +24,7 @@ namespace {
 using json = nlohmann::json;
 using testing::Cli;
 using testing::CliRun;
+using testing::read;
 namespace fs = std::filesystem;
 
 const std::string kSmall = "--d-model 16 --n-heads 2 --d-ff 32 --n-layers 1 --batch 8 --seq-len 8";
@@ -124,6 +125,54 @@ TEST_F(Cli, RunsListShowExportCompare) {
   const json cmp = json::parse(r.out);
   EXPECT_EQ(cmp["differences"]["config.norm"], json::array({"layernorm", "rmsnorm"}));
   EXPECT_EQ(run("runs compare 1 2 --db " + db).code, 0);
+}
+
+// A checkpoint exported as a plain model file (no optimizer.*, no training state), then fine-tuned with --init:
+// the new run starts from those parameters (its first loss is the old run's last training loss region, not a
+// fresh model's), and bad uses are one line and exit 2.
+TEST_F(Cli, ExportAPlainModelAndFineTuneItWithInit) {
+  const std::string db = path("runs.db");
+  const std::string ck = path("ck.safetensors"), plain = path("plain.safetensors");
+  CliRun r = run("train " + kSmall + " --steps 60 --lr 3e-3 --db " + db + " --save " + ck + " --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json first = json::parse(r.out);
+  ASSERT_EQ(run("export " + ck + " --output " + plain).code, 0);
+  const io::SafetensorsFile ckf = read(ck), pf = read(plain);
+  size_t optimizer = 0;
+  for (const io::StoredTensor& t : ckf.tensors) optimizer += t.name.starts_with("optimizer.");
+  EXPECT_GT(optimizer, 0u);
+  EXPECT_EQ(pf.tensors.size(), ckf.tensors.size() - optimizer);
+  for (const io::StoredTensor& t : pf.tensors) EXPECT_FALSE(t.name.starts_with("optimizer.")) << t.name;
+  EXPECT_EQ(pf.metadata.count("blocklab.train"), 0u);
+  EXPECT_EQ(pf.metadata.count("blocklab.config"), 1u);
+  // by run id: the same file
+  ASSERT_EQ(run("export 1 --db " + db + " --output " + path("plain1.safetensors")).code, 0);
+  EXPECT_EQ(slurp(path("plain1.safetensors")), slurp(plain));
+  // the exported model computes what the checkpoint computes
+  const std::string in = make_input({2, 4, 16});
+  ASSERT_EQ(run("forward --model " + ck + " --input " + in + " --output " + path("y1.safetensors")).code, 0);
+  ASSERT_EQ(run("forward --model " + plain + " --input " + in + " --output " + path("y2.safetensors")).code, 0);
+  EXPECT_EQ(read(path("y1.safetensors")).find("y")->bytes, read(path("y2.safetensors")).find("y")->bytes);
+
+  // fine-tuning starts where the first run ended: its first step's loss is near the first run's last ones
+  r = run("train --init " + plain + " --steps 5 --lr 3e-3 --db " + db + " --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json tuned = json::parse(r.out);
+  const double start = tuned["history"][0]["loss"], fresh = first["history"][0]["loss"], end = first["history"].back()["loss"];
+  EXPECT_LT(std::abs(start - end), 0.5 * std::abs(fresh - end)) << start << " " << fresh << " " << end;
+  EXPECT_EQ(tuned["config"], first["config"]);
+  r = run("runs list --db " + db);
+  EXPECT_NE(r.out.find("fine-tuned from"), std::string::npos) << r.out;
+
+  expect_usage_error(run("train --init " + plain + " --n-layers 3 --db " + db),
+                     "--n-layers: a fine-tuned run keeps the config of its --init model");
+  expect_usage_error(run("train --init " + plain + " --task chars --db " + db), "--init " + plain + ": config key 'vocab_size': expected 52");
+  expect_usage_error(run("train --init " + plain + " --task reverse --db " + db),
+                     "--init " + plain + ": expected a model of the config the reverse task trains");
+  expect_usage_error(run("train --init " + plain + " --resume " + ck + " --db " + db), "--init");
+  expect_usage_error(run("export 99 --db " + db + " --output " + path("x.safetensors")), "run 99: no such run", path("x.safetensors"));
+  expect_usage_error(run("export " + path("nope.safetensors") + " --output " + path("x.safetensors")), "nope.safetensors", path("x.safetensors"));
+  expect_usage_error(run("train --resume " + plain + " --db " + db), "fine-tune it with train --init");
 }
 
 TEST_F(Cli, GradflowJsonCsvAndTable) {
