@@ -26,7 +26,7 @@ using testing::read;
 // ---- Working paths -----------------------------------------------------------------------------
 
 TEST_F(Cli, HelpForEveryCommandExitsZero) {
-  for (const char* sub : {"", "forward ", "backward ", "init ", "train ", "runs ", "runs list ", "gradflow ", "bench "}) {
+  for (const char* sub : {"", "forward ", "backward ", "init ", "train ", "runs ", "runs list ", "gradflow ", "bench ", "export "}) {
     const CliRun r = run(std::string(sub) + "--help");
     EXPECT_EQ(r.code, 0) << sub;
     EXPECT_NE(r.out.find("Usage: blocklab"), std::string::npos) << sub;
