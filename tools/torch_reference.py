@@ -133,7 +133,11 @@ def attention_ref(cfg, p, prefix, x, trace):
     scores = rec(trace, h + "attn.hook_scores", scores)
     pattern = rec(trace, h + "attn.hook_pattern", scores.softmax(-1))
     z = rec(trace, h + "attn.hook_z", (pattern @ v.transpose(1, 2)).transpose(1, 2))  # [B, T, H, D]
-    return z.reshape(B, T, d) @ p[prefix + "self_attn.out_proj.weight"].T + p[prefix + "self_attn.out_proj.bias"]
+    w_o, b_o = p[prefix + "self_attn.out_proj.weight"], p[prefix + "self_attn.out_proj.bias"]
+    if getattr(trace, "hook", None) is not None:  # hook points only: each head's share of out_proj, [B, T, H, d]
+        result = rec(trace, h + "attn.hook_result", torch.einsum("bthk,ehk->bthe", z, w_o.reshape(d, H, D)))
+        return result.sum(2) + b_o
+    return z.reshape(B, T, d) @ w_o.T + b_o
 
 
 def ffn_ref(cfg, p, prefix, x, trace):

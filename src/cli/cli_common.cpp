@@ -156,7 +156,7 @@ void add_model_run_flags(CLI::App& app, ModelRunArgs& a, const std::string& inpu
                  ".safetensors FILE, shaped as the activation; repeatable");
   app.add_option("--ablate", a.ablations,
                  "NAME or NAME:HEAD: zero activation NAME, or one head's slice of an attention activation "
-                 "(attn.hook_q/k/v/z, hook_scores, hook_pattern); repeatable");
+                 "(attn.hook_q/k/v/z/result, hook_scores, hook_pattern); repeatable");
   if (with_wrt)
     app.add_option("--wrt", a.wrt, "NAME: also write grad.NAME, the gradient of activation NAME; repeatable");
 }
@@ -165,8 +165,8 @@ namespace {
 
 // The axis of the heads in an activation's batched shape, or -1.
 int head_axis(const std::string& name) {
-  for (const char* tail : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"})
-    if (name.ends_with(tail)) return 2;  // [B, T, H, D]
+  for (const char* tail : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_result"})
+    if (name.ends_with(tail)) return 2;  // [B, T, H, D] ([B, T, H, d] for hook_result)
   if (name.ends_with("attn.hook_scores") || name.ends_with("attn.hook_pattern")) return 1;  // [B, H, T, T]
   return -1;
 }

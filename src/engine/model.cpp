@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "engine/blas.h"
 #include "engine/kernels.h"
 
 namespace blocklab {
@@ -44,7 +45,7 @@ std::vector<std::string> hook_names(const ModelConfig& config, bool on_tokens) {
     out.push_back(p + "hook_resid_pre");
     if (!post && has_norm) norm(p + "ln1.");
     for (const char* n : {"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_scores", "attn.hook_pattern",
-                          "attn.hook_z", "hook_attn_out"})
+                          "attn.hook_z", "attn.hook_result", "hook_attn_out"})
       out.push_back(p + n);
     if (post) {
       out.push_back(p + "hook_sum1");
@@ -325,8 +326,31 @@ Status Model<T>::attention_sublayer_forward(int64_t layer, const T* inp, const F
   if (!a.staged_attention)
     attention_forward(a.z.ptr(), a.scores.ptr(), a.pattern.ptr(), a.qkv.ptr(), drop ? a.mask_pattern.ptr() : nullptr,
                       attn_scratch_.ptr(), batch_, seq_len_, d, H, config_.causal);
-  if (hooks_on_) BLOCKLAB_RETURN_IF_ERROR(visit(block_name(layer, "attn.hook_z"), a.z.ptr(), heads_shape()));
-  linear_forward(a.attn_out.ptr(), a.z.ptr(), P(o.out_proj_weight), P(o.out_proj_bias), N, d, d);
+  a.result_patched = false;
+  if (hooks_on_) {
+    BLOCKLAB_RETURN_IF_ERROR(visit(block_name(layer, "attn.hook_z"), a.z.ptr(), heads_shape()));
+    const std::string name = block_name(layer, "attn.hook_result");
+    if (hook_wants(name)) {  // result[n, h, :] = z[n, h, :] W_O[:, h]^T, one product per head
+      const int64_t D = d / H;
+      a.result.resize({N, H, d});
+      for (int64_t h = 0; h < H; ++h)
+        gemm<T>(false, true, N, d, D, T(1), a.z.ptr() + h * D, d, P(o.out_proj_weight) + h * D, d, T(0),
+                a.result.ptr() + h * d, H * d);
+      BLOCKLAB_RETURN_IF_ERROR(visit(name, a.result.ptr(), {batch_, seq_len_, H, d}));
+      a.result_patched = patched_.count(name) > 0;
+    }
+  }
+  if (a.result_patched) {  // the heads' shares as the hook left them, summed, plus the bias
+    const T* bias = P(o.out_proj_bias);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < d; ++c) {
+        T sum = bias[c];
+        for (int64_t h = 0; h < H; ++h) sum += a.result.data[size_t((n * H + h) * d + c)];
+        a.attn_out.data[size_t(n * d + c)] = sum;
+      }
+  } else {
+    linear_forward(a.attn_out.ptr(), a.z.ptr(), P(o.out_proj_weight), P(o.out_proj_bias), N, d, d);
+  }
   if (drop) {
     a.mask_attn.resize({N, d});
     dropout_mask(a.mask_attn.ptr(), N * d, config_.dropout, options.dropout_seed, dropout_stream(layer, kSiteAttnOut));
@@ -348,8 +372,29 @@ void Model<T>::attention_sublayer_backward(int64_t layer, const T* inp, const T*
     d_proj = d_f_.ptr();
   }
   d_z_.fill(0);
-  linear_backward(d_z_.ptr(), G(o.out_proj_weight), G(o.out_proj_bias), d_proj, a.z.ptr(), P(o.out_proj_weight), N,
-                  d, d, !overwrite_weights_);
+  const std::string result_name = hooks_on_ ? block_name(layer, "attn.hook_result") : std::string();
+  if (a.result_patched || grad_wanted(result_name)) {  // every head's share sees the output's gradient
+    d_result_.resize({batch_, seq_len_, H, d});
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t h = 0; h < H; ++h) copy_n(d_result_.ptr() + (n * H + h) * d, d_proj + n * d, d);
+    grad_site(result_name, d_result_.ptr(), d_result_.shape);
+  }
+  if (a.result_patched) {  // through each head's share: dz_h = d_result_h W_O,h ; dW_O,h += d_result_h^T z_h
+    const int64_t D = d / H;
+    T* dw = G(o.out_proj_weight);
+    if (overwrite_weights_) std::fill(dw, dw + d * d, T(0));
+    for (int64_t h = 0; h < H; ++h) {
+      gemm<T>(false, false, N, D, d, T(1), d_result_.ptr() + h * d, H * d, P(o.out_proj_weight) + h * D, d, T(1),
+              d_z_.ptr() + h * D, d);
+      gemm<T>(true, false, d, D, N, T(1), d_result_.ptr() + h * d, H * d, a.z.ptr() + h * D, d, T(1), dw + h * D, d);
+    }
+    T* db = G(o.out_proj_bias);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < d; ++c) db[c] += d_proj[n * d + c];
+  } else {
+    linear_backward(d_z_.ptr(), G(o.out_proj_weight), G(o.out_proj_bias), d_proj, a.z.ptr(), P(o.out_proj_weight), N,
+                    d, d, !overwrite_weights_);
+  }
   if (hooks_on_) grad_site(block_name(layer, "attn.hook_z"), d_z_.ptr(), heads_shape());
   d_qkv_.fill(0);
   if (a.staged_attention) {  // z = pattern v, pattern = softmax(scores), scores = q k^T / sqrt(D), each visited

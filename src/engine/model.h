@@ -59,7 +59,9 @@ struct Hooks {
 };
 
 // The hook names a forward of `config` visits, in data-flow order (the trace's names): on x, or on tokens
-// (a language model: hook_embed, hook_pos_embed and hook_logits as well).
+// (a language model: hook_embed, hook_pos_embed and hook_logits as well). One name is a hook point only, not
+// in the trace (H times the size of hook_attn_out): blocks.{i}.attn.hook_result [B, T, H, d], each head's
+// share of out_proj (z_h W_O,h^T; hook_attn_out is their sum plus out_proj's bias).
 std::vector<std::string> hook_names(const ModelConfig& config, bool on_tokens);
 // hook_mean, hook_rstd and hook_normalized: computed inside a norm, so read-only to hooks and without a gradient.
 bool hook_is_norm_internal(const std::string& name);
@@ -98,6 +100,10 @@ struct BlockActs {
   // changed the pattern (the softmax's backward needs it); whether the attention ran in three stages.
   Tensor<T> mlp_in, pattern_softmax;
   bool staged_attention = false;
+  // attn.hook_result, each head's share of out_proj [N, H, d] (hooks only); when a hook changed it, the
+  // attention's output is the sum of its heads' shares plus the bias.
+  Tensor<T> result;
+  bool result_patched = false;
 };
 
 template <typename T>
@@ -225,7 +231,7 @@ class Model {
   std::set<std::string> grad_wanted_;
   std::map<std::string, std::vector<uint8_t>> patched_;  // name -> 1 where the last forward's hook changed it
   std::map<std::string, Tensor<T>> act_grads_;
-  Tensor<T> d_scores_, d_pattern_, d_mlp_in_, d_out_hooked_, hook_scratch_;
+  Tensor<T> d_scores_, d_pattern_, d_mlp_in_, d_out_hooked_, d_result_, hook_scratch_;
 };
 
 }  // namespace blocklab

@@ -86,6 +86,14 @@ TEST_F(Cli, AblatingAHeadsPatternZeroesThatHeadsOutputOnly) {
     else
       EXPECT_EQ(z1[i], z0[i]) << i;
   }
+  // head 1's share of out_proj removed: the same output as its pattern zeroed (z_1 = 0), up to rounding
+  r = run("forward --model " + m + " --input " + in + " --output " + path("e.safetensors") + " --ablate blocks.0.attn.hook_result:1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  {
+    const auto y_result = values(read(path("e.safetensors")), "y"), y_pattern = values(read(path("b.safetensors")), "y");
+    ASSERT_EQ(y_result.size(), y_pattern.size());
+    for (size_t i = 0; i < y_result.size(); ++i) EXPECT_NEAR(y_result[i], y_pattern[i], 1e-5) << i;
+  }
   // zeroed scores: the head attends evenly to what it can see, the causal mask kept
   r = run("forward --trace --model " + m + " --input " + in + " --output " + path("c.safetensors") +
           " --ablate blocks.0.attn.hook_scores:0");
