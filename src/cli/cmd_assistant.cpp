@@ -11,6 +11,7 @@
 
 #include "assistant/eval.h"
 #include "cli/cli_common.h"
+#include "io/safetensors.h"
 #include "cli/commands.h"
 #include "engine/blas.h"
 #include "server/server.h"
@@ -39,6 +40,7 @@ Result<std::unique_ptr<assistant::Assistant>> make_assistant(const AssistantArgs
 
 Result<std::string> eval_set(const AssistantArgs& a) {
   if (a.set.empty()) return std::string(assistant::builtin_eval_set());
+  BLOCKLAB_RETURN_IF_ERROR(io::expect_regular_file(a.set).with_context("--set"));
   std::ifstream in(a.set, std::ios::binary);
   if (!in) return Status::error("--set " + a.set + ": cannot read the file");
   std::stringstream ss;

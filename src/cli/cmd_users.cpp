@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "cli/cli_common.h"
+#include "io/safetensors.h"
 #include "cli/commands.h"
 #include "lab/run_store.h"
 #include "server/account_store.h"
@@ -31,6 +32,7 @@ struct UsersArgs {
 Result<std::string> read_password(const UsersArgs& a) {
   std::string line;
   if (!a.password_file.empty()) {
+    BLOCKLAB_RETURN_IF_ERROR(io::expect_regular_file(a.password_file).with_context("--password-file"));
     std::ifstream in(a.password_file);
     if (!in) return Status::error("--password-file " + a.password_file + ": cannot open");
     std::getline(in, line);

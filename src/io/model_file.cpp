@@ -109,21 +109,31 @@ Result<ModelConfig> config_from_json_text(const std::string& text, const std::st
   return c;
 }
 
-Result<ModelConfig> read_config_file(const std::string& path) {
+namespace {
+
+Result<std::string> read_config_text(const std::string& path) {
+  BLOCKLAB_RETURN_IF_ERROR(expect_regular_file(path));
   std::ifstream in(path);
   if (!in) return Status::error(path + ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
-  return config_from_json_text(ss.str(), path);
+  return ss.str();
+}
+
+}  // namespace
+
+Result<ModelConfig> read_config_file(const std::string& path) {
+  Result<std::string> text = read_config_text(path);
+  if (!text) return text.status();
+  return config_from_json_text(text.value(), path);
 }
 
 Result<ModelConfig> read_config_for_torch_file(const std::string& path) {
-  Result<ModelConfig> c = read_config_file(path);
+  Result<std::string> text = read_config_text(path);
+  if (!text) return text.status();
+  Result<ModelConfig> c = config_from_json_text(text.value(), path);
   if (!c) return c;
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const json j = parse_json_limited(ss.str(), kMaxJsonDepth).value();  // parsed above
+  const json j = parse_json_limited(text.value(), kMaxJsonDepth).value();  // parsed above
   // The keys whose BlockLab default is not nn.TransformerEncoderLayer's: guessing them runs another model.
   const std::pair<const char*, const char*> differ[] = {
       {"activation", "\"relu\" (PyTorch's default), \"gelu\" or \"gelu_tanh\"; BlockLab's default gelu is not PyTorch's relu"},

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -236,7 +237,17 @@ Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file,
 
 }  // namespace
 
+Status expect_regular_file(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::file_status st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    return Status::error(path + ": expected a regular file, got " +
+                         (std::filesystem::is_directory(st) ? "a directory" : "a device, FIFO or socket"));
+  return Status::ok();
+}
+
 Result<SafetensorsFile> read_safetensors(const std::string& path) {
+  BLOCKLAB_RETURN_IF_ERROR(expect_regular_file(path));
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::error(path + ": cannot open: " + errno_text());
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

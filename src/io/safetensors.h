@@ -38,6 +38,9 @@ struct SafetensorsFile {
 
 // `where` names the source in error messages (usually the path).
 Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const std::string& where);
+// Only a regular file has an end: /dev/zero, a FIFO or a terminal would be read forever (and into memory).
+// ok for a regular file and for a path that does not exist (opening it then says so).
+Status expect_regular_file(const std::string& path);
 Result<SafetensorsFile> read_safetensors(const std::string& path);
 std::vector<uint8_t> serialize_safetensors(const SafetensorsFile& file);
 // Writes `path` atomically (temporary file in the same folder, then rename).

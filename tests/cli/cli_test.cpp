@@ -150,6 +150,18 @@ TEST_F(Cli, NonExistentPaths) {
   expect_usage_error(run("init --config " + path("nope.json") + " --output " + out), "nope.json", out);
 }
 
+// A path to something without an end is refused before it is read (it would be read forever, into memory).
+TEST_F(Cli, DevicesAndFoldersAreNotReadAsFiles) {
+  const std::string m = make_model(), in = make_input({2, 3, 8}), out = path("o.safetensors");
+  expect_usage_error(run("forward --model /dev/zero --input " + in + " --output " + out), "/dev/zero: expected a regular file, got a device", out);
+  expect_usage_error(run("forward --model " + m + " --input /dev/zero --output " + out), "/dev/zero: expected a regular file", out);
+  expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --config /dev/zero"),
+                     "/dev/zero: expected a regular file", out);
+  expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --hook-patch blocks.0.hook_resid_mid=/dev/zero"),
+                     "/dev/zero: expected a regular file", out);
+  expect_usage_error(run("forward --model " + dir_.string() + " --input " + in + " --output " + out), "expected a regular file, got a directory", out);
+}
+
 TEST_F(Cli, OutputIntoAMissingFolder) {
   const std::string m = make_model(), in = make_input({2, 3, 8});
   expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + path("no/such/y.safetensors")),
