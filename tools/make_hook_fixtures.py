@@ -103,11 +103,15 @@ def write_case(name, changes, B, T, gen):
             kept[n] = v
             return v
 
-    inputs = make_inputs()
-    loss, out, trace = forward(cfg, params, inputs, keep_all)
-    for p in params.values():
-        p.grad = None
-    loss.backward()
+    def forward_backward(hook):
+        inputs = make_inputs()
+        loss, out, trace = forward(cfg, params, inputs, hook)
+        for p in params.values():
+            p.grad = None
+        loss.backward()
+        return inputs, out, trace
+
+    inputs, out, trace = forward_backward(keep_all)
     names = list(trace.keys())
     io["base.loss" if cfg["vocab_size"] else "base.y"] = out.detach().numpy()
     for n, v in kept.items():
@@ -133,11 +137,7 @@ def write_case(name, changes, B, T, gen):
                 seen[n] = v
             return v
 
-        inputs = make_inputs()
-        loss, out, _ = forward(cfg, params, inputs, patch)
-        for p in params.values():
-            p.grad = None
-        loss.backward()
+        inputs, out, _ = forward_backward(patch)
         pre = f"patched.{target}."
         io[f"patch.{target}.mask"] = mask.double().numpy()
         io[f"patch.{target}.values"] = values.numpy()
@@ -146,7 +146,7 @@ def write_case(name, changes, B, T, gen):
             io[pre + "grad.x"] = inputs[0].grad.detach().numpy()
         for k, p in params.items():
             io[pre + "grad." + k] = (p.grad if p.grad is not None else torch.zeros_like(p)).detach().numpy()
-        for n in wrt:
+        for n in sorted(wrt):  # a set: sorted, so that the file is the same bytes on every run
             v = seen.get(n)
             # a patch that replaced every element leaves nothing upstream to differentiate: zeros
             io[pre + "wrt." + n] = (v.grad if v is not None and v.grad is not None else torch.zeros(trace[n].shape)).detach().numpy()

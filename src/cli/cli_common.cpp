@@ -15,6 +15,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "engine/blas.h"
 #include "io/json_limits.h"
 #include "io/model_file.h"
 #include "lab/database.h"
@@ -184,18 +185,17 @@ Status check_hook_name(const std::string& flag, const std::string& name, const s
 }  // namespace
 
 template <typename T>
-Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& a, const ModelConfig& config, bool on_tokens, bool batched) {
+Status set_hooks_from_flags(Model<T>& model, const ModelRunArgs& a, bool on_tokens, bool batched) {
+  if (a.patches.empty() && a.ablations.empty() && a.wrt.empty()) return Status::ok();
+  const ModelConfig& config = model.config();
   const std::vector<std::string> names = hook_names(config, on_tokens);
   const std::set<std::string> known(names.begin(), names.end());
   struct Patch {
     Tensor<T> values;
     std::string flag;
   };
-  struct Ablation {
-    int64_t head = -1;
-  };
   auto patches = std::make_shared<std::map<std::string, Patch>>();
-  auto ablations = std::make_shared<std::map<std::string, std::vector<Ablation>>>();
+  auto ablations = std::make_shared<std::map<std::string, std::vector<int64_t>>>();  // heads; -1: all of it
   for (const std::string& spec : a.patches) {
     const size_t eq = spec.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
@@ -216,23 +216,22 @@ Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& a, const ModelConfig& conf
   }
   for (const std::string& spec : a.ablations) {
     const size_t colon = spec.rfind(':');
-    std::string name = spec;
-    Ablation ab;
+    const std::string name = spec.substr(0, colon);
+    BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--ablate", name, known));
+    int64_t head = -1;
     if (colon != std::string::npos) {
-      name = spec.substr(0, colon);
-      const std::string head = spec.substr(colon + 1);
+      const std::string text = spec.substr(colon + 1);
       char* end = nullptr;
-      const long h = std::strtol(head.c_str(), &end, 10);
-      if (head.empty() || *end != '\0' || h < 0 || h >= config.n_heads)
+      const long h = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || h < 0 || h >= config.n_heads)
         return Status::error("--ablate " + spec + ": expected a head 0.." + std::to_string(config.n_heads - 1) +
-                             " after the colon, got \"" + head + "\"");
+                             " after the colon, got \"" + text + "\"");
       if (head_axis(name) < 0)
         return Status::error("--ablate " + spec + ": expected a head only on an attention activation with a head "
-                             "axis (attn.hook_q, _k, _v, _z, _scores, _pattern), got one on " + name);
-      ab.head = h;
+                             "axis (attn.hook_q, _k, _v, _z, _result, _scores, _pattern), got one on " + name);
+      head = h;
     }
-    BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--ablate", name, known));
-    (*ablations)[name].push_back(ab);
+    (*ablations)[name].push_back(head);
   }
   for (const std::string& name : a.wrt) BLOCKLAB_RETURN_IF_ERROR(check_hook_name("--wrt", name, known));
 
@@ -256,8 +255,8 @@ Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& a, const ModelConfig& conf
         for (int64_t i = 0; i < count; ++i)
           if (!scores || !std::isinf(x[i])) x[i] = T(0);
       };
-      for (const Ablation& ab : it->second) {
-        if (ab.head < 0) {
+      for (const int64_t head : it->second) {
+        if (head < 0) {
           zero(p.data, n);
           continue;
         }
@@ -266,19 +265,21 @@ Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& a, const ModelConfig& conf
         for (int i = 0; i < axis; ++i) outer *= p.shape[size_t(i)];
         for (size_t i = size_t(axis) + 1; i < p.shape.size(); ++i) inner *= p.shape[i];
         const int64_t H = p.shape[size_t(axis)];
-        for (int64_t o = 0; o < outer; ++o) zero(p.data + (o * H + ab.head) * inner, inner);
+        for (int64_t o = 0; o < outer; ++o) zero(p.data + (o * H + head) * inner, inner);
       }
     }
     return Status::ok();
   };
-  return hooks;
+  return model.set_hooks(std::move(hooks));
 }
 
-template Result<Hooks<float>> hooks_from_flags<float>(const ModelRunArgs&, const ModelConfig&, bool, bool);
-template Result<Hooks<double>> hooks_from_flags<double>(const ModelRunArgs&, const ModelConfig&, bool, bool);
+template Status set_hooks_from_flags<float>(Model<float>&, const ModelRunArgs&, bool, bool);
+template Status set_hooks_from_flags<double>(Model<double>&, const ModelRunArgs&, bool, bool);
 
 template <typename T>
 Result<ModelRun<T>> load_model_run(const ModelRunArgs& a) {
+  if (a.threads < 1) return Status::error("--threads: expected an integer >= 1, got " + std::to_string(a.threads));
+  set_blas_threads(a.threads);
   std::optional<ModelConfig> config;
   if (!a.config.empty()) {
     Result<ModelConfig> c = io::read_config_for_torch_file(a.config);

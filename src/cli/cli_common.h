@@ -63,20 +63,19 @@ struct ModelRunArgs {
 };
 void add_model_run_flags(CLI::App& app, ModelRunArgs& args, const std::string& input_holds, bool with_wrt = false);
 
-// The hooks --hook-patch and --ablate ask for (and --wrt's gradients), for `config` run on x or on tokens; the
-// patch files are read here. An unbatched input ([T, d] or [T]) may have patches without the batch axis.
-// Errors name the flag, the activation, expected vs got.
+// Sets the hooks --hook-patch and --ablate ask for (and --wrt's gradients) on `model`, run on x or on tokens;
+// nothing when none is given. The patch files are read here. An unbatched input ([T, d] or [T]) may have
+// patches without the batch axis. Errors name the flag, the activation, expected vs got.
 template <typename T>
-Result<Hooks<T>> hooks_from_flags(const ModelRunArgs& args, const ModelConfig& config, bool on_tokens, bool batched);
-// True when any of --hook-patch, --ablate or --wrt is given.
-inline bool wants_hooks(const ModelRunArgs& a) { return !a.patches.empty() || !a.ablations.empty() || !a.wrt.empty(); }
+Status set_hooks_from_flags(Model<T>& model, const ModelRunArgs& args, bool on_tokens, bool batched);
 template <typename T>
 struct ModelRun {
   Model<T> model;
   io::SafetensorsFile input;
   io::DType out_dtype;  // F32, or F64 with --dtype f64
 };
-// Loads the model (with --config replacing the file's config when given) and the input file.
+// Checks --threads and sets it; loads the model (with --config replacing the file's config when given) and the
+// input file.
 template <typename T>
 Result<ModelRun<T>> load_model_run(const ModelRunArgs& args);
 

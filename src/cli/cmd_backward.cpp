@@ -3,7 +3,6 @@
 #include <memory>
 
 #include "cli/cli_common.h"
-#include "engine/blas.h"
 #include "cli/commands.h"
 
 namespace blocklab::cli {
@@ -17,25 +16,17 @@ int run_backward(const ModelRunArgs& a) {
   if (!loaded) return fail(cmd, loaded.status());
   auto& [model, input, out_dtype] = loaded.value();
   const ModelConfig& cfg = model.config();
-  if (a.threads < 1) return fail(cmd, "--threads: expected an integer >= 1, got " + std::to_string(a.threads));
-  set_blas_threads(a.threads);
 
   io::SafetensorsFile out;
   model.zero_grads();
   const bool on_tokens = cfg.is_language_model() && input.find("tokens");
   bool batched = true;
-  auto set_hooks = [&](bool input_batched) -> Status {
-    batched = input_batched;
-    if (!wants_hooks(a)) return Status::ok();
-    Result<Hooks<T>> hooks = hooks_from_flags<T>(a, cfg, on_tokens, input_batched);
-    if (!hooks) return hooks.status();
-    return model.set_hooks(std::move(hooks.value()));
-  };
   if (on_tokens) {
     // loss = mean cross-entropy of the logits against targets
     Result<TokenInput> tokens = read_token_input(input, a.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
-    if (Status st = set_hooks(tokens->batched); !st) return fail(cmd, st);
+    batched = tokens->batched;
+    if (Status st = set_hooks_from_flags(model, a, on_tokens, batched); !st) return fail(cmd, st);
     Result<TokenInput> targets = read_token_input(input, a.input, "targets");
     if (!targets) return fail(cmd, targets.status());
     if (targets->shape != tokens->shape)
@@ -51,7 +42,8 @@ int run_backward(const ModelRunArgs& a) {
     if (!x) return fail(cmd, x.status());
     Result<StackInput<T>> dy = read_stack_input<T>(input, a.input, "dy", cfg, &x->x.shape);
     if (!dy) return fail(cmd, dy.status());
-    if (Status st = set_hooks(x->batched); !st) return fail(cmd, st);
+    batched = x->batched;
+    if (Status st = set_hooks_from_flags(model, a, on_tokens, batched); !st) return fail(cmd, st);
     Status st = model.forward(x->x.ptr(), x->batch, x->seq_len);
     if (!st) return fail(cmd, st.with_context(a.input));
     Tensor<T> dx(x->x.shape);

@@ -3,7 +3,6 @@
 #include <memory>
 
 #include "cli/cli_common.h"
-#include "engine/blas.h"
 #include "cli/commands.h"
 
 namespace blocklab::cli {
@@ -22,23 +21,14 @@ int run_forward(const ForwardArgs& a) {
   if (!loaded) return fail(cmd, loaded.status());
   auto& [model, input, out_dtype] = loaded.value();
   const ModelConfig& cfg = model.config();
-  if (a.run.threads < 1) return fail(cmd, "--threads: expected an integer >= 1, got " + std::to_string(a.run.threads));
-  set_blas_threads(a.run.threads);
 
   io::SafetensorsFile out;
   bool batched = true;
   const bool on_tokens = cfg.is_language_model() && input.find("tokens");
-  // The hooks need to know whether the input has a batch axis (patches may leave it out when it has none).
-  auto set_hooks = [&](bool input_batched) -> Status {
-    if (!wants_hooks(a.run)) return Status::ok();
-    Result<Hooks<T>> hooks = hooks_from_flags<T>(a.run, cfg, on_tokens, input_batched);
-    if (!hooks) return hooks.status();
-    return model.set_hooks(std::move(hooks.value()));
-  };
   if (on_tokens) {
     Result<TokenInput> tokens = read_token_input(input, a.run.input, "tokens");
     if (!tokens) return fail(cmd, tokens.status());
-    if (Status st = set_hooks(tokens->batched); !st) return fail(cmd, st);
+    if (Status st = set_hooks_from_flags(model, a.run, on_tokens, tokens->batched); !st) return fail(cmd, st);
     Status st = model.forward_lm(tokens->ids.data(), nullptr, tokens->batch, tokens->seq_len);
     if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = tokens->batched;
@@ -50,7 +40,7 @@ int run_forward(const ForwardArgs& a) {
   } else {
     Result<StackInput<T>> in = read_stack_input<T>(input, a.run.input, "x", cfg);
     if (!in) return fail(cmd, in.status());
-    if (Status st = set_hooks(in->batched); !st) return fail(cmd, st);
+    if (Status st = set_hooks_from_flags(model, a.run, on_tokens, in->batched); !st) return fail(cmd, st);
     Status st = model.forward(in->x.ptr(), in->batch, in->seq_len);
     if (!st) return fail(cmd, st.with_context(a.run.input));
     batched = in->batched;

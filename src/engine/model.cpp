@@ -188,13 +188,12 @@ Status Model<T>::visit_norm(const std::string& prefix, const NormActs<T>& acts, 
   if (!hooks_on_) return Status::ok();
   const int64_t N = batch_ * seq_len_, d = config_.d_model;
   const bool layernorm = config_.norm == Norm::layernorm;
-  Tensor<T> stat;  // read-only to hooks: a copy, checked unchanged by visit()
-  if (layernorm) {
-    stat = acts.mean;
-    BLOCKLAB_RETURN_IF_ERROR(visit(prefix + "hook_mean", stat.ptr(), {batch_, seq_len_}));
+  // The statistics are read-only to hooks: each is handed over as a copy (when wanted), checked unchanged by visit().
+  for (const auto& [name, stored] : {std::pair{prefix + "hook_mean", &acts.mean}, std::pair{prefix + "hook_rstd", &acts.rstd}}) {
+    if ((!layernorm && stored == &acts.mean) || !hook_wants(name)) continue;
+    Tensor<T> stat = *stored;
+    BLOCKLAB_RETURN_IF_ERROR(visit(name, stat.ptr(), {batch_, seq_len_}));
   }
-  stat = acts.rstd;
-  BLOCKLAB_RETURN_IF_ERROR(visit(prefix + "hook_rstd", stat.ptr(), {batch_, seq_len_}));
   if (hook_wants(prefix + "hook_normalized")) {
     Tensor<T> normalized({N, d});
     normalized_rows(normalized.ptr(), inp, layernorm ? acts.mean.ptr() : static_cast<const T*>(nullptr), acts.rstd.ptr(), N, d);
@@ -662,9 +661,14 @@ Status Model<T>::forward_stack(const T* x, int64_t batch, int64_t seq_len, const
 
 template <typename T>
 void Model<T>::backward(const T* dy, T* dx, Grads mode) {
+  act_grads_.clear();
+  backward_stack(dy, dx, mode);
+}
+
+template <typename T>
+void Model<T>::backward_stack(const T* dy, T* dx, Grads mode) {
   const int64_t n = batch_ * seq_len_ * config_.d_model;
   overwrite_weights_ = mode == Grads::overwrite;
-  act_grads_.clear();
   if (overwrite_weights_)
     for (auto [offset, count] : small_param_ranges_) std::fill(grads_.begin() + offset, grads_.begin() + offset + count, T(0));
   Tensor<T>* d_cur = &d_stream_a_;   // dLoss / d(current residual stream)
@@ -748,20 +752,15 @@ void Model<T>::backward_lm(Grads mode) {
   d_logits_.fill(0);
   cross_entropy_backward(d_logits_.ptr(), probs_.ptr(), targets_.data(), 1.0, N, V);
   act_grads_.clear();
-  Tensor<T> kept_logits_grad;  // backward() starts a fresh set of activation gradients: keep this one over it
-  if (hooks_on_) {
-    grad_site("hook_logits", d_logits_.ptr(), {batch_, seq_len_, V});
-    if (const Tensor<T>* g = activation_grad("hook_logits")) kept_logits_grad = *g;
-  }
+  if (hooks_on_) grad_site("hook_logits", d_logits_.ptr(), {batch_, seq_len_, V});
   // backward() zeroes the small gradients in overwrite mode; the head's bias is one of them, so it goes
   // first and the head comes after.
   d_y_.fill(0);
   linear_backward(d_y_.ptr(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), d_logits_.ptr(), y_.ptr(),
                   P(layout_.head_weight()), N, d, V);
-  backward(d_y_.ptr(), d_x_.ptr(), mode);
+  backward_stack(d_y_.ptr(), d_x_.ptr(), mode);
   linear_backward(static_cast<T*>(nullptr), G(layout_.head_weight()), G(layout_.head_bias()), d_logits_.ptr(), y_.ptr(),
                   P(layout_.head_weight()), N, d, V, mode == Grads::accumulate);
-  if (kept_logits_grad.numel()) act_grads_["hook_logits"] = std::move(kept_logits_grad);
   // d_x_ is the gradient of the first block's input, embed (+ pos_embed): each sees it through its own site.
   const Shape rows = {batch_, seq_len_, d};
   Tensor<T> d_embed, d_pos;

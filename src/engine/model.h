@@ -166,7 +166,10 @@ class Model {
   explicit Model(const ModelConfig& config);
   void resize_workspace(int64_t batch, int64_t seq_len);
   Status block_forward(int64_t layer, const ForwardOptions& options);
+  // forward() and backward() without starting a fresh set of patches / activation gradients (the language
+  // model's own sites come before and after them).
   Status forward_stack(const T* x, int64_t batch, int64_t seq_len, const ForwardOptions& options);
+  void backward_stack(const T* dy, T* dx, Grads mode);
   // The FFN's input: `in`, visited as mlp.hook_in (a copy of its own when `in` is the residual stream).
   Result<const T*> ffn_input(int64_t layer, T* in, bool is_stream);
   void block_backward(int64_t layer, T* dresid_post, T* dresid_pre);
