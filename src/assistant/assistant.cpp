@@ -35,16 +35,20 @@ struct Numbers {
   std::vector<double> loose;                               // the other numbers, in order
 };
 
+// A number as written; one too large for a double is ±inf (the engine then refuses it by name).
+double number_value(const std::string& text) {
+  try {
+    return std::stod(text);
+  } catch (const std::out_of_range&) {
+    return text.find('-') == 0 ? -HUGE_VAL : HUGE_VAL;
+  }
+}
+
 std::vector<double> parse_list(const std::string& inner) {
   static const std::regex kNum(kNumber);
   std::vector<double> out;
-  for (auto it = std::sregex_iterator(inner.begin(), inner.end(), kNum); it != std::sregex_iterator(); ++it) {
-    try {
-      out.push_back(std::stod(it->str()));
-    } catch (const std::out_of_range&) {
-      out.push_back(it->str().find('-') == 0 ? -HUGE_VAL : HUGE_VAL);
-    }
-  }
+  for (auto it = std::sregex_iterator(inner.begin(), inner.end(), kNum); it != std::sregex_iterator(); ++it)
+    out.push_back(number_value(it->str()));
   return out;
 }
 
@@ -93,40 +97,53 @@ Numbers extract_numbers(const std::string& question) {
     }
   }
   // Named scalars: "eps 1e-3", "alpha = 0.5", "d_model 512", "50 layers", "layer 3", "64 tokens".
-  const std::string num = std::string("(") + kNumber + ")";
-  const std::vector<std::pair<std::string, std::string>> named = {
+  static const std::string num = std::string("(") + kNumber + ")";
+  static const std::vector<std::pair<std::string, std::regex>> named = [] {
+    std::vector<std::pair<std::string, std::regex>> out;
+    for (const auto& [key, pattern] : std::vector<std::pair<std::string, std::string>>{
       {"eps", R"(\b(?:eps|epsilon)\s*(?:=|:|of|is)?\s*)" + num},
       {"alpha", R"(\balpha\s*(?:=|:|of|is)?\s*)" + num},
       {"gamma", R"(\bgamma\s*(?:=|:|of|is)?\s*)" + num},
       {"beta", R"(\bbeta\s*(?:=|:|of|is)?\s*)" + num},
       {"dff", R"(\b(?:d_ff|dff|d ff|d-ff|hidden(?: size| dim| width| units)?|inner(?: dim| size)?|ffn dim)\s*(?:=|:|of|is)?\s*)" + num},
       {"dmodel", R"(\b(?:d_model|dmodel|d model|d-model|model dim(?:ension)?|width|embedding(?: size| dim)?|d)\s*(?:=|:|of|is)?\s*)" + num},
-      {"tokens", num + R"(\s*(?:tokens?|positions?)\b)"},
+      {"tokens", R"(^\s*(?:tokens?|positions?)\b)"},  // after a number (below)
       {"tokens", R"(\b(?:seq(?:uence)?[ _-]?len(?:gth)?|tokens|t)\s*(?:=|:)\s*)" + num},
-      {"layers", num + R"(\s*-?\s*(?:layers?|blocks?)\b(?:\s*deep)?)"},
+      {"layers", R"(^\s*-?\s*(?:layers?|blocks?)\b(?:\s*deep)?)"},  // after a number (below)
       {"layers", R"(\b(?:depth|n_layers|layers|blocks)\s*(?:=|:|of|is)?\s*)" + num},
       {"layer", R"(\b(?:layer|block)\s*(?:=|:|#|no\.?|number)?\s*)" + num + R"(\b(?!\s*-?\s*layers?))"},
-  };
-  for (const auto& [key, pattern] : named) {
-    const std::regex re(pattern);
-    std::smatch m;
+    })
+      out.emplace_back(key, std::regex(pattern));  // compiled once, not per question
+    return out;
+  }();
+  static const std::regex kLoose(kNumber);
+  for (const auto& [key, re] : named) {
+    if (n.named.count(key)) continue;
     const std::string r0 = rest;
-    if (std::regex_search(r0, m, re) && !n.named.count(key)) {
-      // a number right after a letter ("gpt-2", "ln2") is part of a name
-      n.named[key] = std::stod(m[1]);
+    if (re.mark_count() == 0) {
+      // "64 tokens", "50 layers": the first number followed by the words. Each number is tried once (a search for
+      // number-then-words would restart inside every run of digits: quadratic in a hostile question).
+      for (auto it = std::sregex_iterator(r0.begin(), r0.end(), kLoose); it != std::sregex_iterator(); ++it) {
+        std::smatch after;
+        const auto end = (*it)[0].second;
+        if (!std::regex_search(end, r0.end(), after, re)) continue;
+        n.named[key] = number_value(it->str());
+        blank(size_t(it->position()), size_t(it->length() + after.length()));
+        break;
+      }
+      continue;
+    }
+    std::smatch m;
+    if (std::regex_search(r0, m, re)) {
+      n.named[key] = number_value(m[1]);
       blank(size_t(m.position()), size_t(m.length()));
     }
   }
-  static const std::regex kLoose(kNumber);
   for (auto it = std::sregex_iterator(rest.begin(), rest.end(), kLoose); it != std::sregex_iterator(); ++it) {
     const size_t at = size_t(it->position());
     if (at > 0 && (std::isalpha(static_cast<unsigned char>(rest[at - 1])) || rest[at - 1] == '_')) continue;
     if (at > 0 && rest[at - 1] == '-' && at > 1 && std::isalpha(static_cast<unsigned char>(rest[at - 2]))) continue;
-    try {
-      n.loose.push_back(std::stod(it->str()));
-    } catch (const std::out_of_range&) {
-      n.loose.push_back(HUGE_VAL);
-    }
+    n.loose.push_back(number_value(it->str()));
   }
   return n;
 }
@@ -647,17 +664,26 @@ std::string setup_words(const FlowSetup& s) {
 }
 
 
+// A depth the question gives: a whole number of layers in 1..100 (the gradient-flow page's range), checked as
+// written (a double: 1e300 or 2.5 are refused as they are, not cast).
+int64_t depth_from(double layers, const std::string& range_note) {
+  if (!(layers >= 1 && layers <= 100 && layers == std::floor(layers))) {
+    char got[40];
+    std::snprintf(got, sizeof got, "%.6g", layers);
+    throw ApiError(400, "bad_request", "question: depth: expected 1 to 100 layers" + range_note + ", got " + got, "question");
+  }
+  return int64_t(layers);
+}
+
 FlowSetup setup_from(const Ctx& c) {
   FlowSetup s;
   std::string lower = c.q.text;
   for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  s.layers = int64_t(named_or(c.n, "layers", c.n.loose.empty() ? 24 : c.n.loose[0]));
+  s.layers = depth_from(named_or(c.n, "layers", c.n.loose.empty() ? 24 : c.n.loose[0]), " (the gradient-flow page's range)");
   if (negated(lower, "residual")) s.residual = false;
   if (negated(lower, "layernorm") || negated(lower, "norm") || negated(lower, "normalization")) s.norm = "none";
   if (c.words.count("rmsnorm") && s.norm != "none") s.norm = "rmsnorm";
   if (c.words.count("postnorm")) s.placement = "post";
-  if (s.layers < 1 || s.layers > 100)
-    throw ApiError(400, "bad_request", "question: depth: expected 1 to 100 layers (the gradient-flow page's range), got " + std::to_string(s.layers), "question");
   return s;
 }
 
@@ -673,7 +699,7 @@ bool gradient_flow(Ctx& c, double* ms) {
   *ms = ms_since(t0);
   const json& L = r["layers"];
   const int64_t n = int64_t(L.size());
-  const int64_t k = std::clamp<int64_t>(int64_t(named_or(c.n, "layer", 0)), 0, n - 1);
+  const int64_t k = int64_t(std::clamp<double>(named_or(c.n, "layer", 0), 0, double(n - 1)));  // clamped before the cast
   const double first = L[0]["grad_norm_resid"].get<double>(), last = L[size_t(n - 1)]["grad_norm_resid"].get<double>();
   const double at_k = L[size_t(k)]["grad_norm_resid"].get<double>();
   const std::string setup = setup_words(s) + " (at initialisation, seed 0, batch 4 × 20 tokens; measured now, " + say(*ms) + " ms)";
@@ -711,9 +737,7 @@ bool no_norm(Ctx& c, double* ms) {
       c.q.text.find('?') == std::string::npos)
     return false;
   FlowSetup with, without;
-  with.layers = without.layers = int64_t(named_or(c.n, "layers", 24));
-  if (with.layers < 1 || with.layers > 100)
-    throw ApiError(400, "bad_request", "question: depth: expected 1 to 100 layers, got " + std::to_string(with.layers), "question");
+  with.layers = without.layers = depth_from(named_or(c.n, "layers", 24), "");
   without.norm = "none";
   const auto t0 = std::chrono::steady_clock::now();
   const json a = run_gradflow(with, c.limits), b = run_gradflow(without, c.limits);

@@ -269,6 +269,16 @@ TEST_F(AssistantTest, BadQuestionsAndStatesAreRefusedNamingTheField) {
   refused({{"question", "hi"}, {"colour", "red"}}, "colour");
   refused({{"question", "why is the std like this here"}, {"page", "layernorm"}, {"context", {{"x", "not a matrix"}}}}, "context.x");
   refused({{"question", "gradient norm with 1000 layers"}}, "question");
+  // a depth past double's range, or not whole: refused as written (it threw stod, then printed INT64_MIN)
+  for (const auto& [q, got] : {std::pair{"gradient norm at " + std::string(1900, '1') + " layers", std::string("got inf")},
+                                std::pair{std::string("gradient norm with 2.5 layers"), std::string("got 2.5")}}) {
+    refused({{"question", q}}, "question");
+    try {
+      (void)assistant_->ask(read_question({{"question", q}}));
+    } catch (const server::ApiError& e) {
+      EXPECT_NE(std::string(e.what()).find("expected 1 to 100 layers (the gradient-flow page's range), " + got), std::string::npos) << e.what();
+    }
+  }
   refused({{"question", "layernorm of [1e308, 1e308]"}}, "question");
   // 2000 characters are fine, in code points: 2000 é are 4000 bytes.
   std::string e;
@@ -281,6 +291,8 @@ TEST_F(AssistantTest, HostileQuestionsFinishQuicklyAndEchoNothing) {
                                             [] { std::string s; for (int i = 0; i < 666; ++i) s += "[1,"; return s; }(),
                                             [] { std::string s; for (int i = 0; i < 280; ++i) s += "[[1,2],"; return s; }(),
                                             "<img src=x onerror=alert(1)> layernorm of [1, 2]",
+                                            // a number past double's range before the words that name it (threw stod)
+                                            "ffn flops for " + std::string(1900, '9') + " tokens",
                                             std::string(1000, 'a') + " " + std::string(999, 'b')};
   for (const std::string& q : hostile) {
     Answer a;
