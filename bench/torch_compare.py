@@ -248,15 +248,20 @@ def main():
                 [args.binary, "bench", "--json", "--threads", str(threads), "--budget-s", str(args.budget_s),
                  "--filter", name], env=env, check=True, capture_output=True, text=True).stdout)
             ours_by_name.update({c["name"]: c for c in ours["cases"]})
-        # The machine's limits in this run: the best of both sides' triad bandwidth and sgemm rate.
+        # The machine's limits in this run: the best of both sides' triad bandwidth and sgemm rate (BlockLab's
+        # sgemm on both of its libraries, OpenBLAS and oneDNN, whichever it runs).
         tri, gem = ours_by_name["stream_triad"], ours_by_name["sgemm"]
+        lib_rates = {lib: ours_by_name[f"sgemm_{lib}"]["flops"] / ours_by_name[f"sgemm_{lib}"]["ms_min"] / 1e6
+                     for lib in ("openblas", "onednn") if f"sgemm_{lib}" in ours_by_name}
         bandwidth = max(tri["bytes"] / tri["ms_min"], tri["bytes"] / torch_res["cases"]["stream_triad"][0]) / 1e6  # GB/s
-        flop_rate = max(gem["flops"] / gem["ms_min"], gem["flops"] / torch_res["cases"]["sgemm"][0]) / 1e6  # GFLOP/s
+        flop_rate = max([gem["flops"] / gem["ms_min"] / 1e6, gem["flops"] / torch_res["cases"]["sgemm"][0] / 1e6] +
+                        list(lib_rates.values()))  # GFLOP/s
         print(f"\nthreads {threads} (PyTorch {torch_res['torch']} reports {torch_res['threads']}); "
               f"memory bandwidth {bandwidth:.1f} GB/s (STREAM triad; PyTorch's torch.add "
               f"{tri['bytes'] / torch_res['cases']['stream_triad'][0] / 1e6:.1f}, BlockLab's loop "
               f"{tri['bytes'] / tri['ms_min'] / 1e6:.1f}), sgemm {flop_rate:.1f} GFLOP/s (PyTorch "
-              f"{gem['flops'] / torch_res['cases']['sgemm'][0] / 1e6:.1f}, BlockLab {gem['flops'] / gem['ms_min'] / 1e6:.1f})")
+              f"{gem['flops'] / torch_res['cases']['sgemm'][0] / 1e6:.1f}, BlockLab {gem['flops'] / gem['ms_min'] / 1e6:.1f}"
+              + "".join(f"; on {lib} {rate:.1f}" for lib, rate in lib_rates.items()) + ")")
         header = ["case", "PyTorch ms min", "PyTorch ms median", "BlockLab ms min", "BlockLab ms median",
                   "PyTorch/BlockLab (min)", "bound", "BlockLab % of bound", "PyTorch % of bound"]
         rows = []
@@ -283,7 +288,7 @@ def main():
             print("  ".join(f"{h:>14s}" if i else f"{h:18s}" for i, h in enumerate(header)))
             for r in rows:
                 print("  ".join(f"{v:>14s}" if i else f"{v:18s}" for i, v in enumerate(r)))
-        print(f"BlockLab's BLAS: {ours['blas']}; bf16 matmuls: {ours['bf16']}")
+        print(f"BlockLab's float32 GEMMs: {ours.get('gemm', '?')}; its BLAS: {ours['blas']}; bf16 matmuls: {ours['bf16']}")
         if "copy_train_step" in torch_res["cases"] and "copy_train_step_bf16" in ours_by_name:
             f32_torch, bf16_ours = torch_res["cases"]["copy_train_step"][0], ours_by_name["copy_train_step_bf16"]["ms_min"]
             print(f"copy step, BlockLab bf16 vs PyTorch float32 (min): {f32_torch:.3f} / {bf16_ours:.3f} ms = "

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -234,7 +235,7 @@ std::function<void()> stream_triad_case() {
   };
 }
 
-std::function<void()> sgemm_case(MatmulPrecision precision) {
+std::function<void()> sgemm_case(MatmulPrecision precision, std::optional<GemmLibrary> library = std::nullopt) {
   // C[4096, 2048] = A[4096, 512] B[2048, 512]^T: the best GEMM rate, the FLOP limit of the GEMM-bound cases.
   // In bf16 the rounding of A and B to bfloat16 is part of the time, as it is in a bf16 training step.
   auto a = std::make_shared<std::vector<float>>(random_values(kTokens * kD, 1));
@@ -242,6 +243,7 @@ std::function<void()> sgemm_case(MatmulPrecision precision) {
   auto c = std::make_shared<std::vector<float>>(size_t(kTokens * kFF));
   return [=] {
     const ScopedMatmulPrecision scope(precision);
+    const ScopedGemmLibrary on(library.value_or(gemm_choice().library));
     gemm<float>(false, true, kTokens, kFF, kD, 1.f, a->data(), kD, b->data(), kD, 0.f, c->data(), kFF);
   };
 }
@@ -257,6 +259,11 @@ std::vector<Case> all_cases() {
   return {
       {"stream_triad", "3 x 8M floats", stream_triad_case, 3.0 * (8 << 20) * 4, 0},
       {"sgemm", "4096 x 2048 x 512", [] { return sgemm_case(MatmulPrecision::f32); }, 0, 2.0 * kTokens * kFF * kD},
+      // both float32 libraries side by side, whichever the machine runs (the GEMM line below says which)
+      {"sgemm_openblas", "the same, on OpenBLAS", [] { return sgemm_case(MatmulPrecision::f32, GemmLibrary::openblas); },
+       0, 2.0 * kTokens * kFF * kD},
+      {"sgemm_onednn", "the same, on oneDNN's matmul",
+       [] { return sgemm_case(MatmulPrecision::f32, GemmLibrary::onednn); }, 0, 2.0 * kTokens * kFF * kD},
       {"gemm_bf16", "4096 x 2048 x 512, inputs rounded to bf16", [] { return sgemm_case(MatmulPrecision::bf16); }, 0,
        2.0 * kTokens * kFF * kD},
       // forward: read x, write out; backward also: read dy and x, read and write dx
@@ -311,9 +318,16 @@ int run_bench(const BenchArgs& a) {
     }
   }
   if (a.json)
-    std::cout << nlohmann::json{{"threads", a.threads}, {"blas", blas_description()}, {"bf16", bf16_support().how}, {"cases", cases}}.dump(2) << std::endl;
+    std::cout << nlohmann::json{{"threads", a.threads},
+                                {"blas", blas_description()},
+                                {"gemm", gemm_choice().how},
+                                {"bf16", bf16_support().how},
+                                {"cases", cases}}
+                     .dump(2)
+              << std::endl;
   else
-    std::printf("BLAS: %s; bf16 cases: %s\n", blas_description().c_str(), bf16_support().how.c_str());
+    std::printf("GEMM: %s\nBLAS: %s; bf16 cases: %s\n", gemm_choice().how.c_str(), blas_description().c_str(),
+                bf16_support().how.c_str());
   return 0;
 }
 
@@ -322,7 +336,7 @@ int run_bench(const BenchArgs& a) {
 Runner add_bench_command(CLI::App& sub) {
   auto args = std::make_shared<BenchArgs>();
   sub.footer("Cases and method: docs/performance.md. PyTorch side by side: python3 bench/torch_compare.py");
-  sub.add_flag("--json", args->json, "print {\"threads\", \"blas\", \"bf16\" (how bf16 matmuls run), \"cases\": [{name, shape, ms_min, ms_median, ...}]}");
+  sub.add_flag("--json", args->json, "print {\"threads\", \"blas\", \"gemm\" (which library runs float32 GEMMs, and why), \"bf16\" (how bf16 matmuls run), \"cases\": [{name, shape, ms_min, ms_median, ...}]}");
   sub.add_option("--threads", args->threads, "threads for the BLAS (default 1)");
   sub.add_option("--filter", args->filter, "run only the cases whose name contains this");
   sub.add_option("--min-repeats", args->min_repeats, "timed calls per case, at least (default 5)")

@@ -45,6 +45,8 @@ nlohmann::json result_json(const lab::TrainResult& r, const std::string& db) {
           {"history", history},
           {"wall_s", r.wall_s},
           {"tokens_per_s", r.tokens_per_s},
+          {"matmuls", r.options.precision == MatmulPrecision::bf16 ? "bf16, " + bf16_support().how
+                                                                   : "f32 on " + gemm_choice().how},
           {"checkpoint", r.checkpoint_path},
           {"db", db}};
 }
@@ -126,6 +128,7 @@ int run_train(const TrainArgs& a) {
                 (long long)r.run_id, r.status.c_str(), (long long)(r.history.empty() ? 0 : r.history.back().step),
                 r.final.loss, 100 * r.final.accuracy, r.wall_s, r.tokens_per_s);
     if (r.options.precision == MatmulPrecision::bf16) std::printf("matmuls in bf16, %s\n", bf16_support().how.c_str());
+    else std::printf("matmuls in f32 on %s\n", gemm_choice().how.c_str());
     std::printf("checkpoint: %s (resume with --resume; a model file for forward/backward)\n", r.checkpoint_path.c_str());
   }
   return r.status == "cancelled" ? 130 : 0;

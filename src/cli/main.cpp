@@ -5,6 +5,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "engine/blas.h"
 
 int main(int argc, char** argv) {
   using namespace blocklab::cli;
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
     for (const CLI::App* sub : app.get_subcommands()) where = sub->get_name();
     return fail(where, std::string(e.what()) + " (see --help)");
   }
+  // BLOCKLAB_GEMM / BLOCKLAB_BF16 with a value neither names: refused, not ignored (engine/blas.h)
+  if (const std::string bad = blocklab::gemm_environment_error(); !bad.empty()) return fail("", bad);
   try {
     for (Command& c : commands)
       if (c.sub->parsed()) return c.run();

@@ -39,6 +39,9 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
   if (m == 0 || n == 0) return;
   if (matmul_precision() == MatmulPrecision::bf16) return gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   const SmallOnOneThread one(m * n * k);
+  if (m * n * k >= kOneDnnMinMultiplyAdds && gemm_library() == GemmLibrary::onednn &&
+      gemm_f32_onednn(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+    return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }

@@ -18,25 +18,9 @@ namespace {
 
 thread_local MatmulPrecision t_precision = MatmulPrecision::f32;
 
-const char* isa_name(dnnl::cpu_isa isa) {
-  switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
-  }
-}
-
 Bf16Support detect_bf16_support() {
   Bf16Support s;
-  const dnnl_version_t* v = dnnl_version();
-  const std::string onednn = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-                             std::to_string(v->patch);
+  const std::string onednn = onednn_version();
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   const unsigned bf16_bits_mask = dnnl_cpu_isa_avx512_core_bf16;  // AMX's mask contains it
   const bool has_bf16 = (unsigned(isa) & bf16_bits_mask) == bf16_bits_mask;
@@ -85,28 +69,6 @@ void round_transposed_bits(const float* src, int64_t rows, int64_t cols, int64_t
 
 // ---- native: oneDNN matmul, bf16 x bf16 -> f32 ----
 
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-struct MatmulKey {
-  int64_t m, n, k, ldc;
-  bool ta, tb;
-  uint32_t alpha, beta;
-  bool operator==(const MatmulKey&) const = default;
-};
-
-struct MatmulKeyHash {
-  size_t operator()(const MatmulKey& key) const {
-    size_t h = 1469598103934665603ull;
-    for (uint64_t x : {uint64_t(key.m), uint64_t(key.n), uint64_t(key.k), uint64_t(key.ldc),
-                       uint64_t(key.ta) << 1 | uint64_t(key.tb), uint64_t(key.alpha) << 32 | key.beta})
-      h = (h ^ x) * 1099511628211ull;
-    return h;
-  }
-};
-
 struct PreparedMatmul {
   dnnl::memory::desc a, b, c;
   dnnl::matmul matmul;
@@ -119,17 +81,11 @@ struct PreparedMatmul {
 const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float beta) {
   thread_local std::unordered_map<MatmulKey, PreparedMatmul, MatmulKeyHash> cache;
   if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
-  if (cache.size() >= 512) cache.clear();  // a bound for long-lived threads that see many shapes
+  if (cache.size() >= kMatmulCacheShapes) cache.clear();
   using dims = dnnl::memory::dims;
   using dt = dnnl::memory::data_type;
   const int64_t m = key.m, n = key.n, k = key.k;
-  dnnl::primitive_attr attr;
-  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-  if (beta != 0.0f) {
-    dnnl::post_ops ops;
-    ops.append_sum(beta);
-    attr.set_post_ops(ops);
-  }
+  const dnnl::primitive_attr attr = scaled_attr(alpha, beta);
   PreparedMatmul p;
   p.c = dnnl::memory::desc(dims{m, n}, dt::f32, dims{key.ldc, 1});
   // A and B arrive dense in their stored layout: A is [m][k] (or [k][m] when transposed), B [k][n] (or
@@ -139,7 +95,7 @@ const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float b
     p.a = dnnl::memory::desc(dims{m, k}, dt::bf16, key.ta && !plain ? dims{1, m} : dims{k, 1});
     p.b = dnnl::memory::desc(dims{k, n}, dt::bf16, key.tb && !plain ? dims{1, k} : dims{n, 1});
     try {
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a, p.b, p.c), attr, cpu_engine());
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a, p.b, p.c), attr, onednn_engine());
       p.matmul = dnnl::matmul(pd);
       break;
     } catch (const dnnl::error&) {
@@ -154,8 +110,8 @@ const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float b
 bool gemm_bf16_native(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   thread_local std::vector<uint16_t> a16, b16;
-  thread_local dnnl::stream stream(cpu_engine());
-  const MatmulKey key{m, n, k, ldc, ta, tb, std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta)};
+  dnnl::stream& stream = onednn_stream();
+  const MatmulKey key = matmul_key(ta, tb, m, n, k, 0, 0, ldc, alpha, beta);  // A and B dense after rounding
   const PreparedMatmul* prepared = prepared_matmul(key, alpha, beta);
   if (!prepared) return false;
   const PreparedMatmul& p = *prepared;
@@ -167,7 +123,7 @@ bool gemm_bf16_native(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
   if (!tb) round_rows_bits(b, k, n, ldb, b16.data());
   else if (!p.plain) round_rows_bits(b, n, k, ldb, b16.data());
   else round_transposed_bits(b, n, k, ldb, b16.data());
-  dnnl::memory am(p.a, cpu_engine(), a16.data()), bm(p.b, cpu_engine(), b16.data()), cm(p.c, cpu_engine(), c);
+  dnnl::memory am(p.a, onednn_engine(), a16.data()), bm(p.b, onednn_engine(), b16.data()), cm(p.c, onednn_engine(), c);
   try {  // oneDNN checks its arguments before it writes C
     p.matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     stream.wait();

@@ -1,6 +1,7 @@
 // train, runs and gradflow as a user runs them, including a training process killed with SIGKILL:
 // the store stays sound, no committed step is lost, and --resume finishes the run exactly.
 #include <gtest/gtest.h>
+#include <cstdlib>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -63,6 +64,32 @@ TEST_F(Cli, TrainWithBf16MatmulsRecordsThePrecisionAndSaysHowItRan) {
   const CliRun j = run("runs show 1 --json --db " + db);
   ASSERT_EQ(j.code, 0) << j.err;
   EXPECT_NE(j.out.find("\"precision\":\"bf16\""), std::string::npos) << j.out;
+}
+
+// BLOCKLAB_GEMM picks the float32 GEMM's library; bench and train say which runs, and why. A value that
+// names neither is refused before any work, naming the variable.
+TEST_F(Cli, TheGemmLibraryIsShownAndItsSwitchChecked) {
+  for (const char* library : {"openblas", "onednn"}) {
+    ::setenv("BLOCKLAB_GEMM", library, 1);
+    const CliRun b = run("bench --filter sgemm_ --budget-s 0 --min-repeats 1");
+    ASSERT_EQ(b.code, 0) << b.err;
+    EXPECT_NE(b.out.find(std::string("GEMM: ") + library + ": "), std::string::npos) << b.out;
+    EXPECT_NE(b.out.find(std::string("(BLOCKLAB_GEMM=") + library + ")"), std::string::npos) << b.out;
+    EXPECT_NE(b.out.find("sgemm_openblas"), std::string::npos) << b.out;  // both side by side, whichever runs
+    EXPECT_NE(b.out.find("sgemm_onednn"), std::string::npos) << b.out;
+    const CliRun t = run("train " + kSmall + " --steps 2 --json --db " + path(std::string(library) + ".db"));
+    ASSERT_EQ(t.code, 0) << t.err;
+    EXPECT_NE(t.out.find(std::string("\"matmuls\":\"f32 on ") + library + ": "), std::string::npos) << t.out;
+  }
+  ::setenv("BLOCKLAB_GEMM", "mkl", 1);
+  expect_usage_error(run("bench --filter sgemm_ --budget-s 0"), "BLOCKLAB_GEMM: expected openblas or onednn");
+  expect_usage_error(run("init --d-model 8 --n-heads 2 --d-ff 16 --output " + path("m.safetensors")), "got \"mkl\"",
+                     path("m.safetensors"));
+  EXPECT_EQ(run("forward --help").code, 0);  // help still shows
+  ::unsetenv("BLOCKLAB_GEMM");
+  ::setenv("BLOCKLAB_BF16", "native", 1);
+  expect_usage_error(run("train " + kSmall + " --steps 1 --db " + path("x.db")), "BLOCKLAB_BF16: expected emulate");
+  ::unsetenv("BLOCKLAB_BF16");
 }
 
 TEST_F(Cli, UsersAddListSetRoleBlockRemoveAndClassCodes) {

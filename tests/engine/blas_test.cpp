@@ -1,12 +1,15 @@
-// The GEMM layer: float32 and float64 against a direct sum, and the bf16 matmul precision — its rounding,
-// and its GEMM (native through oneDNN where the CPU has bf16 dot products, emulated elsewhere) against a
-// double-precision sum over the inputs rounded to bfloat16, in every transpose, alpha, beta and stride.
+// The GEMM layer: float32 (on both libraries, OpenBLAS and oneDNN) and float64 against a direct sum, and the
+// bf16 matmul precision — its rounding, and its GEMM (native through oneDNN where the CPU has bf16 dot
+// products, emulated elsewhere) against a double-precision sum over the inputs rounded to bfloat16, in every
+// transpose, alpha, beta and stride.
 #include "engine/blas.h"
 
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
+#include <cstdlib>
+#include <utility>
 #include <limits>
 #include <ostream>
 #include <string>
@@ -61,6 +64,45 @@ TEST(Bf16, SupportIsReported) {
   EXPECT_EQ(s.how.rfind(s.native ? "native: oneDNN" : "emulated: ", 0), 0u) << s.how;
 }
 
+TEST(Gemm, TheLibraryIsChosenByTheCpuOrTheEnvironmentAndSaysWhy) {
+  const GemmChoice& c = gemm_choice();
+  EXPECT_EQ(c.how.rfind(std::string(name_of(c.library)) + ": ", 0), 0u) << c.how;
+  const char* env = std::getenv("BLOCKLAB_GEMM");
+  if (env && parse_gemm_library(env)) {
+    EXPECT_EQ(c.library, *parse_gemm_library(env));
+    EXPECT_NE(c.how.find(std::string("BLOCKLAB_GEMM=") + env), std::string::npos) << c.how;
+  } else {
+    const bool measured = c.how.find("measured at start, 512^3 on one thread: oneDNN ") != std::string::npos;
+    EXPECT_TRUE(measured || c.how.find("(the CPU has no AVX-512)") != std::string::npos) << c.how;
+  }
+  EXPECT_EQ(parse_gemm_library("onednn"), GemmLibrary::onednn);
+  EXPECT_EQ(parse_gemm_library("OpenBLAS"), std::nullopt);
+  EXPECT_EQ(gemm_library(), c.library);
+  {
+    const ScopedGemmLibrary on(c.library == GemmLibrary::onednn ? GemmLibrary::openblas : GemmLibrary::onednn);
+    EXPECT_NE(gemm_library(), c.library);
+  }
+  EXPECT_EQ(gemm_library(), c.library);
+}
+
+// Shapes oneDNN has no fast kernel for fall back to OpenBLAS, and so do small ones: every shape in every
+// layout still gives the product, on either side of kOneDnnMinMultiplyAdds.
+TEST(Gemm, EveryLayoutOnOneDnnGivesTheProduct) {
+  const ScopedGemmLibrary on(GemmLibrary::onednn);
+  for (int64_t m : {1, 7, 1024})
+    for (int64_t n : {1, 8, 1100})
+      for (int64_t k : {1, 5})
+        for (int mask = 0; mask < 4; ++mask) {
+          const bool ta = mask & 1, tb = mask & 2;
+          const int64_t lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n;
+          const std::vector<float> a = random_matrix((ta ? k : m) * lda, 4), b = random_matrix((tb ? n : k) * ldb, 5);
+          std::vector<float> c(size_t(m * ldc), 0.0f);
+          gemm<float>(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), ldc);
+          const std::vector<double> want = reference(ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc, false);
+          for (size_t i = 0; i < c.size(); ++i) ASSERT_NEAR(c[i], want[i], 1e-5) << m << "x" << n << "x" << k << " " << mask;
+        }
+}
+
 TEST(Bf16, PrecisionIsPerScopeAndPerThread) {
   EXPECT_EQ(matmul_precision(), MatmulPrecision::f32);
   {
@@ -94,13 +136,19 @@ TEST_P(GemmTest, Float32AndBf16MatchTheirReferences) {
   const int64_t lda = a_cols + s.pad, ldb = b_cols + s.pad, ldc = s.n + s.pad;
   const std::vector<float> a = random_matrix(a_rows * lda, 1), b = random_matrix(b_rows * ldb, 2),
                            c0 = random_matrix(s.m * ldc, 3);
-  for (MatmulPrecision p : {MatmulPrecision::f32, MatmulPrecision::bf16}) {
+  for (const auto& [p, library] : {std::pair{MatmulPrecision::f32, GemmLibrary::openblas},
+                                    std::pair{MatmulPrecision::f32, GemmLibrary::onednn},
+                                    std::pair{MatmulPrecision::bf16, gemm_choice().library}}) {
     const bool bf16 = p == MatmulPrecision::bf16;
-    std::vector<float> c = c0;
+    SCOPED_TRACE(std::string(name_of(p)) + " on " + std::string(name_of(library)));
+    std::vector<float> c = c0, again = c0;
     {
       const ScopedMatmulPrecision scope(p);
+      const ScopedGemmLibrary on(library);
       gemm<float>(s.ta, s.tb, s.m, s.n, s.k, s.alpha, a.data(), lda, b.data(), ldb, s.beta, c.data(), ldc);
+      gemm<float>(s.ta, s.tb, s.m, s.n, s.k, s.alpha, a.data(), lda, b.data(), ldb, s.beta, again.data(), ldc);
     }
+    EXPECT_EQ(c, again) << "the same call twice gives the same bits";
     const std::vector<double> want = reference(s.ta, s.tb, s.m, s.n, s.k, s.alpha, a, lda, b, ldb, s.beta, c0, ldc, bf16);
     const std::vector<double> other = reference(s.ta, s.tb, s.m, s.n, s.k, s.alpha, a, lda, b, ldb, s.beta, c0, ldc, !bf16);
     double worst = 0, apart = 0;
@@ -131,7 +179,11 @@ INSTANTIATE_TEST_SUITE_P(
                       GemmShape{true, true, 20, 20, 16, 0.25f, 0.f, 5, "BothTransposedScaled"},
                       GemmShape{false, true, 1, 1, 1, 2.f, -0.5f, 0, "OneByOne"},
                       GemmShape{false, false, 4, 3, 0, 1.f, 0.5f, 0, "EmptySumScalesC"},       // k = 0
-                      GemmShape{false, true, 96, 80, 2048, 1.f, 0.f, 0, "DeepSum"}),           // the FFN's depth
+                      GemmShape{false, true, 96, 80, 2048, 1.f, 0.f, 0, "DeepSum"},            // the FFN's depth
+                      // past kOneDnnMinMultiplyAdds: on oneDNN where it is chosen, in each layout
+                      GemmShape{true, false, 130, 96, 100, 0.5f, 1.f, 2, "LargeWeightGradient"},
+                      GemmShape{false, false, 100, 130, 96, 1.f, 1.f, 0, "LargeInputGradient"},
+                      GemmShape{true, true, 96, 100, 130, 1.f, 0.f, 1, "LargeBothTransposed"}),
     [](const ::testing::TestParamInfo<GemmShape>& info) { return std::string(info.param.name); });
 
 TEST(Gemm, DoubleIsNeverRounded) {

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "engine/blas.h"
 #include "engine/kernels.h"
 #include "gradcheck.h"
 
@@ -267,6 +268,62 @@ TEST(Forward, FloatAgreesWithDouble) {
   double worst = 0;
   for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(md.output().data[i] - mf.output().data[i]));
   EXPECT_LT(worst, 1e-4);
+}
+
+// At a width where the linear layers' products pass kOneDnnMinMultiplyAdds, float32 on each GEMM library
+// (OpenBLAS; oneDNN, where the CPU would choose it) agrees with float64: output, input gradient and every
+// parameter gradient. Each library repeats its own bits.
+TEST(Forward, FloatOnEitherGemmLibraryAgreesWithDouble) {
+  ModelConfig c;
+  c.d_model = 128;
+  c.n_heads = 4;
+  c.d_ff = 512;
+  c.n_layers = 2;
+  c.final_norm = true;
+  const int64_t B = 4, T = 32, n = B * T * c.d_model;
+  ASSERT_GE(B * T * c.d_model * c.d_ff, kOneDnnMinMultiplyAdds);
+  Model<double> md = std::move(Model<double>::create(c).value());
+  init_parameters(md.layout(), 5, md.params().data());
+  const Vec x = random_vector(size_t(n), 3), dy = random_vector(size_t(n), 4);
+  Vec dxd(static_cast<size_t>(n));
+  ASSERT_TRUE(md.forward(x.data(), B, T).is_ok());
+  md.backward(dy.data(), dxd.data(), Model<double>::Grads::overwrite);
+  auto scale = [](const auto& v) {
+    double s = 0;
+    for (auto e : v) s = std::max(s, std::abs(double(e)));
+    return std::max(s, 1e-30);
+  };
+  auto worst = [](const auto& a, const auto& b) {
+    double w = 0;
+    for (size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(double(a[i]) - double(b[i])));
+    return w;
+  };
+  const std::vector<float> xf(x.begin(), x.end()), dyf(dy.begin(), dy.end());
+  for (GemmLibrary library : {GemmLibrary::openblas, GemmLibrary::onednn}) {
+    SCOPED_TRACE(std::string(name_of(library)));
+    const ScopedGemmLibrary on(library);
+    Model<float> mf = std::move(Model<float>::create(c).value());
+    init_parameters(mf.layout(), 5, mf.params().data());
+    std::vector<float> y[2], dx[2], grads[2];
+    for (int run = 0; run < 2; ++run) {
+      dx[run].assign(size_t(n), 0.f);
+      ASSERT_TRUE(mf.forward(xf.data(), B, T).is_ok());
+      y[run] = mf.output().data;
+      mf.backward(dyf.data(), dx[run].data(), Model<float>::Grads::overwrite);
+      grads[run] = mf.grads();
+    }
+    EXPECT_EQ(y[0], y[1]);
+    EXPECT_EQ(dx[0], dx[1]);
+    EXPECT_EQ(grads[0], grads[1]);
+    EXPECT_LT(worst(y[0], md.output().data) / scale(md.output().data), 1e-5);
+    EXPECT_LT(worst(dx[0], dxd) / scale(dxd), 1e-5);
+    for (const ParamSpec& s : md.layout().specs()) {
+      const auto begin = size_t(s.offset), end = size_t(s.offset + s.numel());
+      const Vec want(md.grads().begin() + begin, md.grads().begin() + end);
+      const std::vector<float> got(grads[0].begin() + begin, grads[0].begin() + end);
+      EXPECT_LT(worst(got, want) / scale(want), 1e-4) << s.name;
+    }
+  }
 }
 
 // ---- Dropout -----------------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+// float32 GEMMs on oneDNN's matmul (brgemm: AVX-512 kernels), which library runs them (blas.h), and what the
+// two oneDNN users of the BLAS layer (this file and blas_bf16.cpp) share.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/blas.h"
+#include "engine/blas_internal.h"
+
+namespace blocklab {
+
+// ---- shared ----
+
+const dnnl::engine& onednn_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& onednn_stream() {
+  thread_local dnnl::stream stream(onednn_engine());
+  return stream;
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+const char* isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+dnnl::primitive_attr scaled_attr(float alpha, float beta) {
+  dnnl::primitive_attr attr;
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops ops;
+    ops.append_sum(beta);
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
+size_t MatmulKeyHash::operator()(const MatmulKey& key) const {
+  size_t h = 1469598103934665603ull;
+  for (uint64_t x : {uint64_t(key.m), uint64_t(key.n), uint64_t(key.k), uint64_t(key.lda), uint64_t(key.ldb),
+                     uint64_t(key.ldc), uint64_t(key.threads) << 2 | uint64_t(key.ta) << 1 | uint64_t(key.tb),
+                     uint64_t(key.alpha) << 32 | key.beta})
+    h = (h ^ x) * 1099511628211ull;
+  return h;
+}
+
+MatmulKey matmul_key(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
+                     float alpha, float beta) {
+  return {m, n, k, lda, ldb, ldc, ta, tb, std::bit_cast<uint32_t>(alpha), std::bit_cast<uint32_t>(beta),
+          omp_get_max_threads()};
+}
+
+// ---- which library runs float32 ----
+
+namespace {
+
+constexpr unsigned kAvx512Mask = dnnl_cpu_isa_avx512_core;  // the masks of the later AVX-512 ISAs contain it
+
+// The calibration: one 512 x 512 x 512 product (134 MFLOP, about a millisecond) on each library, on one
+// thread, three times interleaved; minimum times. oneDNN is chosen only when it is clearly faster, so that a
+// noisy machine does not flip the choice between runs: on a CPU whose AVX-512 runs at twice AVX2's width
+// (Zen 5, Xeon) it measures about 2x, where AVX-512 is split into two 256-bit halves (Zen 4) about 1x.
+constexpr double kOneDnnMargin = 1.25;
+
+struct Calibration {
+  double openblas_gflops = 0, onednn_gflops = 0;
+};
+
+Calibration calibrate() {
+  constexpr int64_t n = 512;
+  std::vector<float> a(size_t(n * n)), b(size_t(n * n)), c(size_t(n * n));
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = float(int(i * 7919 % 1000) - 500) / 1000.0f;
+    b[i] = float(int(i * 104729 % 1000) - 500) / 1000.0f;
+  }
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  using clock = std::chrono::steady_clock;
+  double best[2] = {1e30, 1e30};
+  bool onednn_ok = gemm_f32_onednn(false, true, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);  // JIT
+  for (int round = 0; round < 3; ++round)
+    for (int lib = 0; lib < 2; ++lib) {
+      const auto t0 = clock::now();
+      if (lib == 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(n), int(n), 1.f, a.data(), int(n),
+                    b.data(), int(n), 0.f, c.data(), int(n));
+      else if (onednn_ok)
+        onednn_ok = gemm_f32_onednn(false, true, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+      best[lib] = std::min(best[lib], std::chrono::duration<double>(clock::now() - t0).count());
+    }
+  omp_set_num_threads(threads);
+  const double flop = 2.0 * n * n * n;
+  return {flop / best[0] / 1e9, onednn_ok ? flop / best[1] / 1e9 : 0.0};
+}
+
+std::string rates(const Calibration& m) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "measured at start, 512^3 on one thread: oneDNN %.0f, OpenBLAS %.0f GFLOP/s",
+                m.onednn_gflops, m.openblas_gflops);
+  return buf;
+}
+
+GemmChoice detect_gemm_choice() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  const bool avx512 = (unsigned(isa) & kAvx512Mask) == kAvx512Mask;
+  const char* env = std::getenv("BLOCKLAB_GEMM");
+  const std::optional<GemmLibrary> asked = env ? parse_gemm_library(env) : std::nullopt;
+  GemmChoice c;
+  std::string why;
+  if (asked) {
+    c.library = *asked;
+    why = "BLOCKLAB_GEMM=" + std::string(env);
+  } else if (!avx512) {
+    c.library = GemmLibrary::openblas;
+    why = "the CPU has no AVX-512";
+  } else {
+    const Calibration m = calibrate();
+    const bool faster = m.onednn_gflops >= kOneDnnMargin * m.openblas_gflops;
+    c.library = faster ? GemmLibrary::onednn : GemmLibrary::openblas;
+    why = rates(m) + (faster ? ", oneDNN the faster" : ", oneDNN not 1.25x faster");
+  }
+  if (c.library == GemmLibrary::onednn)
+    c.how = "onednn: " + onednn_version() + " f32 matmul, " + isa_name(isa) + " (" + why + ")";
+  else
+    c.how = "openblas: OpenBLAS sgemm, CPU ISA " + std::string(isa_name(isa)) + " (" + why + ")";
+  return c;
+}
+
+thread_local int t_library = -1;  // a ScopedGemmLibrary's, or -1: the process's choice
+
+// ---- oneDNN's f32 matmul ----
+
+struct PreparedMatmul {
+  dnnl::memory::desc a, b, c;
+  dnnl::matmul matmul;
+  bool available = false;  // false: only a reference implementation (or none); OpenBLAS runs the shape
+};
+
+// One primitive per shape and layout, made on first use (oneDNN's JIT) and kept per thread.
+const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float beta) {
+  thread_local std::unordered_map<MatmulKey, PreparedMatmul, MatmulKeyHash> cache;
+  if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
+  if (cache.size() >= kMatmulCacheShapes) cache.clear();
+  using dims = dnnl::memory::dims;
+  using dt = dnnl::memory::data_type;
+  PreparedMatmul p;
+  // The operands as they lie: A is [m][k] at stride lda (or [k][m] when transposed), B [k][n] (or [n][k]).
+  p.a = dnnl::memory::desc(dims{key.m, key.k}, dt::f32, key.ta ? dims{1, key.lda} : dims{key.lda, 1});
+  p.b = dnnl::memory::desc(dims{key.k, key.n}, dt::f32, key.tb ? dims{1, key.ldb} : dims{key.ldb, 1});
+  p.c = dnnl::memory::desc(dims{key.m, key.n}, dt::f32, dims{key.ldc, 1});
+  try {
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p.a, p.b, p.c), scaled_attr(alpha, beta),
+                                          onednn_engine());
+    if (std::strncmp(pd.impl_info_str(), "ref", 3) != 0) {  // the reference loops are far slower than OpenBLAS
+      p.matmul = dnnl::matmul(pd);
+      p.available = true;
+    }
+  } catch (const dnnl::error&) {
+  }
+  const PreparedMatmul& kept = cache.emplace(key, std::move(p)).first->second;
+  return kept.available ? &kept : nullptr;
+}
+
+}  // namespace
+
+bool gemm_f32_onednn(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                     const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (k == 0) return false;  // C = beta C: OpenBLAS's
+  const PreparedMatmul* p = prepared_matmul(matmul_key(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta), alpha, beta);
+  if (!p) return false;
+  const dnnl::engine& engine = onednn_engine();
+  dnnl::memory am(p->a, engine, const_cast<float*>(a)), bm(p->b, engine, const_cast<float*>(b)),
+      cm(p->c, engine, c);
+  dnnl::stream& stream = onednn_stream();
+  try {  // oneDNN checks its arguments before it writes C
+    p->matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  } catch (const dnnl::error&) {
+    return false;
+  }
+  return true;
+}
+
+std::string_view name_of(GemmLibrary library) { return library == GemmLibrary::onednn ? "onednn" : "openblas"; }
+
+std::optional<GemmLibrary> parse_gemm_library(std::string_view name) {
+  for (GemmLibrary l : {GemmLibrary::openblas, GemmLibrary::onednn})
+    if (name == name_of(l)) return l;
+  return std::nullopt;
+}
+
+const GemmChoice& gemm_choice() {
+  static const GemmChoice choice = detect_gemm_choice();
+  return choice;
+}
+
+std::string gemm_environment_error() {
+  auto quoted = [](const char* v) {
+    std::string s(v);
+    if (s.size() > 40) s = s.substr(0, 40) + "…";
+    for (char& ch : s)
+      if (static_cast<unsigned char>(ch) < 0x20) ch = '?';
+    return "\"" + s + "\"";
+  };
+  if (const char* v = std::getenv("BLOCKLAB_GEMM"); v && !parse_gemm_library(v))
+    return std::string("BLOCKLAB_GEMM: expected openblas or onednn (or unset: chosen by the CPU), got ") + quoted(v);
+  if (const char* v = std::getenv("BLOCKLAB_BF16"); v && std::strcmp(v, "emulate") != 0)
+    return std::string("BLOCKLAB_BF16: expected emulate (or unset: native where the CPU has bf16), got ") + quoted(v);
+  return "";
+}
+
+GemmLibrary gemm_library() { return t_library < 0 ? gemm_choice().library : GemmLibrary(t_library); }
+
+ScopedGemmLibrary::ScopedGemmLibrary(GemmLibrary library) : previous_(t_library) { t_library = int(library); }
+ScopedGemmLibrary::~ScopedGemmLibrary() { t_library = previous_; }
+
+}  // namespace blocklab
