@@ -202,6 +202,16 @@ export function topIndices(values: ReadonlyArray<number | null>, k: number): num
     .map((e) => e.i);
 }
 
+/**
+ * Whether two vectors hold the same numbers (null = null): a dependent answer (the residual or FFN of a token)
+ * is drawn only while the vector it was asked for is still the one on screen.
+ */
+export function sameVector(a: ReadonlyArray<number | null> | null | undefined, b: ReadonlyArray<number | null> | null | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** A matrix's colour scale half-width for a heatmap (symmetric around zero). */
 export function matrixMax(m: ReadonlyArray<ReadonlyArray<number | null>>): number {
   return symmetricMax(...m);

@@ -238,6 +238,55 @@ describe('The other half (seed 000)', () => {
     }
   });
 
+  it('a new sentence: the old token’s residual and FFN answers are not drawn under the new heading while its own are asked', async () => {
+    for (const comp of ['residual', 'ffn'] as const) {
+      const u = await openPage(browser, base, `?page=other-half&comp=${comp}`);
+      await waitReady(u.page);
+      await expectText(u.page, '[data-testid="tracked"]', '19');
+      const oldStep = step(await tracker(19), 0, comp === 'residual' ? 'residual 1' : 'ffn');
+      // the answers that depend on the tracked token's vector are held back until released
+      const path = comp === 'residual' ? '/api/compute/residual' : '/api/compute/ffn';
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      await u.page.route(`**${path}`, async (route) => {
+        await held;
+        await route.continue();
+      });
+      await u.page.fill('[data-testid="text-input"]', 'hello');
+      // the block's answer for "hello" is shown (its heading) while the dependent answer waits
+      await expectText(u.page, '[data-testid="tracked"]', '4');
+      await u.page.waitForTimeout(300);
+      const b = await api<BlockResponse>(base, '/api/compute/block', { model: 'chars-small', text: 'hello', track: 4, trace: false });
+      const newStep = b.tracker.find((s) => s.block === 0 && s.name === (comp === 'residual' ? 'residual 1' : 'ffn'))!;
+      if (comp === 'residual') {
+        const oldR = await api<ResidualResponse>(base, '/api/compute/residual', { x: [oldStep.before], f: [oldStep.increment], alpha: 1 });
+        const shown = await u.page.evaluate(() => document.querySelector('[data-testid="norm-x"]')?.getAttribute('data-raw') ?? null);
+        expect(shown, 'the last sentence’s ‖x‖ under the new heading').not.toBe(String(oldR.norms[0].x));
+        expect(shown).toBeNull();
+        await expect(u.page.locator('[data-testid="residual-bars"]').count()).resolves.toBe(0);
+        release();
+        const r = await api<ResidualResponse>(base, '/api/compute/residual', { x: [newStep.before], f: [newStep.increment], alpha: 1 });
+        await expectNum(u.page, 'norm-x', r.norms[0].x);
+      } else {
+        const oldF = await api<FfnResponse>(base, '/api/compute/ffn', { model: 'chars-small', layer: 0, x: [oldStep.before], top_k: 8 });
+        const shown = await u.page.evaluate(() => document.querySelector('[data-testid="active-fraction"]')?.getAttribute('data-raw') ?? null);
+        expect(shown, 'the last sentence’s active fraction under the new heading').not.toBe(String(oldF.top_units[0].active_fraction));
+        expect(shown).toBeNull();
+        await expect(u.page.locator('[data-testid="top-units"]').count()).resolves.toBe(0);
+        // the hidden layer drawn is the new token's (from the block answer shown)
+        await expect(u.page.locator('[data-testid="ffn-hidden"]').count()).resolves.toBe(1);
+        release();
+        const f = await api<FfnResponse>(base, '/api/compute/ffn', { model: 'chars-small', layer: 0, x: [newStep.before], top_k: 8 });
+        await expectNum(u.page, 'active-fraction', f.top_units[0].active_fraction);
+        const units = (await tableTexts(u.page, '[data-testid="top-units"]')).map((row) => Number(row[0]));
+        expect(units).toEqual(f.top_units[0].units.map((x) => x.unit));
+      }
+      await waitReady(u.page);
+      expectNoErrors(u.errors);
+      await u.page.close();
+    }
+  });
+
   it('an API refusal is a clear message', async () => {
     const bad = 'Zebra Z';
     await w.page.fill('[data-testid="text-input"]', bad);

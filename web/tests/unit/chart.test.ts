@@ -12,6 +12,7 @@ import {
   logDomain,
   logSeries,
   runSeries,
+  sameVector,
   spreadLabels,
   symmetricMax,
   topIndices,
@@ -144,6 +145,17 @@ describe('training runs', () => {
   });
   it('top indices, ties by index, nulls last', () => {
     expect(topIndices([0.1, 3, null, 3, -1], 3)).toEqual([1, 3, 0]);
+  });
+});
+
+describe('sameVector', () => {
+  it('is true only for the same numbers in the same order (a dependent answer belongs to the vector shown)', () => {
+    expect(sameVector([1, 2, null], [1, 2, null])).toBe(true);
+    expect(sameVector([1, 2], [1, 2.0000001])).toBe(false);
+    expect(sameVector([1, 2], [1, 2, 3])).toBe(false);
+    expect(sameVector([1, null], [1, 0])).toBe(false);
+    expect(sameVector(null, [1])).toBe(false);
+    expect(sameVector([], undefined)).toBe(false);
   });
 });
 
