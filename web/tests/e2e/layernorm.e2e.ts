@@ -247,6 +247,48 @@ describe('LayerNorm step by step (seeds 004, 003)', () => {
     await u.page.close();
   });
 
+  it('a cell emptied with the keyboard is blank at once, while it still has the focus: not computed, not in the URL', async () => {
+    const u = await openPage(browser, base, '?page=layernorm');
+    await waitReady(u.page);
+    await expectNum(u.page, 'summary-mean-1', (await ln(X)).mean[1]);
+    const sent: string[] = [];
+    u.page.on('request', (req) => {
+      if (req.url().includes('/api/compute/')) sent.push(req.postData() ?? '');
+    });
+    // select the 5 and delete it; the cell keeps the focus (no Tab, no Enter: no change event)
+    await u.page.click('[data-testid="cell-1-0"]');
+    await u.page.keyboard.press('Control+a');
+    await u.page.keyboard.press('Backspace');
+    await u.page.waitForSelector('[data-testid="cells-invalid"]', { timeout: 5000 });
+    await expect(u.page.locator('[data-testid="cells-invalid"]').innerText()).resolves.toContain('token 2, x[0] is empty');
+    await expect(u.page.getAttribute('[data-testid="cell-1-0"]', 'aria-invalid')).resolves.toBe('true');
+    expect(params(u.page).get('x')).toBe('0.1,2.3,-1.2;,5.1,4.9;-0.5,0.7,1.9;3,-2,0.5');
+    await expect(u.page.locator('[data-testid="widget"] .num').count()).resolves.toBe(0);
+    await u.page.waitForTimeout(400);
+    expect(sent, 'requests sent with the old value').toEqual([]);
+    expect(await u.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('cell-1-0');
+    // typed, still in the cell: computed with what is typed, the text kept as typed ("1e1", not "10")
+    await u.page.keyboard.type('1e1');
+    await waitReady(u.page);
+    const x = [X[0], [10, 5.1, 4.9], X[2], X[3]];
+    await expectNum(u.page, 'summary-mean-1', (await ln(x)).mean[1]);
+    expect(params(u.page).get('x')).toBe('0.1,2.3,-1.2;10,5.1,4.9;-0.5,0.7,1.9;3,-2,0.5');
+    expect(await u.page.inputValue('[data-testid="cell-1-0"]')).toBe('1e1');
+    // text the input cannot read ("-" alone) is blank at once too
+    await u.page.keyboard.press('Control+a');
+    await u.page.keyboard.type('-');
+    await expect(u.page.locator('[data-testid="cells-invalid"]').innerText()).resolves.toContain('token 2, x[0] is not a finite number');
+    expect(params(u.page).get('x')).toBe('0.1,2.3,-1.2;,5.1,4.9;-0.5,0.7,1.9;3,-2,0.5');
+    await u.page.keyboard.type('4');
+    await u.page.keyboard.press('Tab');
+    await waitReady(u.page);
+    const r = await ln([X[0], [-4, 5.1, 4.9], X[2], X[3]]);
+    for (const i of ROWS) await expectNum(u.page, `summary-mean-${i}`, r.mean[i]);
+    expect(await u.page.inputValue('[data-testid="cell-1-0"]')).toBe('-4');
+    expectNoErrors(u.errors);
+    await u.page.close();
+  });
+
   it('1e308 in a cell: the engine’s refusal said clearly, the cell marked, no μ or σ beside it; the error goes with its cause', async () => {
     const u = await openPage(browser, base, '?page=layernorm');
     await waitReady(u.page);
