@@ -13,6 +13,8 @@ export class Resource<A, R> {
   error: string | null = $state(null);
   /** the refusal behind `error`, when the engine refused (its `field` names the input at fault) */
   refusal: ApiRefusal | null = $state.raw(null);
+  /** the request that `error` refused (the state may already be ahead of it) */
+  errorArgs: A | null = $state.raw(null);
   status: Status = $state('idle');
   private runner: Latest<A>;
   private key = '';
@@ -27,12 +29,14 @@ export class Resource<A, R> {
         this.args = this.pendingArgs;
         this.error = null;
         this.refusal = null;
+        this.errorArgs = null;
       },
       onError: (e) => {
         this.data = null;
         this.args = null;
         this.error = describeError(e);
         this.refusal = e instanceof ApiRefusal ? e : null;
+        this.errorArgs = this.pendingArgs;
       },
     });
   }
@@ -49,6 +53,7 @@ export class Resource<A, R> {
       this.args = null;
       this.error = null;
       this.refusal = null;
+      this.errorArgs = null;
       this.pendingArgs = null;
       return;
     }

@@ -106,4 +106,29 @@ describe.each(['other-half', 'ffn', 'addnorm'])('the sentence of %s', (page) => 
     expectNoErrors(w.errors, [/status of 400/]);
     await w.page.close();
   });
+
+  it('the character the engine refused is marked even when the model’s alphabet is not known (GET /api/models failed)', async () => {
+    const page0 = await desktop.context.newPage();
+    await page0.route('**/api/models', (r) =>
+      r.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'unavailable', message: 'models not loaded (test)', field: null } }) }),
+    );
+    const errors: string[] = [];
+    page0.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page0.on('pageerror', (e) => errors.push(e.message));
+    await page0.goto(`${base}/?page=${page}&text=${encodeURIComponent('héllo')}`);
+    const refused = await apiStatus(base, '/api/compute/block', { model: 'chars-small', text: 'héllo', trace: false });
+    expect(refused.json.error.field).toBe('text[1]');
+    await page0.waitForSelector('[data-testid="token-1"].invalid', { timeout: 10_000 });
+    await expect(page0.locator('.token.invalid').count()).resolves.toBe(1);
+    await expect(page0.locator('[data-testid="text-input"]').getAttribute('aria-invalid')).resolves.toBe('true');
+    const said = await page0.locator('[data-testid="text-invalid"]').innerText();
+    expect(said).toContain('“é” (position 1, U+00E9)');
+    expect(said, 'no alphabet is listed to point at').not.toContain('listed above');
+    // the character removed: the mark goes with the refusal
+    await page0.fill('[data-testid="text-input"]', 'hllo');
+    await page0.waitForFunction(() => !document.querySelector('.token.invalid'), undefined, { timeout: 10_000 });
+    await expect(page0.locator('[data-testid="text-invalid"]').count()).resolves.toBe(0);
+    expectNoErrors(errors, [/status of 503/, /status of 400/, /status of 401/]);
+    await page0.close();
+  });
 });

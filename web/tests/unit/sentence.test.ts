@@ -1,7 +1,7 @@
 // The sentence the model reads: characters outside its alphabet, and the engine's refusal said with the real one.
 import { describe, expect, it } from 'vitest';
 import { ApiRefusal } from '../../src/lib/api';
-import { describeOutside, outsideAlphabet, outsideWords, withRealChar } from '../../src/lib/sentence';
+import { describeOutside, markedChars, outsideAlphabet, outsideWords, refusedChar, withRealChar } from '../../src/lib/sentence';
 
 const ALPHABET = "\n !',-.:;?ABCDFGHILMNORSTWYabcdefghijklmnopqrstuvwxy";
 
@@ -28,6 +28,29 @@ describe('a sentence and the model’s alphabet', () => {
     const many = outsideWords(Array.from({ length: 10 }, (_, pos) => ({ pos, char: 'Z' })));
     expect(many).toMatch(/^Not in the model's alphabet: “Z” \(position 0\), .* and 2 more\. /);
     expect(outsideWords([])).toBe('');
+    // without the alphabet on the page, no pointer to it
+    expect(outsideWords([{ pos: 1, char: 'é' }], false)).toBe("Not in the model's alphabet: “é” (position 1, U+00E9).");
+  });
+
+  it('finds the character a refusal names, only in the sentence it refused', () => {
+    const e = new ApiRefusal(400, 'bad_request', 'text[1]: expected a character of the model\'s alphabet, got "é"', 'text[1]');
+    expect(refusedChar(e, 'héllo', 'héllo')).toEqual({ pos: 1, char: 'é' });
+    expect(refusedChar(e, 'héllo', 'éllo'), 'a refusal of the sentence before the edit').toBeNull();
+    expect(refusedChar(e, 'h', 'h'), 'a position past the end').toBeNull();
+    expect(refusedChar(new ApiRefusal(400, 'bad_request', 'track: …', 'track'), 'abc', 'abc')).toBeNull();
+    expect(refusedChar(null, 'abc', 'abc')).toBeNull();
+    const emoji = new ApiRefusal(400, 'bad_request', 'text[2]: …', 'text[2]');
+    expect(refusedChar(emoji, 'a😀😀', 'a😀😀')).toEqual({ pos: 2, char: '😀' });
+  });
+
+  it('marks the characters outside the alphabet and the refused one, each once, in order', () => {
+    expect(markedChars('héllo Z', null, { pos: 1, char: 'é' })).toEqual([{ pos: 1, char: 'é' }]);
+    expect(markedChars('Zé', ALPHABET, { pos: 0, char: 'Z' })).toEqual([
+      { pos: 0, char: 'Z' },
+      { pos: 1, char: 'é' },
+    ]);
+    expect(markedChars('abZ', ALPHABET)).toEqual([{ pos: 2, char: 'Z' }]);
+    expect(markedChars('abc', null)).toEqual([]);
   });
 
   it('puts the real character in the engine’s refusal instead of U+FFFD', () => {
