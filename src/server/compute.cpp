@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 #include <numeric>
+#include <string_view>
 
 #include "engine/kernels.h"
 #include "engine/model.h"
@@ -559,6 +560,17 @@ json tracker_json(const Model<float>& m, int64_t p, int64_t T) {
   return steps;
 }
 
+// The bytes of the UTF-8 character that starts at s[i]: 1 to 4, or 1 for a byte that starts no well-formed
+// sequence (the JSON reader refuses ill-formed UTF-8, so that is a safeguard).
+size_t utf8_char_bytes(std::string_view s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+  if (i + n > s.size()) return 1;
+  for (size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
+  return n;
+}
+
 }  // namespace
 
 json compute_block(const json& req, const ModelRegistry& models, const Limits& L) {
@@ -595,14 +607,20 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
     if (const json* text_field = optional_field(req, "text")) {
       if (!lm->info.alphabet) throw ApiError(400, "bad_request", "text: this model has no alphabet (not a chars model): expected tokens", "text");
       if (!text_field->is_string() || text_field->get<std::string>().empty()) bad_field("text", "a non-empty string", *text_field);
+      // Counted and named in characters (code points), as they were typed: "text[1]" of "héllo" is the é, and the
+      // message quotes it whole ("got \"é\""), not one of its UTF-8 bytes. The alphabet's characters are single bytes.
       const std::string s = text_field->get<std::string>();
-      if (int64_t(s.size()) > max_t)
-        throw ApiError(413, "too_large", "text: expected at most " + std::to_string(max_t) + " characters, got " + std::to_string(s.size()), "text");
-      for (size_t i = 0; i < s.size(); ++i) {
-        const size_t pos = lm->info.alphabet->find(s[i]);
+      int64_t n_chars = 0;
+      for (const char b : s) n_chars += (static_cast<unsigned char>(b) & 0xC0) != 0x80;
+      if (n_chars > max_t)
+        throw ApiError(413, "too_large", "text: expected at most " + std::to_string(max_t) + " characters, got " + std::to_string(n_chars), "text");
+      for (size_t i = 0, at = 0; i < s.size(); ++at) {
+        const size_t n = utf8_char_bytes(s, i);
+        const size_t pos = n == 1 ? lm->info.alphabet->find(s[i]) : std::string::npos;
         if (pos == std::string::npos || int64_t(pos) >= *config.vocab_size)
-          bad_field("text[" + std::to_string(i) + "]", "a character of the model's alphabet", json(std::string(1, s[i])));
+          bad_field("text[" + std::to_string(at) + "]", "a character of the model's alphabet", json(s.substr(i, n)));
         tokens.push_back(int32_t(pos));
+        i += n;
       }
       text = s;
     } else {

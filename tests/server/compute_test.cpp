@@ -220,6 +220,34 @@ TEST_F(Compute, BlockWithExtremeEditsAndOverridesIsFiniteOrA422) {
   EXPECT_EQ(first_null(r["logits"]), "");
 }
 
+// Issue 14: the sentence is read in characters. A character of two or more UTF-8 bytes is refused as itself (the
+// message quoted one of its bytes, U+FFFD), and the length is counted in characters, not bytes.
+TEST_F(Compute, BlockTextIsReadInCharactersAndARefusalQuotesTheCharacterTyped) {
+  ApiError e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", "h\xc3\xa9llo"}, {"trace", false}}, *models_, L); });
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.field, "text[1]");
+  EXPECT_STREQ(e.what(), "text[1]: expected a character of the model's alphabet, got \"\xc3\xa9\"");
+  e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", "ab \xf0\x9f\x98\x80!"}, {"trace", false}}, *models_, L); });
+  EXPECT_EQ(e.field, "text[3]");
+  EXPECT_STREQ(e.what(), "text[3]: expected a character of the model's alphabet, got \"\xf0\x9f\x98\x80\"");
+  // an ASCII character outside the alphabet, as before
+  e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", "the Z"}, {"trace", false}}, *models_, L); });
+  EXPECT_STREQ(e.what(), "text[4]: expected a character of the model's alphabet, got \"Z\"");
+  // 64 characters (the model's max_seq_len), 65 bytes: not too long; its é is what is refused, at its position
+  const std::string at_limit = std::string(63, 'a') + "\xc3\xa9";
+  e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", at_limit}, {"trace", false}}, *models_, L); });
+  EXPECT_EQ(e.status, 400) << e.what();
+  EXPECT_EQ(e.field, "text[63]");
+  // 65 characters: too long, counted in characters
+  e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", at_limit + "a"}, {"trace", false}}, *models_, L); });
+  EXPECT_EQ(e.status, 413);
+  EXPECT_EQ(e.field, "text");
+  EXPECT_STREQ(e.what(), "text: expected at most 64 characters, got 65");
+  // 64 characters of the alphabet are read
+  const json ok = compute_block({{"model", "chars-small"}, {"text", std::string(64, 'a')}, {"trace", false}}, *models_, L);
+  EXPECT_EQ(ok["track"], 63);
+}
+
 TEST_F(Compute, GradientFlowThatOverflowsFloat32IsMeasuredInFloat64) {
   // alpha 100 without norms: the activations grow 100x a block, past float32 (1e38) by block 20.
   const json req = {{"n_layers", 24}, {"norm", "none"}, {"alpha", 100}, {"d_model", 8}, {"n_heads", 2}, {"d_ff", 16},
