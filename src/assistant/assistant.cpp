@@ -804,6 +804,21 @@ std::string ctx_str(const json& ctx, const char* key, const std::string& fallbac
   return s;
 }
 
+// The block on the page's sentence (context.text), tracking context.pos: a position past the sentence's end is
+// its last token, as the pages read it (never a refusal of a "track" the reader did not send); a refusal of the
+// sentence names the context's field ("context.text[1]: expected a character of the model's alphabet, got \"é\"").
+json block_of_context(Ctx& c, const std::string& text, int64_t pos_in) {
+  int64_t n_chars = 0;
+  for (const char b : text) n_chars += (static_cast<unsigned char>(b) & 0xC0) != 0x80;
+  const json track = pos_in < 0 || pos_in >= n_chars ? json(nullptr) : json(pos_in);
+  try {
+    return server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", track}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
+  } catch (const ApiError& e) {
+    if (e.field.rfind("text", 0) != 0) throw;
+    throw ApiError(e.status, e.code, std::string("context.") + e.what(), "context." + e.field);
+  }
+}
+
 bool page_ffn(Ctx& c, double* ms) {
   if (!c.models) return false;
   const json& x = c.q.context;
@@ -813,7 +828,7 @@ bool page_ffn(Ctx& c, double* ms) {
   const int64_t layer = server::read_integer(x, "layer", 0, 0, 127, "context");
   const std::string act = server::read_choice(x, "act", "gelu_tanh", {"relu", "gelu", "gelu_tanh"}, "context");
   const auto t0 = std::chrono::steady_clock::now();
-  json block = server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", pos_in < 0 ? json(nullptr) : json(pos_in)}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
+  json block = block_of_context(c, text, pos_in);
   const int64_t track = block["track"].get<int64_t>();
   const json* step = nullptr;
   int64_t n_layers = 0;
@@ -941,7 +956,7 @@ bool page_other_half(Ctx& c, double* ms) {
   const std::string sub = server::read_choice(x, "sub", "attn", {"attn", "ffn"}, "context");
   const double alpha = server::read_number(x, "alpha", 1, 0, 2, "context");
   const auto t0 = std::chrono::steady_clock::now();
-  json block = server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", pos_in < 0 ? json(nullptr) : json(pos_in)}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
+  json block = block_of_context(c, text, pos_in);
   const json* step = nullptr;
   for (const json& s : block["tracker"])
     if (s["block"].get<int64_t>() == blk && s["component"] == (sub == "attn" ? "attention" : "ffn")) step = &s;

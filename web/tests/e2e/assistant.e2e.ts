@@ -249,6 +249,34 @@ describe('the assistant panel', () => {
     await w.page.close();
   });
 
+  it('the page’s sentence as context: “héllo” refused as it was typed (context.text[1], got “é”), a position past its end read as its last token', async () => {
+    const q = 'What does the FFN do to this token?';
+    const w = await openPage(desktop, base, `?page=ffn&text=${encodeURIComponent('héllo')}`);
+    await openPanel(w.page);
+    await w.page.fill('[data-testid="assistant-input"]', q);
+    await w.page.press('[data-testid="assistant-input"]', 'Enter');
+    await w.page.waitForSelector('[data-testid="assistant-error"]', { timeout: 30_000 });
+    const msg = (await w.page.locator('[data-testid="assistant-error"]').innerText()).trim();
+    expect(msg).toContain('context.text[1]: expected a character of the model\'s alphabet, got "é"');
+    expect(msg).not.toContain('\uFFFD');
+    // the question is handed back, nothing left in the transcript
+    expect(await w.page.inputValue('[data-testid="assistant-input"]')).toBe(q);
+    await screenshot(w.page, 'assistant-refused-sentence');
+    expectNoErrors(w.errors, [/status of 400/]);
+    await w.page.close();
+    // a shared URL's position past the sentence's end: the page tracks the last token, and so does the answer
+    const u = await openPage(desktop, base, '?page=ffn&text=abc&pos=10');
+    await waitReady(u.page);
+    await expectText(u.page, '[data-testid="tracked"]', '2');
+    await openPanel(u.page);
+    const a = await ask(u.page, q);
+    expect(a.body.context.pos).toBe(10);
+    expect(a.answer.status).toBe('answered');
+    await expect(u.page.locator('[data-testid="assistant-error"]').count()).resolves.toBe(0);
+    expectNoErrors(u.errors);
+    await u.page.close();
+  });
+
   it('works from the keyboard alone: Tab to the button, Enter opens, Enter sends, Shift+Enter a new line, Escape closes', async () => {
     const w = await openPage(desktop, base, '?page=gradflow');
     await waitReady(w.page);
