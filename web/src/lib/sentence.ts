@@ -1,8 +1,7 @@
-// A sentence the model reads: which of its characters the model's alphabet (GET /api/models) lacks, and the
-// engine's refusal of such a character said with the character itself. The engine checks the text's bytes, so
-// a character of two or more UTF-8 bytes (é, an emoji) comes back in its message as U+FFFD ("got \"\uFFFD\"");
-// its `field` (`text[i]`) still names the character's position.
-import { ApiRefusal } from './api';
+// A sentence the model reads: which of its characters the model's alphabet (GET /api/models) lacks, and the one
+// the engine's refusal names (its `field`, `text[i]`, counted in characters; its message quotes the character as
+// typed, `got "é"`).
+import type { ApiRefusal } from './api';
 
 export interface OutsideChar {
   /** the position in the sentence, counted in characters (code points) as the token picker counts them */
@@ -64,18 +63,4 @@ export function outsideWords(list: readonly OutsideChar[], alphabetShown = true)
   const shown = list.slice(0, 8).map(describeOutside).join(', ');
   const more = list.length > 8 ? ` and ${list.length - 8} more` : '';
   return `Not in the model's alphabet: ${shown}${more}.${alphabetShown ? ' The model can read only the characters listed above.' : ''}`;
-}
-
-/**
- * The engine's refusal of `text` with the character it names shown as it is: a refusal whose field is
- * `text[i]` and whose message quotes U+FFFD gets the sentence's character i instead. Anything else unchanged.
- */
-export function withRealChar(e: unknown, text: string): unknown {
-  if (!(e instanceof ApiRefusal) || !e.field) return e;
-  const m = /^text\[(\d+)\]$/.exec(e.field);
-  if (!m || !e.message.includes('\uFFFD')) return e;
-  const c = [...text][Number(m[1])];
-  if (c === undefined) return e;
-  const message = e.message.replaceAll('"\uFFFD"', JSON.stringify(c)).replaceAll('\uFFFD', c);
-  return new ApiRefusal(e.status, e.code, message, e.field, e.retryAfter);
 }

@@ -1,7 +1,7 @@
-// The sentence the model reads: characters outside its alphabet, and the engine's refusal said with the real one.
+// The sentence the model reads: characters outside its alphabet, and the one the engine's refusal names.
 import { describe, expect, it } from 'vitest';
 import { ApiRefusal } from '../../src/lib/api';
-import { describeOutside, markedChars, outsideAlphabet, outsideWords, refusedChar, withRealChar } from '../../src/lib/sentence';
+import { describeOutside, markedChars, outsideAlphabet, outsideWords, refusedChar } from '../../src/lib/sentence';
 
 const ALPHABET = "\n !',-.:;?ABCDFGHILMNORSTWYabcdefghijklmnopqrstuvwxy";
 
@@ -51,23 +51,5 @@ describe('a sentence and the model’s alphabet', () => {
     ]);
     expect(markedChars('abZ', ALPHABET)).toEqual([{ pos: 2, char: 'Z' }]);
     expect(markedChars('abc', null)).toEqual([]);
-  });
-
-  it('puts the real character in the engine’s refusal instead of U+FFFD', () => {
-    const e = new ApiRefusal(400, 'bad_request', 'text[1]: expected a character of the model\'s alphabet, got "\uFFFD"', 'text[1]');
-    const fixed = withRealChar(e, 'héllo') as ApiRefusal;
-    expect(fixed).toBeInstanceOf(ApiRefusal);
-    expect(fixed.message).toBe('text[1]: expected a character of the model\'s alphabet, got "é"');
-    expect([fixed.status, fixed.code, fixed.field]).toEqual([400, 'bad_request', 'text[1]']);
-    // positions count characters: the emoji is one
-    const emoji = new ApiRefusal(400, 'bad_request', 'text[2]: … got "\uFFFD"', 'text[2]');
-    expect((withRealChar(emoji, 'a😀😀') as ApiRefusal).message).toBe('text[2]: … got "😀"');
-    // anything else is left as it is
-    const plain = new ApiRefusal(400, 'bad_request', 'text[0]: … got "Z"', 'text[0]');
-    expect(withRealChar(plain, 'Zebra')).toBe(plain);
-    const other = new ApiRefusal(400, 'bad_request', 'x: \uFFFD', 'x');
-    expect(withRealChar(other, 'abc')).toBe(other);
-    const err = new TypeError('fetch failed');
-    expect(withRealChar(err, 'abc')).toBe(err);
   });
 });
