@@ -86,4 +86,37 @@ describe('Gradient flow (seeds 003, 004)', () => {
     await expect(w.page.locator('[data-testid="gradchart"] path[stroke-dasharray]').count()).resolves.toBe(0);
     expectNoErrors(w.errors);
   });
+
+  it('while new curves are computed, the curves shown keep the labels of the setting they were measured for', async () => {
+    const u = await openPage(browser, base, '?page=gradflow');
+    await waitReady(u.page);
+    const legend = () =>
+      u.page.$$eval('[data-testid="gradchart"] .legend .key', (keys) =>
+        keys.map((k) => `${k.querySelector('line[stroke-dasharray]') ? 'dashed' : 'solid'}: ${k.textContent?.trim()}`),
+      );
+    expect(await legend()).toEqual(['solid: with residuals', 'dashed: without residuals']);
+    const withRes = await flow(24, true);
+    await expectNum(u.page, 'grad-first', withRes.layers[0].grad_norm_resid);
+    // the answers for the new setting are held back: the page still shows the old ones
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await u.page.route('**/api/gradient-flow', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await choose(u.page, 'residual', 'off');
+    await u.page.waitForSelector('[data-testid="widget"][data-status="pending"]');
+    await u.page.waitForTimeout(400);
+    await expectNum(u.page, 'grad-first', withRes.layers[0].grad_norm_resid);
+    expect(await legend(), 'the with-residual curve labelled by the control, not by its answer').toEqual(['solid: with residuals', 'dashed: without residuals']);
+    await expect(u.page.locator('[data-testid="drift-config"]').innerText()).resolves.toBe('with residuals, layernorm, pre');
+    release();
+    await waitReady(u.page);
+    const without = await flow(24, false);
+    await expectNum(u.page, 'grad-first', without.layers[0].grad_norm_resid);
+    expect(await legend()).toEqual(['solid: without residuals', 'dashed: with residuals']);
+    await expect(u.page.locator('[data-testid="drift-config"]').innerText()).resolves.toBe('without residuals, layernorm, pre');
+    expectNoErrors(u.errors);
+    await u.page.close();
+  });
 });
