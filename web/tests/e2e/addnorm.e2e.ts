@@ -110,4 +110,36 @@ describe('Add & Norm (seeds 001, 004)', () => {
     await check();
     expectNoErrors(w.errors);
   });
+
+  it('while the table is measured at a new depth, its rows say the depth of the numbers shown', async () => {
+    const u = await openPage(browser, base, '?page=addnorm');
+    await waitReady(u.page);
+    const pre12 = await flow(12, 'pre');
+    await expectNum(u.page, 'pre-gN', pre12.layers.at(-1)!.grad_norm_resid);
+    await expect(u.page.locator('[data-testid="prepost"]').innerText()).resolves.toContain('at layer 12 (measured)');
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await u.page.route('**/api/gradient-flow', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await u.page.focus('[data-testid="depth"]');
+    await press(u.page, 'ArrowRight', 12);
+    await u.page.waitForSelector('[data-testid="widget"][data-status="pending"]');
+    await u.page.waitForTimeout(400);
+    expect(params(u.page).get('depth')).toBe('24');
+    // the 12-layer numbers are still shown: said as 12 layers, not as the slider's 24
+    await expectNum(u.page, 'pre-gN', pre12.layers.at(-1)!.grad_norm_resid);
+    const table = await u.page.locator('[data-testid="prepost"]').innerText();
+    expect(table, 'the 12-layer numbers said as the slider’s 24 layers').toContain('at layer 12 (measured)');
+    expect(table).not.toContain('at layer 24');
+    await expect(u.page.locator('[data-testid="prepost-depth"]').innerText()).resolves.toBe('12');
+    release();
+    await waitReady(u.page);
+    const pre24 = await flow(24, 'pre');
+    await expectNum(u.page, 'pre-gN', pre24.layers.at(-1)!.grad_norm_resid);
+    await expect(u.page.locator('[data-testid="prepost-depth"]').innerText()).resolves.toBe('24');
+    expectNoErrors(u.errors);
+    await u.page.close();
+  });
 });
