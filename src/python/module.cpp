@@ -574,6 +574,8 @@ void set_param_impl(Model<T>& m, const std::string& name, py::handle value) {
 PYBIND11_MODULE(blocklab, mod) {
   using namespace blocklab;
   using namespace blocklab::python;
+  // BLOCKLAB_GEMM / BLOCKLAB_BF16 holding a value neither names: refused at import, as the CLI refuses to start
+  if (const std::string bad = gemm_environment_error(); !bad.empty()) throw py::import_error(bad);
   mod.doc() = "BlockLab's engine from Python: load a model, run it, cache, patch and ablate activations, and take "
               "gradients of parameters and activations (docs/python.md).";
 

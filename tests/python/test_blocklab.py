@@ -311,6 +311,18 @@ class Cache(unittest.TestCase, Close):
 class Errors(unittest.TestCase):
     """Bad input raises ValueError with one line naming what (never a crash)."""
 
+    def test_a_bad_gemm_switch_is_refused_at_import(self):
+        import subprocess
+        for var, value, want in (("BLOCKLAB_GEMM", "mkl", "BLOCKLAB_GEMM: expected openblas or onednn"),
+                                 ("BLOCKLAB_BF16", "yes", "BLOCKLAB_BF16: expected emulate")):
+            got = subprocess.run([sys.executable, "-c", "import blocklab"], capture_output=True, text=True,
+                                 timeout=60, env=dict(os.environ, **{var: value}))
+            self.assertNotEqual(got.returncode, 0)
+            self.assertIn("ImportError: " + want, got.stderr)
+        ok = subprocess.run([sys.executable, "-c", "import blocklab"], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, BLOCKLAB_GEMM="onednn"))
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+
     def setUp(self):
         self.m = blocklab.load(os.path.join(HOOKS, "pre_layernorm_causal_final.model.safetensors"))
         self.lm = blocklab.load(os.path.join(HOOKS, "lm_pre_positions.model.safetensors"))
