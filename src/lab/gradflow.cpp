@@ -1,6 +1,10 @@
 #include "lab/gradflow.h"
 
 #include <cmath>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
 
 #include "engine/model.h"
 #include "engine/optimizer.h"
@@ -11,12 +15,10 @@ namespace blocklab::lab {
 
 namespace {
 
+// One measurement on a model made for `config` and initialised from `seed`.
 template <typename T>
-Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t seq_len, uint64_t seed) {
-  Result<Model<T>> created = Model<T>::create(config);
-  if (!created) return created.status();
-  Model<T>& model = created.value();
-  init_parameters(model.layout(), seed, model.params().data());
+Result<GradFlowResult> measure_on(Model<T>& model, const ModelConfig& config, int64_t batch, int64_t seq_len,
+                                  uint64_t seed) {
   const Task task = Task::create(TaskKind::copy, seq_len).value();
   const Batch b = task.batch(seed, 1, batch);
   BLOCKLAB_RETURN_IF_ERROR(model.forward_lm(b.tokens.data(), b.targets.data(), batch, seq_len));
@@ -45,6 +47,77 @@ Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t
     r.layers.push_back({i, std::sqrt(param_sq[size_t(i)]), l2_norm(g.ptr(), g.numel()), mean,
                         std::sqrt(sq / double(post.numel()))});
   }
+  return r;
+}
+
+// Models kept between measurements, initialised, per (config, seed): a measurement changes no parameter (it
+// writes activations and overwrites gradients), so the next request for the same stack reuses one instead of
+// allocating and initialising it again (at the page's 24 layers that was a fifth of the request: the
+// initialisation, zeroing fresh memory and its page faults). Each model is lent to one measurement at a time;
+// the pool keeps at most kPoolBytes of parameters and gradients, the least recently returned leaving first.
+template <typename T>
+class ModelPool {
+ public:
+  static constexpr size_t kPoolBytes = size_t(256) << 20;
+
+  struct Kept {
+    std::string key;
+    std::unique_ptr<Model<T>> model;
+  };
+
+  // A model for (config, seed): one from the pool, or a new one, initialised.
+  Result<Kept> take(const ModelConfig& config, uint64_t seed) {
+    std::string key = io::config_to_json(config).dump() + "#" + std::to_string(seed);
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = kept_.begin(); it != kept_.end(); ++it)
+        if (it->key == key) {
+          Kept k = std::move(*it);
+          bytes_ -= size_of(*k.model);
+          kept_.erase(it);
+          return k;
+        }
+    }
+    Result<Model<T>> created = Model<T>::create(config);
+    if (!created) return created.status();
+    auto model = std::make_unique<Model<T>>(std::move(created.value()));
+    init_parameters(model->layout(), seed, model->params().data());
+    return Kept{std::move(key), std::move(model)};
+  }
+
+  void give_back(Kept k) {
+    const size_t size = size_of(*k.model);
+    if (size > kPoolBytes) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    while (!kept_.empty() && bytes_ + size > kPoolBytes) {
+      bytes_ -= size_of(*kept_.front().model);
+      kept_.pop_front();
+    }
+    bytes_ += size;
+    kept_.push_back(std::move(k));
+  }
+
+ private:
+  static size_t size_of(const Model<T>& m) { return (m.params().size() + m.grads().size()) * sizeof(T); }
+
+  std::mutex mutex_;
+  std::list<Kept> kept_;  // least recently returned first
+  size_t bytes_ = 0;
+};
+
+template <typename T>
+ModelPool<T>& pool() {
+  static ModelPool<T> p;
+  return p;
+}
+
+template <typename T>
+Result<GradFlowResult> measure(const ModelConfig& config, int64_t batch, int64_t seq_len, uint64_t seed) {
+  Result<typename ModelPool<T>::Kept> taken = pool<T>().take(config, seed);
+  if (!taken) return taken.status();
+  typename ModelPool<T>::Kept kept = std::move(taken.value());
+  Result<GradFlowResult> r = measure_on(*kept.model, config, batch, seq_len, seed);
+  pool<T>().give_back(std::move(kept));
   return r;
 }
 

@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "io/checkpoint.h"
 #include "lab/gradflow.h"
@@ -237,6 +240,32 @@ TEST(GradFlow, WithoutNormalisationActivationsDrift) {
   c.placement = Placement::post;  // post-LN: every block's output is normalised
   const GradFlowResult normed = measure_gradient_flow(c, 4, 10, 1).value();
   for (const GradFlowLayer& l : normed.layers) EXPECT_NEAR(l.act_std, 1.0, 0.05);
+}
+
+// A second measurement of the same stack reuses the model kept from the first (no new initialisation): the
+// numbers are those of a fresh model, whatever was measured in between, in float32 and float64, and from
+// several threads at once.
+TEST(GradFlow, AKeptModelMeasuresAsAFreshOne) {
+  ModelConfig c;
+  c.d_model = 16;
+  c.n_heads = 2;
+  c.d_ff = 32;
+  c.n_layers = 6;
+  for (const bool exact : {false, true}) {
+    const std::string first = to_json(measure_gradient_flow(c, 3, 7, 5, exact).value()).dump();
+    ModelConfig other = c;
+    other.placement = Placement::post;
+    (void)measure_gradient_flow(other, 2, 9, 5, exact).value();
+    (void)measure_gradient_flow(c, 5, 4, 5, exact).value();  // the same model on another batch shape
+    (void)measure_gradient_flow(c, 3, 7, 6, exact).value();  // another seed: another model
+    EXPECT_EQ(to_json(measure_gradient_flow(c, 3, 7, 5, exact).value()).dump(), first);
+    std::vector<std::string> got(4);
+    std::vector<std::thread> threads;
+    for (std::string& g : got)
+      threads.emplace_back([&] { g = to_json(measure_gradient_flow(c, 3, 7, 5, exact).value()).dump(); });
+    for (std::thread& t : threads) t.join();
+    for (const std::string& g : got) EXPECT_EQ(g, first);
+  }
 }
 
 TEST(GradFlow, OneHundredLayersAndBadInput) {
