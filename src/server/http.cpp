@@ -942,6 +942,7 @@ struct Server::Impl {
 
   // ---- handler threads ----
   void worker() {
+    if (o.on_thread_start) o.on_thread_start();
     for (;;) {
       Task t;
       {

@@ -78,6 +78,7 @@ struct Options {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
   int threads = 8;  // handler threads
+  std::function<void()> on_thread_start;  // run first on each handler thread (the server: one engine thread each)
   int max_connections = 1024;
   int max_connections_per_address = 128;
   int max_streams = 512;            // open event streams, in all

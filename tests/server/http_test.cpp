@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 namespace blocklab::server::http {
@@ -336,6 +338,38 @@ TEST_F(HttpTest, BusyHandlersDoNotStopTheIoThread) {
   EXPECT_GE(s.fd, 0);
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 8);
+}
+
+// on_thread_start runs once on each handler thread, before it handles anything, and on that thread (the
+// server sets the engine's per-thread thread count there).
+TEST_F(HttpTest, EachHandlerThreadRunsTheStartHookFirst) {
+  static std::mutex mu;
+  static std::set<std::thread::id> started, handled_on;
+  static std::atomic<int> calls{0};
+  static thread_local bool ran = false;
+  Options o;
+  o.threads = 3;
+  o.on_thread_start = [] {
+    ran = true;
+    ++calls;
+    const std::lock_guard lock(mu);
+    started.insert(std::this_thread::get_id());
+  };
+  start(o);
+  server_->route("GET", "/api/where", [](const Request&, Response& r) {
+    const std::lock_guard lock(mu);
+    handled_on.insert(std::this_thread::get_id());
+    r.body = ran ? R"({"ran":true})" : R"({"ran":false})";
+  });
+  for (int i = 0; i < 12; ++i) {
+    const std::string a = ask("GET /api/where HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    EXPECT_EQ(status_of(a), 200) << a;
+    EXPECT_NE(a.find(R"({"ran":true})"), std::string::npos) << a;
+  }
+  EXPECT_EQ(calls.load(), 3);
+  const std::lock_guard lock(mu);
+  EXPECT_EQ(started.size(), 3u);
+  for (const std::thread::id& id : handled_on) EXPECT_EQ(started.count(id), 1u);
 }
 
 }  // namespace
