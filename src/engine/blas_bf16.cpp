@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/blas.h"
@@ -76,12 +75,9 @@ struct PreparedMatmul {
   bool available = true;  // false: oneDNN has no bf16 implementation for this shape (it is emulated)
 };
 
-// One primitive per shape, made on first use (oneDNN's JIT) and kept per thread; nullptr where oneDNN has
-// no implementation for it.
-const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float beta) {
-  thread_local std::unordered_map<MatmulKey, PreparedMatmul, MatmulKeyHash> cache;
-  if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
-  if (cache.size() >= kMatmulCacheShapes) cache.clear();
+// One primitive per shape, made on first use (oneDNN's JIT); not available where oneDNN has no
+// implementation for it.
+PreparedMatmul make_matmul(const MatmulKey& key, float alpha, float beta) {
   using dims = dnnl::memory::dims;
   using dt = dnnl::memory::data_type;
   const int64_t m = key.m, n = key.n, k = key.k;
@@ -102,8 +98,7 @@ const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float b
       p.available = !plain;
     }
   }
-  const PreparedMatmul& kept = cache.emplace(key, std::move(p)).first->second;
-  return kept.available ? &kept : nullptr;
+  return p;
 }
 
 // false where oneDNN has no implementation for the shape (C untouched).
@@ -112,7 +107,7 @@ bool gemm_bf16_native(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
   thread_local std::vector<uint16_t> a16, b16;
   dnnl::stream& stream = onednn_stream();
   const MatmulKey key = matmul_key(ta, tb, m, n, k, 0, 0, ldc, alpha, beta);  // A and B dense after rounding
-  const PreparedMatmul* prepared = prepared_matmul(key, alpha, beta);
+  const PreparedMatmul* prepared = cached_matmul<PreparedMatmul>(key, [&] { return make_matmul(key, alpha, beta); });
   if (!prepared) return false;
   const PreparedMatmul& p = *prepared;
   a16.resize(size_t(m * k));

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <unordered_map>
 
 namespace blocklab {
 
@@ -40,7 +41,16 @@ struct MatmulKeyHash {
 MatmulKey matmul_key(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc,
                      float alpha, float beta);
 
-// Caches are cleared past this many shapes: a bound for long-lived threads that see many.
-inline constexpr size_t kMatmulCacheShapes = 512;
+// This thread's prepared matmul for `key`, made by make() (a Prepared with a bool `available`) on first use
+// and kept; nullptr where it is not available. One cache per Prepared type and thread, cleared past 512
+// shapes: a bound for long-lived threads that see many.
+template <typename Prepared, typename Make>
+const Prepared* cached_matmul(const MatmulKey& key, Make&& make) {
+  thread_local std::unordered_map<MatmulKey, Prepared, MatmulKeyHash> cache;
+  if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
+  if (cache.size() >= 512) cache.clear();
+  const Prepared& kept = cache.emplace(key, make()).first->second;
+  return kept.available ? &kept : nullptr;
+}
 
 }  // namespace blocklab

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/blas.h"
@@ -161,11 +160,8 @@ struct PreparedMatmul {
   bool available = false;  // false: only a reference implementation (or none); OpenBLAS runs the shape
 };
 
-// One primitive per shape and layout, made on first use (oneDNN's JIT) and kept per thread.
-const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float beta) {
-  thread_local std::unordered_map<MatmulKey, PreparedMatmul, MatmulKeyHash> cache;
-  if (auto it = cache.find(key); it != cache.end()) return it->second.available ? &it->second : nullptr;
-  if (cache.size() >= kMatmulCacheShapes) cache.clear();
+// One primitive per shape and layout, made on first use (oneDNN's JIT).
+PreparedMatmul make_matmul(const MatmulKey& key, float alpha, float beta) {
   using dims = dnnl::memory::dims;
   using dt = dnnl::memory::data_type;
   PreparedMatmul p;
@@ -182,8 +178,7 @@ const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float b
     }
   } catch (const dnnl::error&) {
   }
-  const PreparedMatmul& kept = cache.emplace(key, std::move(p)).first->second;
-  return kept.available ? &kept : nullptr;
+  return p;
 }
 
 }  // namespace
@@ -191,7 +186,8 @@ const PreparedMatmul* prepared_matmul(const MatmulKey& key, float alpha, float b
 bool gemm_f32_onednn(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (k == 0) return false;  // C = beta C: OpenBLAS's
-  const PreparedMatmul* p = prepared_matmul(matmul_key(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta), alpha, beta);
+  const MatmulKey key = matmul_key(ta, tb, m, n, k, lda, ldb, ldc, alpha, beta);
+  const PreparedMatmul* p = cached_matmul<PreparedMatmul>(key, [&] { return make_matmul(key, alpha, beta); });
   if (!p) return false;
   const dnnl::engine& engine = onednn_engine();
   dnnl::memory am(p->a, engine, const_cast<float*>(a)), bm(p->b, engine, const_cast<float*>(b)),
