@@ -133,3 +133,10 @@ export function unrolled(k: number): string {
   if (k <= 0) return 'x_0';
   return `x_${k} = x_0 + ${Array.from({ length: k }, (_, l) => `f_${l}`).join(' + ')}`;
 }
+
+const SUB: Record<string, string> = { '0': '₀', '1': '₁', '2': '₂', '3': '₃', '4': '₄', '5': '₅', '6': '₆', '7': '₇', '8': '₈', '9': '₉', l: 'ₗ', '+': '₊' };
+
+/** "x_12 + f_l" → "x₁₂ + fₗ": the subscripts of a plain-text formula, for reading. */
+export function subscripts(s: string): string {
+  return s.replace(/_([0-9]+|l\+1|l)(?![a-z])/g, (_, d: string) => [...d].map((c) => SUB[c] ?? c).join(''));
+}

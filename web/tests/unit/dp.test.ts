@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { editDistance, editTable, fillOrder, norm, recurrenceTraceNames, residualSteps, reuse, unrolled, wordProblem, WORD_MAX } from '../../src/lib/dp';
+import { editDistance, editTable, fillOrder, norm, recurrenceTraceNames, residualSteps, reuse, subscripts, unrolled, wordProblem, WORD_MAX } from '../../src/lib/dp';
 
 describe('edit distance (the analogy, computed in TypeScript)', () => {
   it('matches known distances', () => {
@@ -76,5 +76,8 @@ describe('the residual recurrence from a trace', () => {
   it('unrolls the sum', () => {
     expect(unrolled(0)).toBe('x_0');
     expect(unrolled(3)).toBe('x_3 = x_0 + f_0 + f_1 + f_2');
+    expect(subscripts(unrolled(3))).toBe('x₃ = x₀ + f₀ + f₁ + f₂');
+    expect(subscripts('x_12, x_l, x_l+1')).toBe('x₁₂, xₗ, xₗ₊₁');
+    expect(subscripts('hook_logits, hook_resid_pre')).toBe('hook_logits, hook_resid_pre');
   });
 });
