@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <list>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <string_view>
+#include <unordered_map>
 
 #include "engine/kernels.h"
 #include "engine/model.h"
@@ -719,6 +723,47 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
 
 // ---- Gradient flow -------------------------------------------------------------------------------
 
+namespace {
+
+// Answers of /api/gradient-flow, a pure function of the stack, the batch shape and the seed: a class opening
+// the page asks the same few questions (its default state first) many times. The last kAnswers distinct
+// answers are kept, keyed by the request as read (config with its defaults, batch, seq_len, seed).
+class GradFlowAnswers {
+ public:
+  static constexpr size_t kAnswers = 256;
+
+  std::optional<json> find(const std::string& key) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return std::nullopt;
+    order_.splice(order_.end(), order_, it->second);  // most recently used last
+    return it->second->second;
+  }
+
+  void keep(const std::string& key, const json& answer) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    if (index_.count(key)) return;
+    if (order_.size() >= kAnswers) {
+      index_.erase(order_.front().first);
+      order_.pop_front();
+    }
+    order_.emplace_back(key, answer);
+    index_[key] = std::prev(order_.end());
+  }
+
+ private:
+  std::mutex mutex_;
+  std::list<std::pair<std::string, json>> order_;
+  std::unordered_map<std::string, std::list<std::pair<std::string, json>>::iterator> index_;
+};
+
+GradFlowAnswers& gradflow_answers() {
+  static GradFlowAnswers answers;
+  return answers;
+}
+
+}  // namespace
+
 json compute_gradient_flow(const json& req, const Limits& L) {
   reject_unknown_keys(req, {"d_model", "n_heads", "d_ff", "n_layers", "norm", "placement", "activation", "residual",
                             "residual_alpha", "alpha", "eps", "final_norm", "causal", "dropout", "batch", "seq_len", "seed"});
@@ -728,6 +773,9 @@ json compute_gradient_flow(const json& req, const Limits& L) {
   const int64_t seed = read_integer(req, "seed", 0, 0, int64_t(1) << 53);
   c.vocab_size = 10;
   check_cost(estimate_gflop(c, batch * seq, true), L, "n_layers");
+  const std::string key = io::config_to_json(c).dump() + "|" + std::to_string(batch) + "|" + std::to_string(seq) +
+                          "|" + std::to_string(seed);
+  if (std::optional<json> kept = gradflow_answers().find(key)) return *kept;
   Result<lab::GradFlowResult> r = lab::measure_gradient_flow(c, batch, seq, uint64_t(seed));
   if (!r) throw ApiError(400, "bad_config", r.status().message(), "");
   auto first_non_finite = [](const lab::GradFlowResult& g) -> std::string {
@@ -748,7 +796,9 @@ json compute_gradient_flow(const json& req, const Limits& L) {
                            "overflow): make residual_alpha or n_layers smaller",
                      optional_field(req, "residual_alpha") || optional_field(req, "alpha") ? "residual_alpha" : "n_layers");
   }
-  return lab::to_json(r.value());
+  json answer = lab::to_json(r.value());
+  gradflow_answers().keep(key, answer);
+  return answer;
 }
 
 lab::TrainRunSpec read_run_request(const json& j, const Limits& L) {

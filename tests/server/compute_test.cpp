@@ -15,6 +15,7 @@
 #include "io/json_limits.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
+#include "lab/gradflow.h"
 
 namespace blocklab::server {
 namespace {
@@ -262,6 +263,40 @@ TEST_F(Compute, GradientFlowThatOverflowsFloat32IsMeasuredInFloat64) {
   }
   const json r = compute_gradient_flow({{"n_layers", 4}, {"eps", 1e-12}, {"d_model", 8}, {"n_heads", 2}}, L);
   EXPECT_EQ(first_null(r["layers"]), "");
+}
+
+// Answers are kept per request as read: the same question (spelled differently, or with its defaults written
+// out) gets the measurement's answer again, and any other seed, shape or config its own.
+TEST_F(Compute, GradientFlowAnswersAreKeptPerQuestion) {
+  const json base = {{"n_layers", 3}, {"d_model", 8}, {"n_heads", 2}, {"d_ff", 16}, {"batch", 2}, {"seq_len", 5}};
+  ModelConfig c;
+  c.n_layers = 3;
+  c.d_model = 8;
+  c.n_heads = 2;
+  c.d_ff = 16;
+  const json fresh = lab::to_json(lab::measure_gradient_flow(c, 2, 5, 0).value());
+  EXPECT_EQ(compute_gradient_flow(base, L), fresh);
+  EXPECT_EQ(compute_gradient_flow(base, L), fresh);  // kept
+  json spelled = base;
+  spelled["seed"] = 0;
+  spelled["placement"] = "pre";
+  EXPECT_EQ(compute_gradient_flow(spelled, L), fresh);
+  for (const auto& [key, value] : {std::pair<std::string, json>{"seed", 1}, {"batch", 3}, {"seq_len", 4},
+                                   {"placement", "post"}, {"residual", false}}) {
+    json other = base;
+    other[key] = value;
+    ModelConfig oc = c;
+    int64_t batch = 2, seq = 5;
+    uint64_t seed = 0;
+    if (key == "seed") seed = 1;
+    if (key == "batch") batch = 3;
+    if (key == "seq_len") seq = 4;
+    if (key == "placement") oc.placement = Placement::post;
+    if (key == "residual") oc.residual = false;
+    const json want = lab::to_json(lab::measure_gradient_flow(oc, batch, seq, seed).value());
+    EXPECT_NE(want, fresh) << key;
+    EXPECT_EQ(compute_gradient_flow(other, L), want) << key;
+  }
 }
 
 // ---- Item 5: the server's limits on a config ------------------------------------------------------
