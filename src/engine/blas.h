@@ -17,17 +17,17 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 
 // The library that runs the float32 GEMMs (gemm<float> at matmul precision f32; bf16 GEMMs: Bf16Support).
 //   onednn    oneDNN's f32 matmul (brgemm), one primitive per shape and layout, made on first use and kept
-//             per thread. Chosen where oneDNN sees AVX-512 (avx512_core) and, measured once when the choice
-//             is first needed (one 512^3 product on each library, one thread, about 10 ms), is at least
-//             1.25x OpenBLAS's rate: a CPU whose AVX-512 is full width (Zen 5, Xeon) doubles AVX2's FMA rate,
-//             which this OpenBLAS build leaves to its AVX2 kernels; one that splits it into 256-bit halves
-//             (Zen 4) measures the same on both, and stays on OpenBLAS. Products under a million
-//             multiply-adds (kOneDnnMinMultiplyAdds: the web pages' 16-token shapes) and shapes oneDNN has
-//             only a reference implementation for run on OpenBLAS, the faster there (docs/blas.md).
+//             per thread. Chosen where oneDNN sees AVX-512 (avx512_core): a CPU whose AVX-512 is full width
+//             (Zen 5, Xeon) doubles AVX2's FMA rate, which this OpenBLAS build leaves to its AVX2 kernels.
+//             Not on AMD family 0x19 (Zen 4), which splits AVX-512 into 256-bit halves: both libraries
+//             measured level there. A rule by what the CPU is, not a timing at start, so that every process
+//             on a machine runs the same library (the two agree to rounding, not to the bit). Products under
+//             a million multiply-adds (kOneDnnMinMultiplyAdds: the web pages' 16-token shapes) and shapes
+//             oneDNN has only a reference implementation for run on OpenBLAS, the faster there
+//             (docs/blas.md).
 //   openblas  OpenBLAS's sgemm: everywhere else.
-// The environment variable BLOCKLAB_GEMM=openblas|onednn fixes the choice for the process (no measurement:
-// for comparisons, and for bit-for-bit reruns across processes); ScopedGemmLibrary overrides it on one
-// thread. The two give the same products to float32 rounding, not the same bits; each is bitwise
+// The environment variable BLOCKLAB_GEMM=openblas|onednn overrides the choice for the process (for
+// comparisons); ScopedGemmLibrary overrides it on one thread. The two give the same products to float32 rounding, not the same bits; each is bitwise
 // deterministic for a given thread count.
 enum class GemmLibrary { openblas, onednn };
 inline constexpr int64_t kOneDnnMinMultiplyAdds = int64_t(1) << 20;
@@ -35,7 +35,7 @@ std::string_view name_of(GemmLibrary library);  // "openblas" or "onednn"
 std::optional<GemmLibrary> parse_gemm_library(std::string_view name);
 struct GemmChoice {
   GemmLibrary library = GemmLibrary::openblas;
-  std::string how;  // which, and why: "onednn: oneDNN 2.6.3 f32 matmul, avx512_core (measured at start, ...)"
+  std::string how;  // which, and why: "onednn: oneDNN 2.6.3 f32 matmul, avx512_core (the CPU has AVX-512)"
 };
 const GemmChoice& gemm_choice();
 // Empty, or what is wrong with BLOCKLAB_GEMM or BLOCKLAB_BF16 (a value neither names; the process then runs
