@@ -4,8 +4,11 @@
 // busy timeout is left for writers from other processes (the CLI beside a server).
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <mutex>
+#include <thread>
 
 #include "lab/database.h"
 
@@ -144,8 +147,16 @@ class SqliteDatabase final : public Database {
     sqlite3_busy_timeout(db, 10000);
     // WAL: readers never block the writer; synchronous=NORMAL keeps every committed transaction through a
     // process crash (only an OS crash or power loss could lose the last ones).
+    // Switching a new file to WAL takes a lock that SQLite's busy handler does not wait for: when several
+    // processes or threads open a new store at once, one may be told "database is locked" at once. It is
+    // retried for up to the busy timeout, as a write would wait.
     for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
       Status st = conn->exec_script(pragma);
+      for (int wait_ms = 1, waited = 0; !st && sqlite3_errcode(db) == SQLITE_BUSY && waited < 10000;
+           waited += wait_ms, wait_ms = std::min(2 * wait_ms, 100)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        st = conn->exec_script(pragma);
+      }
       if (!st) return Status::error(name() + ": not a usable store (" + st.message() + ")");
     }
     return std::unique_ptr<Connection>(std::move(conn));

@@ -151,12 +151,21 @@ TEST_P(RunStoreTest, RefusesAStoreFromANewerBlocklab) {
 TEST_P(RunStoreTest, ManyOpenersAtOnceMigrateOnce) {
   std::vector<std::thread> openers;
   std::atomic<int> ok{0};
+  std::mutex mu;
+  std::vector<std::string> errors;
   for (int i = 0; i < 4; ++i)
     openers.emplace_back([&] {
-      if (RunStore::open(db()).is_ok()) ++ok;
+      auto r = RunStore::open(db());
+      if (r.is_ok()) {
+        ++ok;
+      } else {
+        const std::lock_guard lock(mu);
+        errors.push_back(r.status().message());
+      }
     });
   for (auto& t : openers) t.join();
   EXPECT_EQ(ok.load(), 4);
+  for (const std::string& e : errors) ADD_FAILURE() << e;
   EXPECT_EQ(RunStore::open(db()).value()->schema_version(), RunStore::kSchemaVersion);
 }
 
