@@ -254,8 +254,7 @@ Question read_question(const json& body) {
   if (!q || !q->is_string()) throw ApiError(400, "bad_request", "question: expected a string of 1 to 2000 characters", "question");
   Question out;
   out.text = q->get<std::string>();
-  size_t chars = 0;
-  for (unsigned char c : out.text) chars += (c & 0xC0) != 0x80;
+  const size_t chars = server::utf8_length(out.text);
   if (chars < 1 || chars > 2000 || out.text.find_first_not_of(" \t\r\n") == std::string::npos)
     throw ApiError(400, "bad_request", "question: expected 1 to 2000 characters of text, got " + std::to_string(chars), "question");
   if (const json* p = server::optional_field(body, "page"); p && !p->is_null()) {
@@ -808,8 +807,7 @@ std::string ctx_str(const json& ctx, const char* key, const std::string& fallbac
 // its last token, as the pages read it (never a refusal of a "track" the reader did not send); a refusal of the
 // sentence names the context's field ("context.text[1]: expected a character of the model's alphabet, got \"é\"").
 json block_of_context(Ctx& c, const std::string& text, int64_t pos_in) {
-  int64_t n_chars = 0;
-  for (const char b : text) n_chars += (static_cast<unsigned char>(b) & 0xC0) != 0x80;
+  const int64_t n_chars = int64_t(server::utf8_length(text));
   const json track = pos_in < 0 || pos_in >= n_chars ? json(nullptr) : json(pos_in);
   try {
     return server::compute_block({{"model", "chars-small"}, {"text", text}, {"track", track}, {"trace", false}, {"top_k", 1}}, *c.models, c.limits);
@@ -858,16 +856,12 @@ bool page_ffn(Ctx& c, double* ms) {
   std::string ch;
   {
     // the tracked character, for the sentence (text is UTF-8: take the track-th code point)
-    int64_t cp = -1;
-    for (size_t i = 0; i < text.size(); ++i) {
-      if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++cp;
+    int64_t cp = 0;
+    for (size_t i = 0; i < text.size(); i += server::utf8_char_bytes(text, i), ++cp)
       if (cp == track) {
-        size_t j = i + 1;
-        while (j < text.size() && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80) ++j;
-        ch = text.substr(i, j - i);
+        ch = text.substr(i, server::utf8_char_bytes(text, i));
         break;
       }
-    }
   }
   c.d.a.intent = "page_state";
   c.d.a.answer = "On the page now (layer " + std::to_string(L) + ", position " + std::to_string(track) + " “" + ch + "”, " + name + "): " +

@@ -207,6 +207,21 @@ void reject_unknown_keys(const json& obj, const std::vector<std::string>& allowe
   }
 }
 
+size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (const char b : s) n += (static_cast<unsigned char>(b) & 0xC0) != 0x80;
+  return n;
+}
+
+size_t utf8_char_bytes(std::string_view s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+  if (i + n > s.size()) return 1;
+  for (size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
+  return n;
+}
+
 namespace {
 // A float as the shortest decimal that reads back as the same float ("0.4", not 0.3999999761581421):
 // exact for the engine's float32 numbers, and about half the bytes.

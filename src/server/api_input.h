@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace blocklab::server {
@@ -85,6 +86,12 @@ Matrix read_matrix(const json& obj, const std::string& name, int64_t max_rows, i
 // A vector of exactly `size` numbers, or `fallback` (filled with `fill`) when absent.
 std::vector<double> read_vector(const json& obj, const std::string& name, int64_t size, std::optional<double> fill,
                                 const std::string& prefix = "");
+// Text as the user typed it: characters (code points) of a UTF-8 string, not its bytes. The JSON reader
+// refuses ill-formed UTF-8, so a string here is well formed; a stray byte would count as one character.
+size_t utf8_length(std::string_view s);
+// The bytes of the UTF-8 character that starts at s[i]: 1 to 4, or 1 for a byte that starts no well-formed one.
+size_t utf8_char_bytes(std::string_view s, size_t i);
+
 // Rejects keys not in `allowed` (a misspelt knob should not be silently ignored).
 void reject_unknown_keys(const json& obj, const std::vector<std::string>& allowed, const std::string& prefix = "");
 

@@ -564,17 +564,6 @@ json tracker_json(const Model<float>& m, int64_t p, int64_t T) {
   return steps;
 }
 
-// The bytes of the UTF-8 character that starts at s[i]: 1 to 4, or 1 for a byte that starts no well-formed
-// sequence (the JSON reader refuses ill-formed UTF-8, so that is a safeguard).
-size_t utf8_char_bytes(std::string_view s, size_t i) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-  if (i + n > s.size()) return 1;
-  for (size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 1;
-  return n;
-}
-
 }  // namespace
 
 json compute_block(const json& req, const ModelRegistry& models, const Limits& L) {
@@ -614,8 +603,7 @@ json compute_block(const json& req, const ModelRegistry& models, const Limits& L
       // Counted and named in characters (code points), as they were typed: "text[1]" of "héllo" is the é, and the
       // message quotes it whole ("got \"é\""), not one of its UTF-8 bytes. The alphabet's characters are single bytes.
       const std::string s = text_field->get<std::string>();
-      int64_t n_chars = 0;
-      for (const char b : s) n_chars += (static_cast<unsigned char>(b) & 0xC0) != 0x80;
+      const int64_t n_chars = int64_t(utf8_length(s));
       if (n_chars > max_t)
         throw ApiError(413, "too_large", "text: expected at most " + std::to_string(max_t) + " characters, got " + std::to_string(n_chars), "text");
       for (size_t i = 0, at = 0; i < s.size(); ++at) {

@@ -265,9 +265,7 @@ void Server::account_routes() {
     reject_unknown_keys(j, {"section", "body"});
     const std::string section = read_section(read_string(j, "section"));
     const std::string body = read_string(j, "body");
-    // Characters, not bytes: a code point is counted once.
-    size_t chars = 0;
-    for (unsigned char c : body) chars += (c & 0xC0) != 0x80;
+    const size_t chars = utf8_length(body);  // characters, not bytes: a code point is counted once
     if (chars < 1 || chars > size_t(options_.max_comment_chars) || body.find_first_not_of(" \t\r\n") == std::string::npos)
       throw ApiError(400, "bad_request",
                      "body: expected 1 to " + std::to_string(options_.max_comment_chars) + " characters of text, got " +

@@ -223,6 +223,23 @@ TEST_F(Compute, BlockWithExtremeEditsAndOverridesIsFiniteOrA422) {
 
 // Issue 14: the sentence is read in characters. A character of two or more UTF-8 bytes is refused as itself (the
 // message quoted one of its bytes, U+FFFD), and the length is counted in characters, not bytes.
+// Characters of UTF-8 text, as every text limit and position counts them (compute/block's text, the
+// assistant's question, a comment's body).
+TEST(Utf8, CharactersNotBytes) {
+  EXPECT_EQ(utf8_length(""), 0u);
+  EXPECT_EQ(utf8_length("abc"), 3u);
+  EXPECT_EQ(utf8_length("h\xc3\xa9llo"), 5u);                    // é: 2 bytes
+  EXPECT_EQ(utf8_length("\xe2\x82\xac\xf0\x9f\x98\x80"), 2u);    // €, 😀: 3 and 4 bytes
+  const std::string s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+  EXPECT_EQ(utf8_char_bytes(s, 0), 1u);
+  EXPECT_EQ(utf8_char_bytes(s, 1), 2u);
+  EXPECT_EQ(utf8_char_bytes(s, 3), 3u);
+  EXPECT_EQ(utf8_char_bytes(s, 6), 4u);
+  EXPECT_EQ(utf8_char_bytes("\xc3", 0), 1u);        // cut short: one byte, never past the end
+  EXPECT_EQ(utf8_char_bytes("\xe2\x28\xa1", 0), 1u);  // not a continuation byte
+  EXPECT_EQ(utf8_char_bytes("\x80", 0), 1u);        // a stray continuation byte
+}
+
 TEST_F(Compute, BlockTextIsReadInCharactersAndARefusalQuotesTheCharacterTyped) {
   ApiError e = api_error([&] { compute_block({{"model", "chars-small"}, {"text", "h\xc3\xa9llo"}, {"trace", false}}, *models_, L); });
   EXPECT_EQ(e.status, 400);
