@@ -2,6 +2,7 @@
 // chosen by measurement: docs/blas.md, docs/performance.md); float64 always on OpenBLAS.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -92,7 +93,14 @@ struct Bf16Support {
 const Bf16Support& bf16_support();
 
 // bfloat16 rounding (to nearest, ties to even; NaN stays NaN), as the bf16 GEMMs round their inputs.
-uint16_t bf16_bits(float x);
-float bf16_value(uint16_t bits);
+// Inline, so that the rounding loops (one clone per ISA) vectorise it: called out of line it cost 2.6 ns a
+// value, a third of the bf16 GEMM's time at the benchmark's shape.
+inline uint16_t bf16_bits(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x0040u;  // NaN: quiet, sign kept
+  return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : nearest);  // a select, no branch
+}
+inline float bf16_value(uint16_t bits) { return std::bit_cast<float>(uint32_t(bits) << 16); }
 
 }  // namespace blocklab
