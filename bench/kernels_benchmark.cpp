@@ -8,6 +8,8 @@
 
 #include "engine/blas.h"
 #include "engine/kernels.h"
+#include "engine/kernels_avx2.h"
+#include "engine/kernels_avx512.h"
 #include "engine/rng.h"
 
 namespace blocklab {
@@ -58,6 +60,35 @@ void BM_Activation(benchmark::State& state) {
 }
 BENCHMARK(BM_Activation)
     ->ArgsProduct({{int(Activation::relu), int(Activation::gelu), int(Activation::gelu_tanh)}, {16 * 256, 4096 * 2048}});
+
+// The activations on each ISA's kernels side by side (the dispatch above picks the widest): args ISA (2: AVX2,
+// 512: AVX-512), activation, forward (0) or backward (1), n.
+void BM_ActivationIsa(benchmark::State& state) {
+  const bool wide = state.range(0) == 512;
+  if (!avx2::available() || (wide && !avx512::available())) {
+    state.SkipWithError("this CPU lacks the ISA");
+    return;
+  }
+  const auto act = static_cast<Activation>(state.range(1));
+  const bool backward = state.range(2) == 1;
+  const int64_t n = state.range(3);
+  using Fwd = void (*)(float*, const float*, int64_t);
+  using Bwd = void (*)(float*, const float*, const float*, int64_t);
+  const Fwd fwd[2][3] = {{avx2::relu_forward, avx2::gelu_forward, avx2::gelu_tanh_forward},
+                         {avx512::relu_forward, avx512::gelu_forward, avx512::gelu_tanh_forward}};
+  const Bwd bwd[2][3] = {{avx2::relu_backward, avx2::gelu_backward, avx2::gelu_tanh_backward},
+                         {avx512::relu_backward, avx512::gelu_backward, avx512::gelu_tanh_backward}};
+  const auto x = random_values(n, 1), dy = random_values(n, 2);
+  std::vector<float> y(x.size());
+  for (auto _ : state) {
+    if (backward) bwd[wide][int(act)](y.data(), x.data(), dy.data(), n);
+    else fwd[wide][int(act)](y.data(), x.data(), n);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_ActivationIsa)
+    ->ArgsProduct({{2, 512}, {int(Activation::gelu), int(Activation::gelu_tanh)}, {0, 1}, {16 * 256, 4096 * 2048}});
 
 void BM_LinearForward(benchmark::State& state) {
   const int64_t N = state.range(0), IC = state.range(1), OC = state.range(2);

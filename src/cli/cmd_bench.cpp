@@ -322,12 +322,13 @@ int run_bench(const BenchArgs& a) {
                                 {"blas", blas_description()},
                                 {"gemm", gemm_choice().how},
                                 {"bf16", bf16_support().how},
+                                {"kernels", simd_kernels()},
                                 {"cases", cases}}
                      .dump(2)
               << std::endl;
   else
-    std::printf("GEMM: %s\nBLAS: %s; bf16 cases: %s\n", gemm_choice().how.c_str(), blas_description().c_str(),
-                bf16_support().how.c_str());
+    std::printf("GEMM: %s\nBLAS: %s; bf16 cases: %s\nKernels: %s\n", gemm_choice().how.c_str(),
+                blas_description().c_str(), bf16_support().how.c_str(), simd_kernels());
   return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/blas.h"
 #include "engine/kernels_avx2.h"
+#include "engine/kernels_avx512.h"
 #include "engine/rng.h"
 
 namespace blocklab {
@@ -205,9 +206,14 @@ void softmax_forward(T* out, const T* inp, int64_t N, int64_t C) {
 
 }  // namespace portable
 
-// ---- Dispatch: AVX2 for float when the CPU has it --------------------------------------------------
+// ---- Dispatch: AVX2 for float when the CPU has it, AVX-512 for the activations ------------------------
 
 bool simd_available() { return avx2::available(); }
+
+const char* simd_kernels() {
+  if (avx512::available()) return "avx512 (activations), avx2 (norms, softmax)";
+  return avx2::available() ? "avx2" : "portable";
+}
 
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
@@ -243,6 +249,13 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
 template <typename T>
 void activation_forward(Activation act, T* out, const T* inp, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
+    if (avx512::available()) {
+      switch (act) {
+        case Activation::relu: return avx512::relu_forward(out, inp, n);
+        case Activation::gelu: return avx512::gelu_forward(out, inp, n);
+        case Activation::gelu_tanh: return avx512::gelu_tanh_forward(out, inp, n);
+      }
+    }
     if (avx2::available()) {
       switch (act) {
         case Activation::relu: return avx2::relu_forward(out, inp, n);
@@ -257,6 +270,13 @@ void activation_forward(Activation act, T* out, const T* inp, int64_t n) {
 template <typename T>
 void activation_backward(Activation act, T* dinp, const T* inp, const T* dout, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
+    if (avx512::available()) {
+      switch (act) {
+        case Activation::relu: return avx512::relu_backward(dinp, inp, dout, n);
+        case Activation::gelu: return avx512::gelu_backward(dinp, inp, dout, n);
+        case Activation::gelu_tanh: return avx512::gelu_tanh_backward(dinp, inp, dout, n);
+      }
+    }
     if (avx2::available()) {
       switch (act) {
         case Activation::relu: return avx2::relu_backward(dinp, inp, dout, n);

@@ -16,9 +16,13 @@
 namespace blocklab {
 
 // The float32 versions of the norms, activations and softmax use AVX2 + FMA when this CPU has them
-// (kernels_avx2.cpp), else the portable code, which double always uses. `portable::` reaches the
-// portable code directly (the tests compare the two).
+// (kernels_avx2.cpp), the activations AVX-512 where it has AVX-512F (kernels_avx512.cpp: the same bits as
+// AVX2, twice the width), else the portable code, which double always uses. `portable::` reaches the
+// portable code directly (the tests compare them).
 bool simd_available();
+// Which vector code the float32 kernels run here, in words, e.g. "avx512 (activations), avx2 (norms,
+// softmax)", "avx2" or "portable" (bench prints it).
+const char* simd_kernels();
 
 // ---- Linear: out[N, OC] = inp[N, IC] * weight[OC, IC]^T + bias[OC]  (PyTorch layout) ----------
 template <typename T>

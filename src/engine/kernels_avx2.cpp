@@ -2,8 +2,11 @@
 // Rows are processed 8 floats at a time with a scalar tail; the math per element is the portable
 // kernels' (kernels.cpp), with exp, tanh and erf evaluated by the vector approximations below
 // (about 1e-7 absolute error, inside float32's own rounding for these uses). Large inputs are split
-// over threads (OpenMP); small ones stay on the calling thread.
+// over threads (OpenMP); small ones stay on the calling thread. The activations' maths is shared with the
+// AVX-512 file (simd_activations.h).
 #include "engine/kernels_avx2.h"
+
+#include "engine/simd_activations.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -20,9 +23,6 @@ namespace {
 // squares (|x| > 1.8e19) or x - mean could overflow float32, and no ordinary activation is that large.
 constexpr double kMaxFloatSumSq = 1e30;
 
-// Work below this many elements stays on the calling thread: a thread hand-off costs more.
-constexpr int64_t kParallelElements = 1 << 16;
-
 inline float hsum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   lo = _mm_add_ps(lo, hi);
@@ -31,73 +31,9 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-// exp(x), Cephes' single-precision method: x = n ln2 + r, a degree-5 polynomial for e^r, 2^n from the
-// exponent bits. Inputs are clamped to [-87.3, 88.4] (no overflow to inf, no denormals).
-inline __m256 exp_ps(__m256 x) {
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365447505531f));
-  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-  fx = _mm256_floor_ps(fx);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  const __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-}
-
-// With t = tanh(u): 1 + t and 1 - t^2, without cancellation anywhere. q = 1 - tanh|u| = 2e / (1 + e) with
-// e = exp(-2|u|) <= 1; then 1 + t = 2 - q for u >= 0, q for u < 0; and 1 - t^2 = q (2 - q).
-inline void tanh_parts(__m256 u, __m256* one_plus_t, __m256* one_minus_t2) {
-  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
-  const __m256 e = exp_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), a));
-  const __m256 q = _mm256_div_ps(_mm256_add_ps(e, e), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-  const __m256 two_minus_q = _mm256_sub_ps(_mm256_set1_ps(2.0f), q);
-  const __m256 negative = _mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_LT_OQ);
-  *one_plus_t = _mm256_blendv_ps(two_minus_q, q, negative);
-  if (one_minus_t2) *one_minus_t2 = _mm256_mul_ps(q, two_minus_q);
-}
-
-// erf(x): Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7.
-inline __m256 erf_ps(__m256 x) {
-  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-  const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
-  __m256 p = _mm256_set1_ps(1.061405429f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-  p = _mm256_mul_ps(p, t);
-  const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
-  const __m256 r = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
-  return _mm256_or_ps(r, sign);
-}
-
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-constexpr float kInvSqrt2 = 0.7071067811865476f;
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;
-constexpr float kCoeff = 0.044715f;
-
-// Runs body(begin, end) over [0, n) in chunks of `grain`, across threads when n * cost is large.
-template <typename F>
-void parallel_rows(int64_t n, int64_t elements, F&& body) {
-  if (elements < kParallelElements || omp_get_max_threads() == 1) {
-    body(int64_t(0), n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-    if (begin < end) body(begin, end);
-  }
-}
+using simd::Avx2;
+using simd::kParallelElements;
+using simd::parallel_rows;
 
 }  // namespace
 
@@ -328,122 +264,19 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   }
 }
 
-// ---- Activations ---------------------------------------------------------------------------------
+// ---- Activations: the shared vector maths (simd_activations.h) on 8 floats -------------------------
 
-namespace {
-
-// out[i] = f(x[i]) for vectors of 8 and a scalar tail; split over threads when large.
-template <typename Vec, typename Scalar>
-void map(float* out, const float* in, int64_t n, Vec vf, Scalar sf) {
-  parallel_rows((n + 7) / 8, n, [&](int64_t begin, int64_t end) {
-    const int64_t stop = std::min(end * 8, n);
-    int64_t i = begin * 8;
-    for (; i + 8 <= stop; i += 8) _mm256_storeu_ps(out + i, vf(_mm256_loadu_ps(in + i)));
-    for (; i < stop; ++i) out[i] = sf(in[i]);
-  });
-}
-
-// dinp[i] += dout[i] * f'(x[i])
-template <typename Vec, typename Scalar>
-void map_grad(float* dinp, const float* in, const float* dout, int64_t n, Vec vf, Scalar sf) {
-  parallel_rows((n + 7) / 8, n, [&](int64_t begin, int64_t end) {
-    const int64_t stop = std::min(end * 8, n);
-    int64_t i = begin * 8;
-    for (; i + 8 <= stop; i += 8)
-      _mm256_storeu_ps(dinp + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), vf(_mm256_loadu_ps(in + i)), _mm256_loadu_ps(dinp + i)));
-    for (; i < stop; ++i) dinp[i] += dout[i] * sf(in[i]);
-  });
-}
-
-// 1 + tanh(u) and 1 - tanh(u)^2, for the scalar tails.
-void tanh_parts_scalar(float u, float* one_plus_t, float* one_minus_t2) {
-  __m256 a, b;
-  tanh_parts(_mm256_set1_ps(u), &a, &b);
-  *one_plus_t = _mm256_cvtss_f32(a);
-  *one_minus_t2 = _mm256_cvtss_f32(b);
-}
-float erf_scalar(float x) { return _mm256_cvtss_f32(erf_ps(_mm256_set1_ps(x))); }
-float exp_scalar(float x) { return _mm256_cvtss_f32(exp_ps(_mm256_set1_ps(x))); }
-
-}  // namespace
-
-void relu_forward(float* out, const float* inp, int64_t n) {
-  map(out, inp, n, [](__m256 x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }, [](float x) { return x > 0 ? x : 0.f; });
-}
-
+void relu_forward(float* out, const float* inp, int64_t n) { simd::map<simd::Relu, Avx2>(out, inp, n); }
 void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  map_grad(
-      dinp, inp, dout, n,
-      [](__m256 x) { return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1.0f)); },
-      [](float x) { return x > 0 ? 1.f : 0.f; });
+  simd::map_grad<simd::Relu, Avx2>(dinp, inp, dout, n);
 }
-
-// gelu(x) = 0.5 x (1 + erf(x / sqrt 2))
-void gelu_forward(float* out, const float* inp, int64_t n) {
-  map(
-      out, inp, n,
-      [](__m256 x) {
-        const __m256 e = erf_ps(_mm256_mul_ps(x, _mm256_set1_ps(kInvSqrt2)));
-        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-      },
-      [](float x) { return 0.5f * x * (1.0f + erf_scalar(x * kInvSqrt2)); });
-}
-
-// d/dx = Phi(x) + x phi(x)
+void gelu_forward(float* out, const float* inp, int64_t n) { simd::map<simd::Gelu, Avx2>(out, inp, n); }
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  map_grad(
-      dinp, inp, dout, n,
-      [](__m256 x) {
-        const __m256 cdf = _mm256_mul_ps(_mm256_set1_ps(0.5f),
-                                         _mm256_add_ps(_mm256_set1_ps(1.0f), erf_ps(_mm256_mul_ps(x, _mm256_set1_ps(kInvSqrt2)))));
-        const __m256 pdf = _mm256_mul_ps(_mm256_set1_ps(kInvSqrt2Pi),
-                                         exp_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(x, x))));
-        return _mm256_fmadd_ps(x, pdf, cdf);
-      },
-      [](float x) {
-        return 0.5f * (1.0f + erf_scalar(x * kInvSqrt2)) + x * kInvSqrt2Pi * exp_scalar(-0.5f * x * x);
-      });
+  simd::map_grad<simd::Gelu, Avx2>(dinp, inp, dout, n);
 }
-
-// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-void gelu_tanh_forward(float* out, const float* inp, int64_t n) {
-  map(
-      out, inp, n,
-      [](__m256 x) {
-        const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_set1_ps(kCoeff), x3, x));
-        __m256 one_plus_t;
-        tanh_parts(u, &one_plus_t, nullptr);
-        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), one_plus_t);
-      },
-      [](float x) {
-        float one_plus_t, unused;
-        tanh_parts_scalar(kSqrt2OverPi * (x + kCoeff * x * x * x), &one_plus_t, &unused);
-        return 0.5f * x * one_plus_t;
-      });
-}
-
-// d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 c x^2)
+void gelu_tanh_forward(float* out, const float* inp, int64_t n) { simd::map<simd::GeluTanh, Avx2>(out, inp, n); }
 void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
-  map_grad(
-      dinp, inp, dout, n,
-      [](__m256 x) {
-        const __m256 x2 = _mm256_mul_ps(x, x);
-        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_set1_ps(kCoeff), _mm256_mul_ps(x2, x), x));
-        __m256 one_plus_t, one_minus_t2;
-        tanh_parts(u, &one_plus_t, &one_minus_t2);
-        const __m256 du = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_set1_ps(3 * kCoeff), x2, _mm256_set1_ps(1.0f)));
-        const __m256 half = _mm256_set1_ps(0.5f);
-        const __m256 left = _mm256_mul_ps(half, one_plus_t);
-        const __m256 right = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_mul_ps(one_minus_t2, du));
-        return _mm256_add_ps(left, right);
-      },
-      [](float x) {
-        float one_plus_t, one_minus_t2;
-        tanh_parts_scalar(kSqrt2OverPi * (x + kCoeff * x * x * x), &one_plus_t, &one_minus_t2);
-        const float du = kSqrt2OverPi * (1.0f + 3 * kCoeff * x * x);
-        return 0.5f * one_plus_t + 0.5f * x * one_minus_t2 * du;
-      });
+  simd::map_grad<simd::GeluTanh, Avx2>(dinp, inp, dout, n);
 }
 
 // ---- Softmax -------------------------------------------------------------------------------------
@@ -464,13 +297,13 @@ void softmax_forward(float* out, const float* inp, int64_t N, int64_t C) {
     for (; c + 8 <= C; c += 8) {
       // exp of -inf (a masked score) clamps to exp(-87.3) = 1e-38: make it exactly 0.
       const __m256 xi = _mm256_loadu_ps(x + c);
-      const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(xi, vmx)), _mm256_cmp_ps(xi, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+      const __m256 e = _mm256_and_ps(simd::exp<Avx2>(_mm256_sub_ps(xi, vmx)), _mm256_cmp_ps(xi, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
       _mm256_storeu_ps(y + c, e);
       s = _mm256_add_ps(s, e);
     }
     float sum = hsum(s);
     for (; c < C; ++c) {
-      y[c] = x[c] == -INFINITY ? 0.f : exp_scalar(x[c] - mx);
+      y[c] = x[c] == -INFINITY ? 0.f : Avx2::first(simd::exp<Avx2>(Avx2::set1(x[c] - mx)));
       sum += y[c];
     }
     const __m256 inv = _mm256_set1_ps(1.0f / sum);

@@ -5,11 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <utility>
 #include <vector>
 
 #include "engine/blas.h"
+#include "engine/kernels_avx2.h"
+#include "engine/kernels_avx512.h"
 #include "gradcheck.h"
 
 namespace blocklab {
@@ -488,6 +492,47 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FastPath,
                          [](const auto& info) {
                            return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
                          });
+
+// ---- AVX-512 activations: the AVX2 kernels' bits, twice the width ------------------------------------
+// Every element takes the same operations on both (simd_activations.h), so the results are equal bit for
+// bit, at every position (the 16-wide body, the 8-wide remainder, the single-value tail) and on the
+// threaded split. On a CPU without AVX-512F there is nothing to compare: the test says so and is skipped.
+
+TEST(Avx512Activations, EqualTheAvx2KernelsBitForBit) {
+  if (!avx2::available() || !avx512::available()) GTEST_SKIP() << "this CPU has no AVX-512F: only the AVX2 kernels run";
+  auto same_bits = [](const Fv& a, const Fv& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (int64_t n : {0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 1000, 70001}) {  // 70001: split over threads
+    Fv x = random_floats(size_t(n), 11, 4.0);
+    const float specials[] = {0.f, -0.f, 30.f, -30.f, 1e-7f, -1e-7f, 88.5f, -88.5f, 3e38f, -3e38f, 1e-40f,
+                              INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < std::size(specials) && i < x.size(); ++i) x[(i * 7919) % x.size()] = specials[i];
+    const Fv dy = random_floats(size_t(n), 12, 1.0);
+    using Fwd = void (*)(float*, const float*, int64_t);
+    using Bwd = void (*)(float*, const float*, const float*, int64_t);
+    const struct {
+      const char* name;
+      Fwd f2, f512;
+      Bwd b2, b512;
+    } kernels[] = {
+        {"relu", avx2::relu_forward, avx512::relu_forward, avx2::relu_backward, avx512::relu_backward},
+        {"gelu", avx2::gelu_forward, avx512::gelu_forward, avx2::gelu_backward, avx512::gelu_backward},
+        {"gelu_tanh", avx2::gelu_tanh_forward, avx512::gelu_tanh_forward, avx2::gelu_tanh_backward,
+         avx512::gelu_tanh_backward},
+    };
+    for (const auto& k : kernels) {
+      Fv y2(x.size(), 7.f), y512(x.size(), 7.f);
+      k.f2(y2.data(), x.data(), n);
+      k.f512(y512.data(), x.data(), n);
+      EXPECT_TRUE(same_bits(y2, y512)) << k.name << " forward, n " << n;
+      Fv g2(x.size(), 0.25f), g512(x.size(), 0.25f);  // the backward adds into dinp
+      k.b2(g2.data(), x.data(), dy.data(), n);
+      k.b512(g512.data(), x.data(), dy.data(), n);
+      EXPECT_TRUE(same_bits(g2, g512)) << k.name << " backward, n " << n;
+    }
+  }
+}
 
 // ---- Norms at the edge of float32 (issue 11) ----------------------------------------------------
 // Squares of |x| > 1.8e19 overflow float32: the float32 (AVX2) path takes such rows in float64, so every
