@@ -21,7 +21,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 //             per thread. Chosen where oneDNN sees AVX-512 (avx512_core): a CPU whose AVX-512 is full width
 //             (Zen 5, Xeon) doubles AVX2's FMA rate, which this OpenBLAS build leaves to its AVX2 kernels.
 //             Not on AMD family 0x19 (Zen 4), which splits AVX-512 into 256-bit halves: both libraries
-//             measured level there. A rule by what the CPU is, not a timing at start, so that every process
+//             measured level there; nor where OpenBLAS runs its own AVX-512 kernels (core SkylakeX,
+//             Cooperlake, SapphireRapids: no OPENBLAS_CORETYPE=Haswell), level or ahead on a Xeon with AMX.
+//             A rule by what the CPU and OpenBLAS are, not a timing at start, so that every process
 //             on a machine runs the same library (the two agree to rounding, not to the bit). Products under
 //             a million multiply-adds (kOneDnnMinMultiplyAdds: the web pages' 16-token shapes) and shapes
 //             oneDNN has only a reference implementation for run on OpenBLAS, the faster there

@@ -1,5 +1,6 @@
 // float32 GEMMs on oneDNN's matmul (brgemm: AVX-512 kernels), which library runs them (blas.h), and what the
 // two oneDNN users of the BLAS layer (this file and blas_bf16.cpp) share.
+#include <cblas.h>
 #include <cpuid.h>
 #include <omp.h>
 
@@ -100,7 +101,9 @@ Cpu this_cpu() {
 
 // Where oneDNN sees AVX-512, oneDNN, except on AMD family 0x19 (Zen 4, the only Zen of that family with
 // AVX-512): it executes a 512-bit FMA as two 256-bit halves, so its FMA peak is AVX2's, and the two libraries
-// measured level there (docs/blas.md). A rule by what the CPU is, not a timing at start: a measurement on a
+// measured level there; and except where OpenBLAS itself runs its AVX-512 kernels (its core SkylakeX,
+// Cooperlake or SapphireRapids: no OPENBLAS_CORETYPE holding it to Haswell's): on a Xeon with AMX the two
+// measured level on one thread and OpenBLAS 5-8% ahead on two (docs/blas.md). A rule by what the CPU is, not a timing at start: a measurement on a
 // loaded machine could choose differently from one process to the next, and the two libraries agree to
 // float32 rounding, not to the bit (a job resumed by another worker must continue with the same bits).
 GemmChoice detect_gemm_choice() {
@@ -108,6 +111,9 @@ GemmChoice detect_gemm_choice() {
   const bool avx512 = (unsigned(isa) & kAvx512Mask) == kAvx512Mask;
   const Cpu cpu = this_cpu();
   const bool half_width = cpu.vendor == "AuthenticAMD" && cpu.family == 0x19;
+  const std::string openblas_core = openblas_get_corename();
+  const bool openblas_avx512 =
+      openblas_core == "SkylakeX" || openblas_core == "Cooperlake" || openblas_core == "SapphireRapids";
   const char* env = std::getenv("BLOCKLAB_GEMM");
   const std::optional<GemmLibrary> asked = env ? parse_gemm_library(env) : std::nullopt;
   GemmChoice c;
@@ -121,6 +127,9 @@ GemmChoice detect_gemm_choice() {
   } else if (half_width) {
     c.library = GemmLibrary::openblas;
     why = "AMD family 0x19 (Zen 4): AVX-512 in 256-bit halves, oneDNN no faster";
+  } else if (openblas_avx512) {
+    c.library = GemmLibrary::openblas;
+    why = "OpenBLAS runs its AVX-512 kernels (" + openblas_core + "), oneDNN no faster";
   } else {
     c.library = GemmLibrary::onednn;
     why = "the CPU has AVX-512";

@@ -4,6 +4,7 @@
 // transpose, alpha, beta and stride.
 #include "engine/blas.h"
 
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -73,7 +74,12 @@ TEST(Gemm, TheLibraryIsChosenByTheCpuOrTheEnvironmentAndSaysWhy) {
     EXPECT_NE(c.how.find(std::string("BLOCKLAB_GEMM=") + env), std::string::npos) << c.how;
   } else {
     const bool said = c.how.ends_with("(the CPU has AVX-512)") || c.how.ends_with("(the CPU has no AVX-512)") ||
-                      c.how.ends_with("(AMD family 0x19 (Zen 4): AVX-512 in 256-bit halves, oneDNN no faster)");
+                      c.how.ends_with("(AMD family 0x19 (Zen 4): AVX-512 in 256-bit halves, oneDNN no faster)") ||
+                      c.how.ends_with("), oneDNN no faster)");  // "OpenBLAS runs its AVX-512 kernels (SkylakeX), ..."
+    // The rule itself: OpenBLAS where its own kernels are AVX-512 ones, whatever the CPU.
+    const std::string core = openblas_get_corename();
+    if (core == "SkylakeX" || core == "Cooperlake" || core == "SapphireRapids")
+      EXPECT_EQ(c.library, GemmLibrary::openblas) << c.how;
     EXPECT_TRUE(said) << c.how;
   }
   EXPECT_EQ(parse_gemm_library("onednn"), GemmLibrary::onednn);
