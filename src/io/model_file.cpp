@@ -164,6 +164,8 @@ json config_to_json(const ModelConfig& c) {
               {"max_seq_len", c.max_seq_len ? json(*c.max_seq_len) : json(nullptr)}};
 }
 
+std::string config_key(const ModelConfig& c) { return config_to_json(c).dump(); }
+
 Result<ModelConfig> config_of_safetensors(const SafetensorsFile& file, const std::string& where) {
   auto it = file.metadata.find(kConfigMetadataKey);
   if (it == file.metadata.end())

@@ -29,6 +29,9 @@ Result<ModelConfig> read_config_file(const std::string& path);
 // whose BlockLab default differs from nn.TransformerEncoderLayer's (activation, placement): no guessing.
 Result<ModelConfig> read_config_for_torch_file(const std::string& path);
 nlohmann::json config_to_json(const ModelConfig& config);
+// The config as one compact string, equal exactly when the configs are: the key of caches of per-config work
+// (the gradient-flow page's kept models and answers).
+std::string config_key(const ModelConfig& config);
 
 // The config in a file's __metadata__["blocklab.config"], parsed and validated (validate(): every size
 // within the engine's limits), without building the model: a caller with stricter limits (the server)

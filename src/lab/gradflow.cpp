@@ -67,7 +67,7 @@ class ModelPool {
 
   // A model for (config, seed): one from the pool, or a new one, initialised.
   Result<Kept> take(const ModelConfig& config, uint64_t seed) {
-    std::string key = io::config_to_json(config).dump() + "#" + std::to_string(seed);
+    std::string key = io::config_key(config) + "#" + std::to_string(seed);
     {
       const std::lock_guard<std::mutex> lock(mutex_);
       for (auto it = kept_.begin(); it != kept_.end(); ++it)
