@@ -1,5 +1,6 @@
-// blocklab train [model flags] --task copy|reverse|sort|chars --steps N ... [--db F] [--save M] [--resume M] [--json]
+// blocklab train [model flags] --task copy|reverse|sort|chars|text [--data FILE] --steps N ... [--db F] [--save M] [--resume M] [--json]
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -23,7 +24,8 @@ extern "C" void on_sigint(int) {
 
 struct TrainArgs {
   ModelFlags model;
-  std::string task = "copy", optimizer = "adamw", precision = "f32", db = "blocklab.db", save, resume, init, label;
+  std::string task = "copy", optimizer = "adamw", precision = "f32", db = "blocklab.db", save, resume, init, label, data;
+  double held_out = 0.1;
   int64_t steps = 200, batch = 32, seq_len = 20, warmup = 0, grad_norm_every = 10, checkpoint_every = 0;
   double lr = 1e-3, weight_decay = 0, clip = 0;
   uint64_t seed = 0;
@@ -66,7 +68,8 @@ int run_train(const TrainArgs& a) {
   if (!a.resume.empty()) {
     // A resumed run keeps its model and options; only the length and where things go may change.
     for (const char* flag : {"--task", "--batch", "--seq-len", "--lr", "--warmup", "--weight-decay", "--clip", "--seed",
-                             "--optimizer", "--grad-norm-every", "--save", "--label", "--precision"})
+                             "--optimizer", "--grad-norm-every", "--save", "--label", "--precision", "--data",
+                             "--held-out"})
       if (a.app->count(flag))
         return fail(cmd, std::string(flag) + ": a resumed run keeps the options in its checkpoint; expected only "
                                              "--steps, --db, --checkpoint-every, --threads, --json with --resume");
@@ -77,7 +80,18 @@ int run_train(const TrainArgs& a) {
     result = lab::resume_training(*store.value(), a.resume, steps, a.checkpoint_every, on_step, &g_cancel);
   } else {
     lab::TrainRunSpec spec;
-    const std::optional<lab::TaskKind> task = lab::parse_task(a.task);
+    std::optional<lab::TaskKind> task = lab::parse_task(a.task);
+    if (!a.data.empty()) {  // the user's own data: the text task
+      if (a.app->count("--task") && *task != lab::TaskKind::text)
+        return fail(cmd, "--task: expected text (or no --task) with --data, got " + a.task);
+      task = lab::TaskKind::text;
+      spec.options.data.path = std::filesystem::absolute(a.data).string();  // a resumed run finds it from anywhere
+      spec.options.data.held_out = a.held_out;
+    } else if (*task == lab::TaskKind::text) {
+      return fail(cmd, "--task text: expected --data FILE (a text file, or token ids in .npy or .safetensors)");
+    } else if (a.app->count("--held-out")) {
+      return fail(cmd, "--held-out: expected --data FILE with it (the built-in tasks draw their own held-out batches)");
+    }
     spec.options.task = *task;
     if (!a.init.empty()) {
       // Fine-tuning: the model file's config and parameters; the seed still draws the batches (and dropout).
@@ -95,8 +109,9 @@ int run_train(const TrainArgs& a) {
       Result<ModelConfig> config = resolve_model_config(flags);
       if (!config) return fail(cmd, config.status());
       spec.config = config.value();
-      // The chars task predicts the next character: causal unless the user said otherwise (then it is refused).
-      if (*task == lab::TaskKind::chars && !a.model.app->count("--causal") && !given_in_config_file(a.model, "causal"))
+      // chars and text predict the next token: causal unless the user said otherwise (then it is refused).
+      if ((*task == lab::TaskKind::chars || *task == lab::TaskKind::text) && !a.model.app->count("--causal") &&
+          !given_in_config_file(a.model, "causal"))
         spec.config.causal = true;
     }
     spec.options.steps = a.steps;
@@ -143,12 +158,20 @@ Runner add_train_command(CLI::App& sub) {
       "Trains the language model (embedding -> blocks -> final norm -> head) on a built-in task and records the run\n"
       "(config, seed, every step, per-layer gradient norms, final figures, checkpoint) in the run store (--db).\n"
       "copy: vocabulary 10, inputs from tokens 0..4, target = input (the seeds' task). reverse, sort: vocabulary 10.\n"
-      "chars: next-character prediction on a small public-domain text (causal). Checkpoints are model files;\n"
+      "chars: next-character prediction on a small public-domain text (causal). text (--data FILE): next-token\n"
+      "prediction on your own data: a text file (its bytes are the tokens), or token ids in a .npy or .safetensors\n"
+      "file (vocabulary: the largest id + 1); the last --held-out of it is kept for the final figures. Checkpoints are model files;\n"
       "--resume continues a run exactly; --init fine-tunes a model file as a new run. Ctrl-C stops after the current\n"
       "step and checkpoints (exit 130).");
   add_model_flags(sub, a->model, /*config_required=*/false);
-  sub.add_option("--task", a->task, "copy|reverse|sort|chars (default copy)")
-      ->check(CLI::IsMember({"copy", "reverse", "sort", "chars"}));
+  sub.add_option("--task", a->task, "copy|reverse|sort|chars|text (default copy; text with --data)")
+      ->check(CLI::IsMember({"copy", "reverse", "sort", "chars", "text"}));
+  sub.add_option("--data", a->data,
+                 "train on this file (the text task): text (bytes are tokens), or token ids in .npy / .safetensors")
+      ->check(CLI::ExistingFile);
+  sub.add_option("--held-out", a->held_out,
+                 "with --data: the fraction at the end of the data kept out of training, for the final figures "
+                 "(default 0.1, at most 0.5)");
   sub.add_option("--steps", a->steps, "total optimizer steps (default 200)");
   sub.add_option("--batch", a->batch, "sequences per step (default 32)");
   sub.add_option("--seq-len", a->seq_len, "tokens per sequence (default 20)");

@@ -10,7 +10,7 @@ namespace blocklab::lab {
 using json = nlohmann::json;
 
 json to_json(const TrainOptions& o) {
-  return json{{"task", name_of(o.task)},
+  json j{{"task", name_of(o.task)},
               {"steps", o.steps},
               {"batch", o.batch},
               {"seq_len", o.seq_len},
@@ -26,6 +26,8 @@ json to_json(const TrainOptions& o) {
               {"grad_norm_every", o.grad_norm_every},
               {"eval_batches", o.eval_batches},
               {"precision", name_of(o.precision)}};
+  if (o.task == TaskKind::text) j["data"] = {{"path", o.data.path}, {"held_out", o.data.held_out}, {"hash", o.data.hash}};
+  return j;
 }
 
 Status validate(const TrainOptions& o) {
@@ -59,8 +61,16 @@ Result<TrainOptions> train_options_from_json(const json& j) {
         if (!ok) throw std::invalid_argument("training option '" + k + "': expected " + what + ", got " + v.dump());
       };
       if (k == "task") {
-        need(v.is_string() && parse_task(v.get<std::string>()), "one of copy reverse sort chars");
+        need(v.is_string() && parse_task(v.get<std::string>()), "one of copy reverse sort chars text");
         o.task = *parse_task(v.get<std::string>());
+      } else if (k == "data") {
+        need(v.is_object(), "an object {\"path\", \"held_out\", \"hash\"}");
+        for (auto d = v.begin(); d != v.end(); ++d) {
+          if (d.key() == "path" && d->is_string()) o.data.path = d->get<std::string>();
+          else if (d.key() == "hash" && d->is_string()) o.data.hash = d->get<std::string>();
+          else if (d.key() == "held_out" && d->is_number()) o.data.held_out = d->get<double>();
+          else throw std::invalid_argument("training option 'data': unknown or ill-typed key '" + d.key() + "'");
+        }
       } else if (k == "precision") {
         need(v.is_string() && parse_precision(v.get<std::string>()), "\"f32\" or \"bf16\"");
         o.precision = *parse_precision(v.get<std::string>());
@@ -115,6 +125,7 @@ Trainer::Trainer(Model<float> model, Task task, const TrainOptions& options)
       task_(std::move(task)),
       options_(options),
       optimizer_(options.optimizer, int64_t(model_.params().size())) {
+  if (task_.kind() == TaskKind::text) options_.data.hash = task_.data_hash();  // what a resumed run checks
   layer_ranges_.resize(size_t(model_.config().n_layers));
   for (const ParamSpec& s : model_.layout().specs()) {
     const int64_t layer = ParamLayout::layer_of(s.name);
@@ -126,7 +137,7 @@ namespace {
 
 Result<Task> task_for(ModelConfig& config, const TrainOptions& options) {
   BLOCKLAB_RETURN_IF_ERROR(validate(options));
-  Result<Task> task = Task::create(options.task, options.seq_len);
+  Result<Task> task = Task::create(options.task, options.seq_len, options.data);
   if (!task) return task.status();
   const int64_t vocab = task->vocab_size();
   if (config.vocab_size && *config.vocab_size != vocab)
@@ -135,7 +146,7 @@ Result<Task> task_for(ModelConfig& config, const TrainOptions& options) {
                          std::to_string(*config.vocab_size));
   config.vocab_size = vocab;
   // Without positions a non-causal stack cannot tell positions apart: reverse and sort are then
-  // impossible. Those tasks (and chars) get a learned position embedding unless the config has one.
+  // impossible. Those tasks (and chars, text) get a learned position embedding unless the config has one.
   if (options.task != TaskKind::copy && !config.max_seq_len) config.max_seq_len = options.seq_len;
   if (config.max_seq_len && *config.max_seq_len < options.seq_len)
     return Status::error("config key 'max_seq_len': expected at least seq_len " + std::to_string(options.seq_len) +

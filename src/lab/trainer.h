@@ -18,6 +18,7 @@ namespace blocklab::lab {
 
 struct TrainOptions {
   TaskKind task = TaskKind::copy;
+  DataSpec data;  // the text task's file; the others ignore it
   int64_t steps = 200;  // total steps of the run
   int64_t batch = 32;
   int64_t seq_len = 20;

@@ -44,7 +44,7 @@ Status check_writable(const std::string& path) {
 
 nlohmann::json train_state(int64_t run_id, const Trainer& t) {
   nlohmann::json j{{"run_id", run_id}, {"step", t.steps_done()}, {"options", to_json(t.options())}};
-  if (t.task().kind() == TaskKind::chars) j["alphabet"] = t.task().alphabet();
+  if (!t.task().alphabet().empty()) j["alphabet"] = t.task().alphabet();  // chars, and text from a text file
   return j;
 }
 
@@ -149,6 +149,7 @@ Result<TrainResult> run_training(RunStore& store, const TrainRunSpec& spec, cons
   } else {
     TrainRunSpec recorded = spec;
     recorded.config = trainer->model().config();  // with the task's vocabulary and positions
+    recorded.options = trainer->options();        // with the data file's hash
     id = store.create_run(run_record(recorded, "running"));
     if (!id) return id.status();
   }

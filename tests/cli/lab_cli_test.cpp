@@ -202,6 +202,53 @@ TEST_F(Cli, ExportAPlainModelAndFineTuneItWithInit) {
   expect_usage_error(run("train --resume " + plain + " --db " + db), "fine-tune it with train --init");
 }
 
+// Your own data: a text file trains the text task (its bytes are the tokens), the end of it is held out,
+// the run records the file by absolute path and hash, and a resumed run refuses a file that changed.
+TEST_F(Cli, TrainOnYourOwnTextHoldsOutItsEndAndResumesOnlyOnTheSameFile) {
+  const std::string db = path("runs.db"), ck = path("ck.safetensors"), plain = path("plain.safetensors");
+  const std::string text = slurp(std::string(BLOCKLAB_SOURCE_DIR) + "/data/chars.txt").substr(0, 20000);
+  const std::string data = path("my text.txt");
+  std::ofstream(data, std::ios::binary) << text;
+  const std::string model = "--d-model 32 --n-heads 2 --d-ff 64 --n-layers 1";
+  CliRun r = run("train " + model + " --data '" + data + "' --steps 20 --seq-len 32 --db " + db + " --save " + ck +
+                 " --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json first = json::parse(r.out);
+  EXPECT_EQ(first["options"]["task"], "text");
+  EXPECT_EQ(first["options"]["data"]["path"], fs::absolute(data).string());
+  EXPECT_EQ(first["options"]["data"]["held_out"], 0.1);
+  EXPECT_EQ(first["options"]["data"]["hash"].get<std::string>().size(), 16u);
+  std::string alphabet = text;
+  std::sort(alphabet.begin(), alphabet.end());
+  alphabet.erase(std::unique(alphabet.begin(), alphabet.end()), alphabet.end());
+  EXPECT_EQ(first["config"]["vocab_size"], alphabet.size());
+  EXPECT_EQ(first["config"]["causal"], true);
+  EXPECT_EQ(first["config"]["max_seq_len"], 32);
+  EXPECT_TRUE(std::isfinite(first["final"]["loss"].get<double>()));
+
+  // resumed from another folder: the path is absolute; fine-tuned from its exported model on the same data
+  r = run("train --resume " + ck + " --steps 25 --db " + db + " --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["steps"], 25);
+  ASSERT_EQ(run("export " + ck + " --output " + plain).code, 0);
+  r = run("train --init " + plain + " --data '" + data + "' --steps 3 --seq-len 32 --db " + db + " --json --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  std::ofstream(data, std::ios::binary | std::ios::app) << "one more line\n";
+  expect_usage_error(run("train --resume " + ck + " --steps 30 --db " + db), "expected the file the run started with");
+  expect_usage_error(run("train --resume " + ck + " --data '" + data + "' --db " + db), "--data: a resumed run keeps");
+  expect_usage_error(run("train --task text --db " + db), "--task text: expected --data FILE");
+  expect_usage_error(run("train --data '" + data + "' --task copy --db " + db), "--task: expected text (or no --task) with --data");
+  expect_usage_error(run("train --data '" + data + "' --held-out 0.9 --db " + db), "--held-out: expected a fraction in (0, 0.5], got 0.9");
+  expect_usage_error(run("train --held-out 0.2 --db " + db), "--held-out: expected --data FILE with it");
+  std::ofstream(path("tiny.txt")) << "abc";
+  expect_usage_error(run("train --data " + path("tiny.txt") + " --db " + db), "expected at least 21 tokens in each part");
+  expect_usage_error(run("train --data " + path("none.txt") + " --db " + db), "--data");
+  std::ofstream(path("abc.txt")) << std::string(300, 'a') + std::string(300, 'b') + std::string(300, 'c');
+  expect_usage_error(run("train --init " + plain + " --data " + path("abc.txt") + " --seq-len 4 --db " + db),
+                     "config key 'vocab_size': expected 3 (the text task's vocabulary)");
+}
+
 TEST_F(Cli, GradflowJsonCsvAndTable) {
   CliRun r = run("gradflow --d-model 16 --n-heads 2 --d-ff 32 --n-layers 30 --batch 2 --seq-len 6 --json");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 namespace blocklab::lab {
 namespace {
@@ -58,8 +62,62 @@ TEST(Tasks, BatchesAreAFunctionOfSeedAndStep) {
   EXPECT_NE(t.eval_batch(5, 7, 8).tokens, t.batch(5, 7, 8).tokens);  // held out from training
 }
 
+// The text task on a file whose token i is i % 1000 (ids in a .npy): a window's first id says where it
+// starts, so every training window must lie in the first 90% and every held-out one in the last 10%.
+TEST(Tasks, TextTrainsOnItsDataAndHoldsTheEndOut) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("blocklab_text_task_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const int64_t n = 1000;
+  std::string header = "{'descr': '<i4', 'fortran_order': False, 'shape': (" + std::to_string(n) + ",), }";
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string bytes = std::string("\x93NUMPY\x01") + char(0) + char(header.size() & 0xff) + char(header.size() >> 8) + header;
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 4; ++k) bytes += char((uint32_t(i) >> (8 * k)) & 0xff);
+  const std::string path = (dir / "ids.npy").string();
+  std::ofstream(path, std::ios::binary) << bytes;
+
+  DataSpec data{path, 0.1, ""};
+  const Result<Task> made = Task::create(TaskKind::text, 16, data);
+  ASSERT_TRUE(made.is_ok()) << (made.is_ok() ? "" : made.status().message());
+  const Task& t = made.value();
+  EXPECT_TRUE(t.needs_causal());
+  EXPECT_EQ(t.vocab_size(), n);
+  EXPECT_EQ(t.train_tokens(), 900);
+  EXPECT_EQ(t.held_out_tokens(), 100);
+  EXPECT_TRUE(t.alphabet().empty());
+  for (int64_t step = 1; step <= 50; ++step) {
+    const Batch b = t.batch(3, step, 8);
+    for (int64_t s = 0; s < 8; ++s) {
+      const int32_t first = b.tokens[size_t(s * 16)];
+      EXPECT_LE(first + 16, 899) << "a training window reads a held-out target";  // last target id < 900
+      for (int64_t i = 0; i < 16; ++i) {
+        EXPECT_EQ(b.tokens[size_t(s * 16 + i)], first + i);
+        EXPECT_EQ(b.targets[size_t(s * 16 + i)], first + i + 1);
+      }
+    }
+    const Batch e = t.eval_batch(3, step, 8);
+    for (int64_t s = 0; s < 8; ++s) EXPECT_GE(e.tokens[size_t(s * 16)], 900);
+  }
+  EXPECT_EQ(t.batch(3, 7, 8).tokens, Task::create(TaskKind::text, 16, data)->batch(3, 7, 8).tokens);
+
+  // A resumed run's hash must match the file's; parts too short for a window are refused.
+  DataSpec stale = data;
+  stale.hash = "0000000000000000";
+  EXPECT_NE(Task::create(TaskKind::text, 16, stale).status().message().find("expected the file the run started with"),
+            std::string::npos);
+  EXPECT_NE(Task::create(TaskKind::text, 100, data).status().message().find("expected at least 101 tokens in each part"),
+            std::string::npos);
+  DataSpec too_much = data;
+  too_much.held_out = 0.6;
+  EXPECT_NE(Task::create(TaskKind::text, 16, too_much).status().message().find("(0, 0.5]"), std::string::npos);
+  EXPECT_NE(Task::create(TaskKind::text, 16, DataSpec{}).status().message().find("expected --data FILE"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST(Tasks, Names) {
-  for (TaskKind k : {TaskKind::copy, TaskKind::reverse, TaskKind::sort, TaskKind::chars})
+  for (TaskKind k : {TaskKind::copy, TaskKind::reverse, TaskKind::sort, TaskKind::chars, TaskKind::text})
     EXPECT_EQ(parse_task(name_of(k)), k);
   EXPECT_FALSE(parse_task("translate"));
 }
