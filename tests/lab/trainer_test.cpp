@@ -122,10 +122,19 @@ TEST(TrainOptionsJson, RoundTripAndStrictKeys) {
   EXPECT_EQ(to_json(back), to_json(o));
   EXPECT_EQ(train_options_from_json({{"stepz", 3}}).status().message(), "training options: unknown key 'stepz'");
   EXPECT_EQ(train_options_from_json({{"task", "fly"}}).status().message(),
-            "training option 'task': expected one of copy reverse sort chars, got \"fly\"");
+            "training option 'task': expected one of copy reverse sort chars text, got \"fly\"");
   EXPECT_EQ(train_options_from_json({{"precision", "fp8"}}).status().message(),
             "training option 'precision': expected \"f32\" or \"bf16\", got \"fp8\"");
   EXPECT_EQ(train_options_from_json(nlohmann::json::object()).value().precision, MatmulPrecision::f32);  // older runs
+  TrainOptions text = quick(3);
+  text.task = TaskKind::text;
+  text.data = {"/data/my.txt", 0.2, "00ff00ff00ff00ff"};
+  const nlohmann::json tj = to_json(text);
+  EXPECT_EQ(tj["data"], (nlohmann::json{{"path", "/data/my.txt"}, {"held_out", 0.2}, {"hash", "00ff00ff00ff00ff"}}));
+  EXPECT_EQ(to_json(train_options_from_json(tj).value()), tj);
+  EXPECT_FALSE(to_json(o).contains("data"));  // the built-in tasks have none
+  EXPECT_EQ(train_options_from_json({{"data", {{"path", 3}}}}).status().message(),
+            "training option 'data': unknown or ill-typed key 'path'");
 }
 
 class TrainingRunTest : public ::testing::Test {
