@@ -567,6 +567,88 @@ void set_param_impl(Model<T>& m, const std::string& name, py::handle value) {
   std::memcpy(m.params().data() + spec->offset, v.data(), size_t(spec->numel()) * sizeof(T));
 }
 
+
+// ---- save_torch: a PyTorch nn.TransformerEncoder (or one TransformerEncoderLayer) as a model file ----
+
+// The attribute `name` of `obj`, or a ValueError naming what is missing.
+py::object attr_of(py::handle obj, const char* name, const std::string& where) {
+  if (!py::hasattr(obj, name))
+    fail("save_torch: " + where + ": expected an attribute '" + name + "' (an nn.TransformerEncoder or "
+         "nn.TransformerEncoderLayer), got a " + type_name(obj) + " without it");
+  return obj.attr(name);
+}
+
+// The config keys a PyTorch encoder layer fixes: sizes, placement, activation, eps, dropout.
+nlohmann::json torch_layer_config(py::handle layer) {
+  py::object attn = attr_of(layer, "self_attn", "layers[0]");
+  nlohmann::json c;
+  c["d_model"] = attr_of(attn, "embed_dim", "layers[0].self_attn").cast<int64_t>();
+  c["n_heads"] = attr_of(attn, "num_heads", "layers[0].self_attn").cast<int64_t>();
+  c["d_ff"] = attr_of(attr_of(layer, "linear1", "layers[0]"), "out_features", "layers[0].linear1").cast<int64_t>();
+  c["placement"] = attr_of(layer, "norm_first", "layers[0]").cast<bool>() ? "pre" : "post";
+  c["eps"] = attr_of(attr_of(layer, "norm1", "layers[0]"), "eps", "layers[0].norm1").cast<double>();
+  c["dropout"] = attr_of(attr_of(layer, "dropout", "layers[0]"), "p", "layers[0].dropout").cast<double>();
+  // The activation: a module (nn.ReLU, nn.GELU with its `approximate`) or a function (F.relu, F.gelu).
+  py::object act = attr_of(layer, "activation", "layers[0]");
+  std::string name = py::hasattr(act, "__name__") ? py::str(act.attr("__name__")).cast<std::string>() : type_name(act);
+  std::string approximate = py::hasattr(act, "approximate") ? py::str(act.attr("approximate")).cast<std::string>() : "none";
+  if ((name == "relu" || name == "ReLU") && approximate == "none") c["activation"] = "relu";
+  else if ((name == "gelu" || name == "GELU") && approximate == "none") c["activation"] = "gelu";
+  else if ((name == "gelu" || name == "GELU") && approximate == "tanh") c["activation"] = "gelu_tanh";
+  else
+    fail("save_torch: layers[0].activation: expected relu, gelu or GELU(approximate='tanh'), got " + name +
+         (approximate != "none" ? " (approximate='" + approximate + "')" : ""));
+  return c;
+}
+
+// Writes `module` (nn.TransformerEncoder, or one nn.TransformerEncoderLayer saved as a 1-layer stack) to `path`
+// as a model file: its state_dict under the contract's names and the config read off the module, with
+// `config`'s keys over it (causal, residual_alpha, ...: what a module does not say). Every tensor is checked
+// against the config's layout (a missing, extra or misshapen one is an error naming it).
+void save_torch(py::object module, const std::string& path, py::object config, py::object dtype) {
+  const bool stack = py::hasattr(module, "layers");
+  py::object first = stack ? py::object(attr_of(module, "layers", "module")[py::int_(0)]) : module;
+  nlohmann::json c = torch_layer_config(first);
+  c["n_layers"] = stack ? int64_t(py::len(module.attr("layers"))) : int64_t(1);
+  c["final_norm"] = stack && py::hasattr(module, "norm") && !module.attr("norm").is_none();
+  c["norm"] = "layernorm";
+  if (!config.is_none()) {
+    if (!py::isinstance<py::dict>(config)) fail("save_torch: config: expected a dict of config keys, got " + type_name(config));
+    const nlohmann::json extra = nlohmann::json::parse(py::module_::import("json").attr("dumps")(config).cast<std::string>());
+    for (auto it = extra.begin(); it != extra.end(); ++it) c[it.key()] = it.value();
+  }
+  Result<ModelConfig> mc = io::config_from_json(c);
+  if (!mc) fail("save_torch: " + mc.status().message());
+  Result<Model<float>> model = Model<float>::create(mc.value());
+  if (!model) fail("save_torch: " + model.status().message());
+  py::dict state = attr_of(module, "state_dict", "module")();
+  std::set<std::string> seen;
+  for (auto item : state) {
+    std::string name = py::str(item.first);
+    if (!stack) name = "layers.0." + name;
+    py::object value = py::reinterpret_borrow<py::object>(item.second);
+    if (py::hasattr(value, "detach")) value = value.attr("detach")().attr("cpu")().attr("numpy")();  // a torch.Tensor
+    if (!model->layout().find(name))
+      fail("save_torch: state_dict has '" + name + "', which a model of config " + io::config_to_json(mc.value()).dump() +
+           " does not (expected PyTorch's nn.TransformerEncoder names)");
+    set_param_impl(model.value(), name, value);
+    seen.insert(name);
+  }
+  for (const ParamSpec& spec : model->layout().specs())
+    if (!seen.count(spec.name)) fail("save_torch: state_dict: expected a tensor '" + spec.name + "', got none");
+  bool f64 = false;
+  if (!dtype.is_none()) {
+    const std::string d = py::str(py::dtype::from_args(dtype));
+    if (d != "float32" && d != "float64") fail("save_torch: dtype: expected float32 or float64, got " + d);
+    f64 = d == "float64";
+  }
+  Status st;
+  {
+    py::gil_scoped_release release;
+    st = io::save_model(path, model.value(), f64 ? io::DType::F64 : io::DType::F32);
+  }
+  if (!st) fail(st.message());
+}
 }  // namespace
 
 }  // namespace blocklab::python
@@ -699,6 +781,11 @@ PYBIND11_MODULE(blocklab, mod) {
   mod.def("load", &load, py::arg("path"), py::arg("dtype") = py::none(),
           "blocklab.load(path, dtype=None) -> Model: a model file; float32, or float64 when the file's parameters are "
           "F64 or dtype=\"float64\"");
+  mod.def("save_torch", &save_torch, py::arg("module"), py::arg("path"), py::arg("config") = py::none(),
+          py::arg("dtype") = py::none(),
+          "blocklab.save_torch(module, path, config=None, dtype=None): a PyTorch nn.TransformerEncoder (or one "
+          "nn.TransformerEncoderLayer) as a model file, its config read off the module (sizes, norm_first, "
+          "activation, eps, dropout, the final norm) with `config`'s keys over it (e.g. {\"causal\": True})");
   mod.def(
       "set_threads",
       [](py::object arg) {

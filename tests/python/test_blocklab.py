@@ -612,6 +612,112 @@ class DocExample(unittest.TestCase):
             for a, b in zip(number.findall(g), number.findall(w)):
                 self.assertLessEqual(abs(float(a) - float(b)), 2 * 10 ** -len(b.split(".")[1]), f"{g!r} vs {w!r}")
 
+# ---- save_torch: PyTorch encoder modules as model files ------------------------------------------------
+# The helper reads a module's attributes (nn.TransformerEncoderLayer's self_attn, linear1, norm_first, norm1,
+# dropout, activation; nn.TransformerEncoder's layers and norm) and its state_dict. Stand-ins with those
+# attributes, holding a parity fixture's parameters, check it without PyTorch; with PyTorch installed the same
+# is checked against real modules and their forward.
+
+def relu(x):  # named as F.relu is
+    return x
+
+
+def gelu(x):
+    return x
+
+
+class _Obj:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def stand_in_encoder(model, stack=True):
+    c = model.config
+    act = {"relu": relu, "gelu": gelu, "gelu_tanh": _Obj(__name__="GELU", approximate="tanh")}[c["activation"]]
+    layer = _Obj(self_attn=_Obj(embed_dim=c["d_model"], num_heads=c["n_heads"]), linear1=_Obj(out_features=c["d_ff"]),
+                 norm_first=c["placement"] == "pre", norm1=_Obj(eps=c["eps"]), dropout=_Obj(p=c["dropout"]),
+                 activation=act)
+    params = model.params
+    if not stack:
+        layer.state_dict = lambda: {k[len("layers.0."):]: v for k, v in params.items()}
+        return layer
+    return _Obj(layers=[layer] * c["n_layers"], norm=_Obj(eps=c["eps"]) if c["final_norm"] else None,
+                state_dict=lambda: dict(params))
+
+
+class SaveTorch(unittest.TestCase):
+    CASES = ["sweep_layernorm_%s_%s_res1_%s_%s" % c for c in
+             [("post", "relu", "full", "nofinal"), ("pre", "gelu", "causal", "final"), ("pre", "gelu_tanh", "full", "nofinal")]]
+
+    def test_stand_in_modules_round_trip(self):
+        for case in self.CASES:
+            m = blocklab.load(os.path.join(PARITY, case + ".model.safetensors"), dtype="float64")
+            causal = m.config["causal"]
+            with tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "saved.safetensors")
+                blocklab.save_torch(stand_in_encoder(m), out, config={"causal": causal}, dtype="float64")
+                back = blocklab.load(out)
+                self.assertEqual(back.config, m.config, case)
+                for name, value in m.params.items():
+                    np.testing.assert_array_equal(back.params[name], value, err_msg=name)
+                x = np.random.default_rng(1).standard_normal((2, 5, m.config["d_model"]))
+                np.testing.assert_array_equal(back(x), m(x))
+
+    def test_one_layer_is_a_one_layer_stack(self):
+        m = blocklab.load(os.path.join(PARITY, "sweep_layernorm_post_relu_res1_full_nofinal.model.safetensors"))
+        one = {k: v for k, v in m.params.items() if k.startswith("layers.0.")}
+        layer = stand_in_encoder(m, stack=False)
+        layer.state_dict = lambda: {k[len("layers.0."):]: v for k, v in one.items()}
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "one.safetensors")
+            blocklab.save_torch(layer, out)
+            self.assertEqual(blocklab.load(out).config["n_layers"], 1)
+
+    def test_what_it_cannot_save_is_refused_by_name(self):
+        m = blocklab.load(os.path.join(PARITY, "sweep_layernorm_post_relu_res1_full_nofinal.model.safetensors"))
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "x.safetensors")
+
+            def refused(module, needle, **kw):
+                with self.assertRaises(ValueError) as e:
+                    blocklab.save_torch(module, out, **kw)
+                self.assertIn(needle, str(e.exception))
+                self.assertFalse(os.path.exists(out))
+            refused(object(), "expected an attribute 'self_attn'")
+            bad = stand_in_encoder(m)
+            bad.layers = [_Obj(**{**bad.layers[0].__dict__, "activation": lambda x: x})]
+            refused(bad, "layers[0].activation: expected relu, gelu or GELU(approximate='tanh'), got <lambda>")
+            missing = stand_in_encoder(m)
+            missing.state_dict = lambda: {k: v for k, v in m.params.items() if "linear2.bias" not in k}
+            refused(missing, "expected a tensor 'layers.0.linear2.bias', got none")
+            extra = stand_in_encoder(m)
+            extra.state_dict = lambda: {**m.params, "layers.0.extra": np.zeros(3)}
+            refused(extra, "state_dict has 'layers.0.extra'")
+            wrong = stand_in_encoder(m)
+            wrong.state_dict = lambda: {**m.params, "layers.0.linear1.bias": np.zeros(3)}
+            refused(wrong, "set_param layers.0.linear1.bias: expected shape")
+            refused(stand_in_encoder(m), "unknown key 'bogus'", config={"bogus": 1})
+            refused(stand_in_encoder(m), "expected a dict", config=[1])
+            refused(stand_in_encoder(m), "dtype: expected float32 or float64", dtype="int8")
+
+    def test_real_pytorch_modules(self):
+        try:
+            import torch
+            import torch.nn as nn
+        except ImportError:
+            self.skipTest("PyTorch is not installed here (Debian's python3-torch): the stand-in tests above cover save_torch")
+        torch.manual_seed(0)
+        for act, pre, final in [("relu", False, False), ("gelu", True, True), (nn.GELU(approximate="tanh"), True, False)]:
+            layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation=act, batch_first=True, norm_first=pre)
+            enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16) if final else None, enable_nested_tensor=False)
+            with tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "enc.safetensors")
+                blocklab.save_torch(enc, out)
+                m = blocklab.load(out, dtype="float64")
+            x = torch.randn(2, 5, 16, requires_grad=True)  # grad on: PyTorch's slow path, which honours approximate='tanh'
+            want = enc(x).detach().numpy()
+            self.assertLess(np.abs(m(x.detach().numpy().astype(np.float64)) - want).max(), 1e-5, str(act))
+
 
 if __name__ == "__main__":
     unittest.main()
