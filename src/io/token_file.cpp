@@ -100,7 +100,7 @@ Result<std::vector<int32_t>> parse_npy_ids(const std::string& b, const std::stri
     if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return bad("shape: too many elements");
     n *= d;
   }
-  if (uint64_t(n) * width != b.size() - data)
+  if (uint64_t(n) > (b.size() - data) / width || uint64_t(n) * width != b.size() - data)
     return bad("data: expected " + std::to_string(n) + " values of " + std::to_string(width) + " bytes (shape " +
                *shape_text + "), got " + std::to_string(b.size() - data) + " bytes");
   std::vector<int32_t> ids(static_cast<size_t>(n));
