@@ -583,6 +583,11 @@ void adamw_update(T* __restrict param, const T* __restrict grad, T* __restrict m
   const T inv_sqrt_bias2 = T(1.0 / std::sqrt(bias2));
   const T decay = T(1.0 - h.lr * h.weight_decay);
   const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps);
+  if constexpr (std::is_same_v<T, float>) {  // vectorised (the portable loop ran one sqrt and one division a value)
+    if (avx512::available())
+      return avx512::adamw_update(param, grad, m, v, n, decay, b1, b2, eps, step_size, inv_sqrt_bias2);
+    if (avx2::available()) return avx2::adamw_update(param, grad, m, v, n, decay, b1, b2, eps, step_size, inv_sqrt_bias2);
+  }
   // Element by element: the same bits for any number of threads.
 #pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 16))
   for (int64_t i = 0; i < n; ++i) {

@@ -3,10 +3,10 @@
 // kernels' (kernels.cpp), with exp, tanh and erf evaluated by the vector approximations below
 // (about 1e-7 absolute error, inside float32's own rounding for these uses). Large inputs are split
 // over threads (OpenMP); small ones stay on the calling thread. The activations' maths is shared with the
-// AVX-512 file (simd_activations.h).
+// AVX-512 file (simd_kernels.h).
 #include "engine/kernels_avx2.h"
 
-#include "engine/simd_activations.h"
+#include "engine/simd_kernels.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -264,7 +264,7 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   }
 }
 
-// ---- Activations: the shared vector maths (simd_activations.h) on 8 floats -------------------------
+// ---- Activations: the shared vector maths (simd_kernels.h) on 8 floats -------------------------
 
 void relu_forward(float* out, const float* inp, int64_t n) { simd::map<simd::Relu, Avx2>(out, inp, n); }
 void relu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
@@ -277,6 +277,13 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) 
 void gelu_tanh_forward(float* out, const float* inp, int64_t n) { simd::map<simd::GeluTanh, Avx2>(out, inp, n); }
 void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
   simd::map_grad<simd::GeluTanh, Avx2>(dinp, inp, dout, n);
+}
+
+// ---- AdamW: the shared vector maths on 8 floats -----------------------------------------------------
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float decay, float b1, float b2,
+                  float eps, float step_size, float inv_sqrt_bias2) {
+  simd::adamw<Avx2>(param, grad, m, v, n, {decay, b1, b2, eps, step_size, inv_sqrt_bias2});
 }
 
 // ---- Softmax -------------------------------------------------------------------------------------

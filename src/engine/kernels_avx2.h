@@ -26,5 +26,10 @@ void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_
 
 void softmax_forward(float* out, const float* inp, int64_t N, int64_t C);
 
+// One AdamW step on float32 (kernels.cpp's adamw_update computes the scalars): vectors of 8.
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float decay, float b1, float b2,
+                  float eps, float step_size, float inv_sqrt_bias2);
+
+
 
 }  // namespace blocklab::avx2

@@ -1,4 +1,4 @@
-// AVX-512 activation kernels: simd_activations.h's maths on 16 floats, the remainder on 8 (AVX2) and then
+// AVX-512 activation kernels: simd_kernels.h's maths on 16 floats, the remainder on 8 (AVX2) and then
 // one at a time, exactly as the AVX2 kernels do each element. Compiled for AVX-512F by the target pragma
 // below, placed after every standard header so that no standard-library code in this file is built for
 // AVX-512 (the linker could otherwise keep that copy for the whole program, also on AVX2-only CPUs).
@@ -12,7 +12,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#include "engine/simd_activations.h"
+#include "engine/simd_kernels.h"
 
 namespace blocklab {
 namespace {
@@ -36,6 +36,7 @@ struct Avx512 {
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F floor(F a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static F sqrt(F a) { return _mm512_sqrt_ps(a); }
   static F abs(F a) {
     return _mm512_castsi512_ps(_mm512_and_epi32(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
   }
@@ -72,6 +73,11 @@ void gelu_tanh_forward(float* out, const float* inp, int64_t n) {
 }
 void gelu_tanh_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
   simd::map_grad<simd::GeluTanh, Avx512, Avx2>(dinp, inp, dout, n);
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float decay, float b1, float b2,
+                  float eps, float step_size, float inv_sqrt_bias2) {
+  simd::adamw<Avx512, Avx2>(param, grad, m, v, n, {decay, b1, b2, eps, step_size, inv_sqrt_bias2});
 }
 
 }  // namespace avx512

@@ -494,7 +494,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FastPath,
                          });
 
 // ---- AVX-512 activations: the AVX2 kernels' bits, twice the width ------------------------------------
-// Every element takes the same operations on both (simd_activations.h), so the results are equal bit for
+// Every element takes the same operations on both (simd_kernels.h), so the results are equal bit for
 // bit, at every position (the 16-wide body, the 8-wide remainder, the single-value tail) and on the
 // threaded split. On a CPU without AVX-512F there is nothing to compare: the test says so and is skipped.
 
@@ -531,6 +531,31 @@ TEST(Avx512Activations, EqualTheAvx2KernelsBitForBit) {
       k.b512(g512.data(), x.data(), dy.data(), n);
       EXPECT_TRUE(same_bits(g2, g512)) << k.name << " backward, n " << n;
     }
+    // AdamW: parameters and both moments, from the same state
+    Fv p2 = random_floats(size_t(n), 13, 1.0), m2 = random_floats(size_t(n), 14, 0.1), v2 = random_floats(size_t(n), 15, 0.1);
+    for (float& e : v2) e = e * e;
+    Fv p512 = p2, m512 = m2, v512 = v2;
+    avx2::adamw_update(p2.data(), dy.data(), m2.data(), v2.data(), n, 0.999f, 0.9f, 0.999f, 1e-8f, 1.3e-3f, 1.02f);
+    avx512::adamw_update(p512.data(), dy.data(), m512.data(), v512.data(), n, 0.999f, 0.9f, 0.999f, 1e-8f, 1.3e-3f, 1.02f);
+    EXPECT_TRUE(same_bits(p2, p512) && same_bits(m2, m512) && same_bits(v2, v512)) << "adamw, n " << n;
+  }
+}
+
+// The vectorised AdamW against the portable loop in double: one step of random state.
+TEST(FastPath, AdamWMatchesThePortableUpdate) {
+  if (!simd_available()) GTEST_SKIP() << "this CPU has no AVX2 + FMA: float uses the portable kernels";
+  for (int64_t n : {1, 7, 8, 31, 70001}) {
+    const Fv g = random_floats(size_t(n), 1, 1.0), p0 = random_floats(size_t(n), 2, 1.0);
+    Fv m0 = random_floats(size_t(n), 3, 0.1), v0 = random_floats(size_t(n), 4, 0.1);
+    for (float& e : v0) e = e * e;
+    Fv p = p0, m = m0, v = v0;
+    Vec pd(p0.begin(), p0.end()), md(m0.begin(), m0.end()), vd(v0.begin(), v0.end()), gd(g.begin(), g.end());
+    const AdamWHyper h{3e-3, 0.9, 0.999, 1e-8, 0.01};
+    adamw_update(p.data(), g.data(), m.data(), v.data(), n, h, 7);
+    adamw_update(pd.data(), gd.data(), md.data(), vd.data(), n, h, 7);
+    EXPECT_LT(worst(p, Fv(pd.begin(), pd.end())), 4e-6) << n;  // a few float32 ulps of the parameter
+    EXPECT_LT(worst(m, Fv(md.begin(), md.end())), 1e-6) << n;
+    EXPECT_LT(worst(v, Fv(vd.begin(), vd.end())), 1e-6) << n;
   }
 }
 

@@ -1,4 +1,4 @@
-// The activation kernels' vector maths (exp, tanh, erf, GELU in both forms, ReLU), written once over a
+// The elementwise kernels' vector maths (exp, tanh, erf, GELU in both forms, ReLU, the AdamW update), written once over a
 // vector type V and compiled by each ISA's file: kernels_avx2.cpp (V = Avx2, 8 floats) and
 // kernels_avx512.cpp (V = Avx512, 16 floats, its tail through Avx2). Every lane runs the same operations in
 // the same order on every width, and scalar tails run the vector code on a broadcast value, so the AVX-512
@@ -54,6 +54,7 @@ struct Avx2 {
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F floor(F a) { return _mm256_floor_ps(a); }
+  static F sqrt(F a) { return _mm256_sqrt_ps(a); }
   static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static F with_sign_of(F magnitude, F x) { return _mm256_or_ps(magnitude, _mm256_and_ps(x, _mm256_set1_ps(-0.0f))); }
   // 2^n for whole-valued n in float's exponent range, from the exponent bits.
@@ -196,6 +197,55 @@ void map_grad(float* dinp, const float* in, const float* dout, int64_t n) {
   parallel_rows((n + V::width - 1) / V::width, n, [&](int64_t begin, int64_t end) {
     const int64_t stop = end * V::width < n ? end * V::width : n;
     map_grad_range<Act, V, Tails...>(dinp, in, dout, begin * V::width, stop);
+  });
+}
+
+// One AdamW step over [0, n), as kernels.cpp's portable loop: decay the parameter, update both moments, step.
+// The scalars are the step's (bias corrections folded in by the caller).
+struct AdamScalars {
+  float decay, b1, b2, eps, step_size, inv_sqrt_bias2;
+};
+
+template <typename V>
+void adamw_vectors(float* p, const float* g, float* m, float* v, int64_t i, int64_t stop, const AdamScalars& a) {
+  const typename V::F decay = V::set1(a.decay), b1 = V::set1(a.b1), c1 = V::set1(1.0f - a.b1), b2 = V::set1(a.b2),
+                      c2 = V::set1(1.0f - a.b2), eps = V::set1(a.eps), step = V::set1(a.step_size),
+                      inv = V::set1(a.inv_sqrt_bias2);
+  for (; i + V::width <= stop; i += V::width) {
+    const typename V::F gi = V::load(g + i);
+    const typename V::F mi = V::add(V::mul(b1, V::load(m + i)), V::mul(c1, gi));
+    const typename V::F vi = V::add(V::mul(b2, V::load(v + i)), V::mul(V::mul(c2, gi), gi));
+    const typename V::F pi = V::mul(V::load(p + i), decay);
+    V::store(m + i, mi);
+    V::store(v + i, vi);
+    V::store(p + i, V::sub(pi, V::div(V::mul(step, mi), V::add(V::mul(V::sqrt(vi), inv), eps))));
+  }
+}
+
+// Vectors of V, then of each narrower type in Tails, then single values through the narrowest (as map_range).
+template <typename V, typename... Tails>
+void adamw_range(float* p, const float* g, float* m, float* v, int64_t i, int64_t stop, const AdamScalars& a) {
+  adamw_vectors<V>(p, g, m, v, i, stop, a);
+  const int64_t done = i + (stop - i) / V::width * V::width;
+  if constexpr (sizeof...(Tails) > 0) {
+    adamw_range<Tails...>(p, g, m, v, done, stop, a);
+  } else {
+    for (int64_t j = done; j < stop; ++j) {  // one value in lane 0 of a vector: the same operations
+      float pj = p[j], gj = g[j], mj = m[j], vj = v[j];
+      alignas(64) float pb[V::width] = {pj}, gb[V::width] = {gj}, mb[V::width] = {mj}, vb[V::width] = {vj};
+      adamw_vectors<V>(pb, gb, mb, vb, 0, V::width, a);
+      p[j] = pb[0];
+      m[j] = mb[0];
+      v[j] = vb[0];
+    }
+  }
+}
+
+template <typename V, typename... Tails>
+void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamScalars& a) {
+  parallel_rows((n + V::width - 1) / V::width, n, [&](int64_t begin, int64_t end) {
+    const int64_t stop = end * V::width < n ? end * V::width : n;
+    adamw_range<V, Tails...>(p, g, m, v, begin * V::width, stop, a);
   });
 }
 
