@@ -6,11 +6,15 @@
 
 #include <cstdint>
 
+#if defined(__clang__)  // the fuzz build (scripts/fuzz.sh)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,avx512f")
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn about it (a known false positive).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "engine/simd_kernels.h"
 
@@ -83,8 +87,12 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
 }  // namespace avx512
 }  // namespace blocklab
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif
 
 namespace blocklab::avx512 {
 
