@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PAGES = ["other-half", "addnorm", "layernorm", "ffn", "gradflow", "train"]
+PAGES = ["course", "other-half", "addnorm", "layernorm", "ffn", "gradflow", "train", "cheatsheet"]
 KINDS_SECTION = {"intuition", "maths", "widget", "notice", "misunderstanding", "summary", "code", "exercise"}
 KINDS_Q = {"conceptual", "numeric", "page-state", "out-of-scope"}
 MIN_COUNTS = {"conceptual": 30, "numeric": 15, "page-state": 10, "out-of-scope": 10}
@@ -28,6 +28,8 @@ MIN_TOTAL = 70
 # The pages' URL state keys, as web/src/lib/pages.ts declares them (train's a_/b_ keys come from runConfig).
 _RUN = ["layers", "norm", "place", "res", "alpha", "act", "warm", "lr"]
 STATE_KEYS = {
+    "course": {"model", "text", "pos", "block", "placement", "step"},
+    "cheatsheet": set(),
     "other-half": {"comp", "text", "pos", "block", "sub", "alpha"},
     "ffn": {"text", "pos", "layer", "act", "dff", "wseed"},
     "layernorm": {"tab", "norm", "x", "row", "gamma", "beta", "eps", "shift"},
@@ -38,6 +40,8 @@ STATE_KEYS = {
 
 # The section ids each page must keep (the pages and the assistant refer to them).
 REQUIRED = {
+    "course": ["one-block", "equations", "reading", "path"],
+    "cheatsheet": ["keep", "residual", "layernorm", "pre-norm", "ffn", "memoization"],
     "other-half": ["sandwich", "residual", "layernorm", "ffn", "misunderstandings", "take-aways"],
     "addnorm": ["placement", "post-norm", "pre-norm", "warmup", "which-when", "data-path"],
     "layernorm": ["why", "step-by-step", "gamma-beta", "epsilon", "rmsnorm", "batchnorm", "regularisation"],

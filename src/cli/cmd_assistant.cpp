@@ -138,7 +138,7 @@ Runner add_assistant_command(CLI::App& sub) {
   auto models_flag = [a](CLI::App* s) { s->add_option("--models", a->models, "built-in models folder, for answers about a page's state (default models/ of the source tree)"); };
   CLI::App* ask = sub.add_subcommand("ask", "answer one question, as POST /api/assistant does");
   ask->add_option("question", a->question, "the question (1 to 2000 characters)")->required();
-  ask->add_option("--page", a->page, "the page it is asked on (other-half, addnorm, layernorm, ffn, gradflow, train)");
+  ask->add_option("--page", a->page, "the page it is asked on (course, other-half, ffn, layernorm, gradflow, addnorm, train, cheatsheet)");
   ask->add_option("--context", a->context, "that page's state as JSON, e.g. '{\"act\": \"relu\"}'");
   ask->add_flag("--json", a->json, "the API's JSON answer");
   ask->add_flag("--explain", a->explain, "first, how the question's words were read (known, corrected, unknown) and weighed");

@@ -1,6 +1,7 @@
 // The gradient-flow page's dynamic-programming exercise (lessons/gradflow.md, `dp-analogy`): the edit-distance
 // table the learner fills cell by cell — the analogy, computed here, not by the engine — and the residual
 // recurrence x_{l+1} = x_l + f_l(x_l) read from the engine's trace of chars-small, one step per sub-layer.
+import { norm } from './vec';
 
 /** The longest word the exercise takes (the table stays readable on a phone). */
 export const WORD_MAX = 8;
@@ -68,12 +69,8 @@ export function reuse(d: number[][], a: string, b: string, i: number, j: number)
   return { reads, chosen: best.cell, move: best.move, value: best.value + best.cost };
 }
 
-/** The Euclidean length of a vector of the engine's numbers. */
-export function norm(v: ReadonlyArray<number | null>): number {
-  let s = 0;
-  for (const x of v) if (x !== null) s += x * x;
-  return Math.sqrt(s);
-}
+/** The Euclidean length of a vector of the engine's numbers (lib/vec.ts). */
+export { norm };
 
 export interface ResidualStep {
   /** l: x_{l+1} = x_l + f_l(x_l) */

@@ -41,7 +41,21 @@ function runConfig(prefix: 'a' | 'b', over: { layers: number; placement: string 
   };
 }
 
+/**
+ * The pages in the order of the course (lib/course.ts): the nav's order, each page's "next" link, and the first one
+ * is the page a bare URL opens.
+ */
 export const PAGES = {
+  course: {
+    /** a built-in model with an alphabet (GET /api/models) */
+    model: { kind: 'str', def: MODEL_ID, maxLen: 64 },
+    text,
+    pos,
+    block: { kind: 'int', def: 0, min: 0, max: 127 },
+    placement,
+    /** the step of the block shown, in the placement's order (0 = the first) */
+    step: { kind: 'int', def: 0, min: 0, max: 11 },
+  },
   'other-half': {
     comp: { kind: 'enum', def: 'residual', values: ['residual', 'layernorm', 'ffn'] },
     text,
@@ -98,17 +112,20 @@ export const PAGES = {
     run_a: { kind: 'int', def: 0, min: 0, max: 2 ** 31 - 1 },
     run_b: { kind: 'int', def: 0, min: 0, max: 2 ** 31 - 1 },
   },
+  cheatsheet: {},
 } satisfies Record<string, Schema>;
 
 export type PageId = keyof typeof PAGES;
 
 export const PAGE_TITLES: Record<PageId, { title: string; seed: string }> = {
+  course: { title: 'Course', seed: 'seeds 003, 001' },
   'other-half': { title: 'The other half', seed: 'seed 000' },
   ffn: { title: 'FFN', seed: 'seed 002' },
   layernorm: { title: 'LayerNorm step by step', seed: 'seeds 004, 003' },
   gradflow: { title: 'Gradient flow', seed: 'seeds 003, 004' },
   addnorm: { title: 'Add & Norm', seed: 'seeds 001, 004' },
   train: { title: 'Train', seed: 'seed 003' },
+  cheatsheet: { title: 'Cheat sheet', seed: 'seed 003' },
 };
 
 /** The tracked position for a text of `n` tokens: −1 or out of range means the last. */

@@ -109,4 +109,18 @@ export function applyPreset(v: Values, id: string): Values {
   return p ? { ...v, ...p.values, preset: id, run_a: 0, run_b: 0 } : { ...v, preset: 'custom' };
 }
 
+/**
+ * What a URL that names a preset opens: a link with the preset and none of the two configurations' fields (a
+ * lesson's or the cheat sheet's, `?page=train&preset=residual`) opens that preset's configurations — the fields
+ * to set, or null when the state already is the preset's. A URL with any configuration field (`a_…`, `b_…`: a
+ * shared comparison) opens as it is written, and so does one that names no preset (`custom`).
+ */
+export function presetOnOpen(v: Values, urlKeys: Iterable<string>): Values | null {
+  const p = PRESETS.find((x) => x.id === v.preset);
+  if (!p) return null;
+  for (const k of urlKeys) if (/^[ab]_/.test(k)) return null;
+  const patch = Object.fromEntries(Object.entries(p.values).filter(([k, val]) => v[k] !== val));
+  return Object.keys(patch).length ? patch : null;
+}
+
 export const TERMINAL = new Set(['finished', 'diverged', 'cancelled', 'failed', 'interrupted']);

@@ -22,6 +22,9 @@ describe('the app', () => {
       await expect(w.page.title()).resolves.toBe(`${PAGE_TITLES[p].title} — BlockLab`);
       await expect(w.page.locator('main h1').count()).resolves.toBe(1);
     }
+    // the last two pages visited before the cheat sheet: Train, then Add & Norm
+    await w.page.goBack();
+    expect(params(w.page).get('page')).toBe('train');
     await w.page.goBack();
     expect(params(w.page).get('page')).toBe('addnorm');
     await waitReady(w.page);
@@ -79,7 +82,9 @@ describe('the app', () => {
     ] as const) {
       for (const p of pages) {
         const w = await openPage(b, base, `?page=${p}`);
-        if (p !== 'train') await waitReady(w.page);
+        // the Train page asks nothing until a run is started; the cheat sheet has no widget, only its table
+        if (p === 'cheatsheet') await w.page.waitForSelector('[data-testid="cheatsheet"]');
+        else if (p !== 'train') await waitReady(w.page);
         expect(await horizontalOverflow(w.page), `${p} on ${name}`).toBeLessThanOrEqual(0);
         if (name === 'phone') await screenshot(w.page, `${p}-phone`);
         expectNoErrors(w.errors);

@@ -96,6 +96,9 @@ describe('every page on a phone (390 px): legible text, nothing wider than the s
     const v = { ...defaults(PAGES.train as Schema), steps: 20, dmodel: 16, a_layers: 2 };
     const run = await api<{ run_id: number }>(base, '/api/runs', runRequest(v, 'a'));
     const pages: [string, string][] = [
+      ['course', ''],
+      ['course', '&step=2'],
+      ['course', '&placement=post&step=5'],
       ['other-half', ''],
       ['other-half', '&comp=layernorm'],
       ['other-half', '&comp=ffn'],
@@ -106,11 +109,13 @@ describe('every page on a phone (390 px): legible text, nothing wider than the s
       ['gradflow', ''],
       ['addnorm', ''],
       ['train', `&steps=20&dmodel=16&a_layers=2&run_a=${run.run_id}`],
+      ['cheatsheet', ''],
     ];
     const problems: string[] = [];
     for (const [p, extra] of pages) {
       const w = await openPage(phone, base, `?page=${p}${extra}`);
       if (p === 'train') await w.page.waitForSelector('[data-testid="loss-chart"] svg.plot path', { timeout: 60_000 });
+      else if (p === 'cheatsheet') await w.page.waitForSelector('[data-testid="lesson-cheatsheet-memoization"]');
       else await waitReady(w.page);
       const name = `${p}${extra.replace(/&run_a=\d+/, '').replace(/[&=]/g, '-')}`;
       await screenshot(w.page, `phone-${name}`);

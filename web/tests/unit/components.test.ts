@@ -8,7 +8,9 @@ import Heatmap from '../../src/components/Heatmap.svelte';
 import BlockDiagram from '../../src/components/BlockDiagram.svelte';
 import ErrorBanner from '../../src/components/ErrorBanner.svelte';
 import CodeView from '../../src/components/CodeView.svelte';
+import VectorRows from '../../src/components/VectorRows.svelte';
 import { logSeries } from '../../src/lib/chart';
+import { interpolateRdBu } from 'd3';
 
 const count = (html: string, re: RegExp) => (html.match(re) ?? []).length;
 
@@ -66,5 +68,24 @@ describe('components, rendered alone', () => {
     expect(body).toContain('a.cpp');
     expect(body).toContain('  10');
     expect(body).toContain('int b;');
+  });
+
+  it('VectorRows: a cell per feature and row with its raw value, one colour scale for all rows', () => {
+    const rows = [
+      { id: 'before', label: 'x — in', values: [2, -2, 0], trace: 'blocks.0.hook_resid_pre' },
+      { id: 'after', label: 'h — out', values: [1, null, -0.5], trace: 'blocks.0.ln1.hook_out' },
+    ];
+    const { body } = render(VectorRows, { props: { title: 't', rows, half: 2, token: 3, testid: 'v' } });
+    expect(count(body, /<rect class="vec-cell"/g)).toBe(6);
+    expect([...body.matchAll(/data-row="([a-z]+)"/g)].map((m) => m[1])).toEqual(['before', 'after']);
+    expect([...body.matchAll(/data-raw="([^"]+)"/g)].map((m) => m[1])).toEqual(['2', '-2', '0', '1', 'null', '-0.5']);
+    // one diverging scale for every row: ±half its two ends, 0 its middle, the same value the same colour
+    const fills = [...body.matchAll(/<rect class="vec-cell"[^>]*fill="([^"]+)"/g)].map((m) => m[1]);
+    expect(fills[0]).toBe(interpolateRdBu(0));
+    expect(fills[1]).toBe(interpolateRdBu(1));
+    expect(fills[2]).toBe(interpolateRdBu(0.5));
+    expect(fills[4]).toBe('#ccc');
+    expect(body).toContain('x — in');
+    expect(body).toContain('role="slider"');
   });
 });

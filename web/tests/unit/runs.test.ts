@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PAGES } from '../../src/lib/pages';
-import { applyPreset, heads, PRESETS, runLabel, runRequest, sideConfig } from '../../src/lib/runs';
-import { defaults, type Schema } from '../../src/lib/state';
+import { applyPreset, heads, presetOnOpen, PRESETS, runLabel, runRequest, sideConfig } from '../../src/lib/runs';
+import { defaults, type Schema, type Values } from '../../src/lib/state';
 
 const v0 = defaults(PAGES.train as Schema);
 
@@ -9,6 +9,21 @@ describe('train page', () => {
   it('the defaults are the pre-vs-post preset', () => {
     expect(v0.preset).toBe('prepost');
     expect(applyPreset(v0, 'prepost')).toEqual({ ...v0, run_a: 0, run_b: 0 });
+  });
+  it('a link naming a preset and no configuration opens the preset’s configurations; any other URL as written', () => {
+    const link: Values = { ...v0, preset: 'residual' };
+    const patch = presetOnOpen(link, ['page', 'preset'])!;
+    expect(patch).toMatchObject({ a_layers: 8, b_layers: 8, b_res: false, b_place: 'pre' });
+    expect({ ...link, ...patch }).toEqual({ ...applyPreset(v0, 'residual'), run_a: link.run_a, run_b: link.run_b });
+    // the run ids of a shared link are kept (only configuration fields are set)
+    expect(Object.keys(presetOnOpen({ ...link, run_a: 7 }, ['page', 'preset', 'run_a'])!).filter((k) => k.startsWith('run_'))).toEqual([]);
+    // only what differs from the state: B's post placement is already the default
+    expect(presetOnOpen({ ...v0, preset: 'layernorm' }, ['preset'])).toEqual({ a_layers: 8, b_layers: 8, a_place: 'post', b_norm: 'none' });
+    // a shared comparison (any a_/b_ field in the URL), a custom one, and a state that already is the preset's
+    expect(presetOnOpen(link, ['page', 'preset', 'b_lr'])).toBeNull();
+    expect(presetOnOpen({ ...v0, preset: 'custom' }, ['preset'])).toBeNull();
+    expect(presetOnOpen(v0, ['page'])).toBeNull();
+    expect(presetOnOpen(applyPreset(v0, 'residual'), ['preset'])).toBeNull();
   });
   it('builds the POST /api/runs body from one side', () => {
     const body = runRequest(v0, 'b');

@@ -41,8 +41,9 @@ describe('URL state', () => {
   const pages = Object.keys(PAGES) as PageId[];
 
   it('every page opens with its defaults from a bare URL, and the first page from nothing', () => {
-    expect(parseUrl(PAGES, '').page).toBe('other-half');
-    expect(parseUrl(PAGES, '?page=nope').page).toBe('other-half');
+    // the first page is the course's overview (lib/course.ts)
+    expect(parseUrl(PAGES, '').page).toBe('course');
+    expect(parseUrl(PAGES, '?page=nope').page).toBe('course');
     for (const p of pages) {
       const s = parseUrl(PAGES, `?page=${p}`);
       expect(s.page).toBe(p);
