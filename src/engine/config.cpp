@@ -36,7 +36,8 @@ std::span<const ConfigKeyLimit> config_key_limits() { return kLimits; }
 
 Result<int64_t> parameter_count(const ModelConfig& c) {
   // As ParamLayout: per block in_proj [3d, d] + [3d], out_proj [d, d] + [d], linear1 [f, d] + [f],
-  // linear2 [d, f] + [d], norms 2 x ([d] + [d]), alpha [1]; final norm; embed, pos_embed, head [V, d] + [V].
+  // linear2 [d, f] + [d], norms 2 x ([d] + [d]), alpha [1]; final norm; embed, pos_embed, head [V, d] + [V]
+  // (none when tied).
   const int64_t d = c.d_model, f = c.d_ff;
   const bool has_norm = c.norm != Norm::none, has_bias = c.norm == Norm::layernorm;
   int64_t d2 = 0, df = 0, block = 0, total = 0, t = 0;
@@ -46,9 +47,9 @@ Result<int64_t> parameter_count(const ModelConfig& c) {
   if (ok && c.alpha_learnable) ok = add(block, 1, &block);
   ok = ok && mul(block, c.n_layers, &total);
   if (ok && c.final_norm) ok = add(total, (has_bias ? 2 : 1) * d, &total);
-  if (ok && c.vocab_size) {
+  if (ok && c.vocab_size) {  // embed [V, d]; an untied head adds [V, d] + [V]
     const int64_t V = *c.vocab_size;
-    ok = mul(V, d, &t) && mul(t, 2, &t) && add(t, V, &t) && add(total, t, &total);
+    ok = mul(V, d, &t) && (c.tied_head || (mul(t, 2, &t) && add(t, V, &t))) && add(total, t, &total);
   }
   if (ok && c.max_seq_len) ok = mul(*c.max_seq_len, d, &t) && add(total, t, &total);
   if (!ok || total > kMaxParameters)
@@ -93,6 +94,8 @@ Status validate(const ModelConfig& c) {
   if (c.max_seq_len && !c.vocab_size)
     return bad("max_seq_len", "null when vocab_size is null (positions belong to the language model)",
                std::to_string(*c.max_seq_len));
+  if (c.tied_head && !c.vocab_size)
+    return bad("tied_head", "false when vocab_size is null (the head belongs to the language model)", "true");
   if (c.norm == Norm::none && c.final_norm)
     return bad("final_norm", "false when norm is \"none\"", "true");
   Result<int64_t> n = parameter_count(c);  // the sizes are >= 1 and bounded here

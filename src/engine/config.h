@@ -34,6 +34,9 @@ struct ModelConfig {
   // the token embedding, as GPT-2's wpe) for sequences up to this length. null: none (the contract's
   // model, which cannot tell positions apart without a causal mask).
   std::optional<int64_t> max_seq_len;
+  // Language model only: the head is the token embedding, logits = y embed.weight^T, with no head.weight
+  // and no head.bias (GPT-2's tied lm_head). false: the contract's head.weight [V, d] and head.bias [V].
+  bool tied_head = false;
   double dropout = 0.0;               // training only; forward/backward never apply it
 
   int64_t d_head() const { return d_model / n_heads; }

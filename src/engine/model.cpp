@@ -77,8 +77,7 @@ template <typename T>
 Model<T>::Model(const ModelConfig& config)
     : config_(config),
       layout_(config),
-      params_(size_t(layout_.total()), T(0)),
-      grads_(size_t(layout_.total()), T(0)) {
+      params_(size_t(layout_.total()), T(0)) {
   for (const ParamSpec& s : layout_.specs()) {
     const bool linear_weight = s.shape.size() == 2 && s.name != "embed.weight" && s.name != "pos_embed.weight";
     if (!linear_weight) small_param_ranges_.push_back({s.offset, s.numel()});
@@ -93,8 +92,14 @@ Result<Model<T>> Model<T>::create(const ModelConfig& config) {
 }
 
 template <typename T>
+std::vector<T>& Model<T>::grads() {
+  if (grads_.size() != params_.size()) grads_.assign(params_.size(), T(0));
+  return grads_;
+}
+
+template <typename T>
 void Model<T>::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  std::fill(grads().begin(), grads().end(), T(0));
 }
 
 template <typename T>
@@ -668,6 +673,7 @@ void Model<T>::backward(const T* dy, T* dx, Grads mode) {
 template <typename T>
 void Model<T>::backward_stack(const T* dy, T* dx, Grads mode) {
   const int64_t n = batch_ * seq_len_ * config_.d_model;
+  grads();  // allocated by the first backward
   overwrite_weights_ = mode == Grads::overwrite;
   if (overwrite_weights_)
     for (auto [offset, count] : small_param_ranges_) std::fill(grads_.begin() + offset, grads_.begin() + offset + count, T(0));
@@ -734,7 +740,7 @@ Status Model<T>::forward_lm(const int32_t* tokens, const int32_t* targets, int64
   BLOCKLAB_RETURN_IF_ERROR(forward_stack(stream_in, batch, seq_len, options));
   lm_ran_ = true;
   logits_.resize({N, V});
-  linear_forward(logits_.ptr(), y_.ptr(), P(layout_.head_weight()), P(layout_.head_bias()), N, d, V);
+  linear_forward(logits_.ptr(), y_.ptr(), P(head_weight_offset()), P(layout_.head_bias()), N, d, V);
   if (hooks_on_) BLOCKLAB_RETURN_IF_ERROR(visit("hook_logits", logits_.ptr(), {batch, seq_len, V}));
   has_targets_ = targets != nullptr;
   if (has_targets_) {
@@ -748,19 +754,21 @@ Status Model<T>::forward_lm(const int32_t* tokens, const int32_t* targets, int64
 template <typename T>
 void Model<T>::backward_lm(Grads mode) {
   const int64_t V = *config_.vocab_size, N = batch_ * seq_len_, d = config_.d_model;
+  grads();  // allocated by the first backward
   d_logits_.resize({N, V});
   d_logits_.fill(0);
   cross_entropy_backward(d_logits_.ptr(), probs_.ptr(), targets_.data(), 1.0, N, V);
   act_grads_.clear();
   if (hooks_on_) grad_site("hook_logits", d_logits_.ptr(), {batch_, seq_len_, V});
   // backward() zeroes the small gradients in overwrite mode; the head's bias is one of them, so it goes
-  // first and the head comes after.
+  // first and the head comes after. A tied head's weight is embed.weight, a small gradient too: its share
+  // is always added (onto the zeroes in overwrite mode), and the embedding's own share after it.
   d_y_.fill(0);
   linear_backward(d_y_.ptr(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), d_logits_.ptr(), y_.ptr(),
-                  P(layout_.head_weight()), N, d, V);
+                  P(head_weight_offset()), N, d, V);
   backward_stack(d_y_.ptr(), d_x_.ptr(), mode);
-  linear_backward(static_cast<T*>(nullptr), G(layout_.head_weight()), G(layout_.head_bias()), d_logits_.ptr(), y_.ptr(),
-                  P(layout_.head_weight()), N, d, V, mode == Grads::accumulate);
+  linear_backward(static_cast<T*>(nullptr), G(head_weight_offset()), G(layout_.head_bias()), d_logits_.ptr(), y_.ptr(),
+                  P(head_weight_offset()), N, d, V, mode == Grads::accumulate || config_.tied_head);
   // d_x_ is the gradient of the first block's input, embed (+ pos_embed): each sees it through its own site.
   const Shape rows = {batch_, seq_len_, d};
   Tensor<T> d_embed, d_pos;

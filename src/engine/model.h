@@ -116,7 +116,10 @@ class Model {
   const ParamLayout& layout() const { return layout_; }
   std::vector<T>& params() { return params_; }
   const std::vector<T>& params() const { return params_; }
-  std::vector<T>& grads() { return grads_; }  // same layout as params()
+  // Same layout as params(), allocated (zeroed) by the first backward, zero_grads() or grads(): a model that
+  // only runs forward (a loaded GPT-2, say) holds no second buffer of its parameters' size. The const
+  // accessor returns it as it is (empty before any of those).
+  std::vector<T>& grads();
   const std::vector<T>& grads() const { return grads_; }
   void zero_grads();
   // Changes knobs that keep the parameter layout (alpha, residual, placement, activation, causal,
@@ -193,6 +196,8 @@ class Model {
   Shape rows_shape(int64_t width) const { return {batch_, seq_len_, width}; }
   Shape heads_shape() const { return {batch_, seq_len_, config_.n_heads, config_.d_model / config_.n_heads}; }
   Shape maps_shape() const { return {batch_, config_.n_heads, seq_len_, seq_len_}; }
+  // The head's weight: head.weight, or embed.weight with tied_head.
+  int64_t head_weight_offset() const { return config_.tied_head ? layout_.embed_weight() : layout_.head_weight(); }
   const T* P(int64_t offset) const { return offset < 0 ? nullptr : params_.data() + offset; }
   T* G(int64_t offset) { return offset < 0 ? nullptr : grads_.data() + offset; }
 

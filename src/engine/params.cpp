@@ -36,7 +36,7 @@ ParamLayout::ParamLayout(const ModelConfig& c) : alpha_init_(c.residual_alpha) {
     final_norm_weight_ = add("norm.weight", {d});
     if (has_bias) final_norm_bias_ = add("norm.bias", {d});
   }
-  if (c.vocab_size) {
+  if (c.vocab_size && !c.tied_head) {
     head_weight_ = add("head.weight", {*c.vocab_size, d});
     head_bias_ = add("head.bias", {*c.vocab_size});
   }

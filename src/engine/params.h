@@ -50,7 +50,7 @@ class ParamLayout {
   int64_t final_norm_bias() const { return final_norm_bias_; }
   int64_t embed_weight() const { return embed_weight_; }  // language model only
   int64_t pos_embed_weight() const { return pos_embed_weight_; }  // with max_seq_len
-  int64_t head_weight() const { return head_weight_; }
+  int64_t head_weight() const { return head_weight_; }  // -1 with tied_head (the head is embed.weight)
   int64_t head_bias() const { return head_bias_; }
   double alpha_init() const { return alpha_init_; }  // the value learnable alphas start from
 

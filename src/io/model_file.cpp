@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "io/gpt2.h"
 #include "io/json_limits.h"
 
 namespace blocklab::io {
@@ -80,6 +81,7 @@ Result<ModelConfig> config_from_json_checked(const json& j, const ModelConfig& b
     else if (key == "final_norm") st = boolean(&c.final_norm);
     else if (key == "causal") st = boolean(&c.causal);
     else if (key == "dropout") st = number(&c.dropout);
+    else if (key == "tied_head") st = boolean(&c.tied_head);
     else if (key == "max_seq_len") {
       if (v.is_null()) c.max_seq_len.reset();
       else if (is_int64()) c.max_seq_len = v.get<int64_t>();
@@ -91,7 +93,7 @@ Result<ModelConfig> config_from_json_checked(const json& j, const ModelConfig& b
     } else {
       return Status::error("config: unknown key '" + key +
                            "': expected one of d_model n_heads d_ff n_layers norm placement activation residual "
-                           "residual_alpha alpha_learnable eps final_norm causal dropout vocab_size max_seq_len");
+                           "residual_alpha alpha_learnable eps final_norm causal dropout vocab_size max_seq_len tied_head");
     }
     if (!st.is_ok()) return st;
   }
@@ -109,9 +111,7 @@ Result<ModelConfig> config_from_json_text(const std::string& text, const std::st
   return c;
 }
 
-namespace {
-
-Result<std::string> read_config_text(const std::string& path) {
+Result<std::string> read_text_file(const std::string& path) {
   BLOCKLAB_RETURN_IF_ERROR(expect_regular_file(path));
   std::ifstream in(path);
   if (!in) return Status::error(path + ": cannot open");
@@ -120,16 +120,14 @@ Result<std::string> read_config_text(const std::string& path) {
   return ss.str();
 }
 
-}  // namespace
-
 Result<ModelConfig> read_config_file(const std::string& path) {
-  Result<std::string> text = read_config_text(path);
+  Result<std::string> text = read_text_file(path);
   if (!text) return text.status();
   return config_from_json_text(text.value(), path);
 }
 
 Result<ModelConfig> read_config_for_torch_file(const std::string& path) {
-  Result<std::string> text = read_config_text(path);
+  Result<std::string> text = read_text_file(path);
   if (!text) return text.status();
   Result<ModelConfig> c = config_from_json_text(text.value(), path);
   if (!c) return c;
@@ -161,7 +159,8 @@ json config_to_json(const ModelConfig& c) {
               {"causal", c.causal},
               {"dropout", c.dropout},
               {"vocab_size", c.vocab_size ? json(*c.vocab_size) : json(nullptr)},
-              {"max_seq_len", c.max_seq_len ? json(*c.max_seq_len) : json(nullptr)}};
+              {"max_seq_len", c.max_seq_len ? json(*c.max_seq_len) : json(nullptr)},
+              {"tied_head", c.tied_head}};
 }
 
 std::string config_key(const ModelConfig& c) { return config_to_json(c).dump(); }
@@ -218,6 +217,11 @@ Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::
 
 template <typename T>
 Result<Model<T>> load_model(const std::string& path, const ModelConfig* config_override) {
+  if (is_model_folder(path)) {
+    if (config_override)
+      return Status::error(path + ": a GPT-2 folder's config is its config.json: expected no --config, got one");
+    return load_gpt2<T>(path);
+  }
   Result<SafetensorsFile> file = read_safetensors(path);
   if (!file) return file.status();
   return model_from_safetensors<T>(file.value(), path, config_override);

@@ -25,6 +25,8 @@ inline constexpr const char* kOptimizerPrefix = "optimizer.";
 Result<ModelConfig> config_from_json(const nlohmann::json& j, const ModelConfig& base = {});
 Result<ModelConfig> config_from_json_text(const std::string& text, const std::string& where);
 Result<ModelConfig> read_config_file(const std::string& path);
+// A (small) text file's contents; a path that is not a regular file is an error naming it.
+Result<std::string> read_text_file(const std::string& path);
 // A --config for a model file saved without one (by PyTorch): as read_config_file, and it must give the keys
 // whose BlockLab default differs from nn.TransformerEncoderLayer's (activation, placement): no guessing.
 Result<ModelConfig> read_config_for_torch_file(const std::string& path);
@@ -45,6 +47,7 @@ std::unordered_map<std::string_view, const StoredTensor*> tensors_by_name(const 
 template <typename T>
 Result<Model<T>> model_from_safetensors(const SafetensorsFile& file, const std::string& where,
                                         const ModelConfig* config_override = nullptr);
+// A model path: a model file, or a folder holding a GPT-2 checkpoint (io/gpt2.h; no config_override then).
 template <typename T>
 Result<Model<T>> load_model(const std::string& path, const ModelConfig* config_override = nullptr);
 

@@ -186,6 +186,63 @@ TEST(LanguageModel, PositionEmbeddingGradientsMatchFiniteDifferences) {
   EXPECT_FALSE(validate(c).is_ok());  // positions belong to the language model
 }
 
+// GPT-2's tied head (tied_head): logits = y embed.weight^T, no head tensors; the embedding's gradient is the sum
+// of its two uses (the lookup and the head).
+TEST(LanguageModel, TiedHeadGradientsMatchFiniteDifferences) {
+  ModelConfig c = small_config();
+  c.vocab_size = 5;
+  c.max_seq_len = 4;
+  c.final_norm = true;
+  c.causal = true;
+  c.activation = Activation::gelu_tanh;
+  c.tied_head = true;
+  Model<double> m = std::move(Model<double>::create(c).value());
+  EXPECT_EQ(m.layout().find("head.weight"), nullptr);
+  EXPECT_EQ(m.layout().find("head.bias"), nullptr);
+  ModelConfig untied = c;
+  untied.tied_head = false;
+  EXPECT_EQ(m.layout().total(), ParamLayout(untied).total() - 5 * 4 - 5);
+  EXPECT_EQ(parameter_count(c).value(), m.layout().total());
+  randomize(m, 10);
+  const std::vector<int32_t> tokens = {0, 4, 2, 2, 1, 3}, targets = {4, 2, 2, 1, 3, 0};
+  auto loss = [&] {
+    EXPECT_TRUE(m.forward_lm(tokens.data(), targets.data(), 2, 3).is_ok());
+    return m.loss();
+  };
+  loss();
+  // The head is embed.weight: logits[n, v] = y[n] . embed[v].
+  const int64_t d = c.d_model;
+  const double* embed = m.params().data() + m.layout().embed_weight();
+  for (int64_t v = 0; v < 5; ++v) {
+    double dot_v = 0;
+    for (int64_t k = 0; k < d; ++k) dot_v += m.output().data[size_t(k)] * embed[v * d + k];
+    EXPECT_NEAR(m.logits().data[size_t(v)], dot_v, 1e-12);
+  }
+  m.zero_grads();
+  m.backward_lm();
+  const Vec analytic = m.grads();
+  const Vec numeric = numeric_gradient(m.params(), loss);
+  for (const ParamSpec& s : m.layout().specs())
+    expect_gradient_close("grad." + s.name, Vec(analytic.begin() + s.offset, analytic.begin() + s.offset + s.numel()),
+                          Vec(numeric.begin() + s.offset, numeric.begin() + s.offset + s.numel()));
+  c.vocab_size.reset();
+  c.max_seq_len.reset();
+  EXPECT_EQ(validate(c).message(),
+            "config key 'tied_head': expected false when vocab_size is null (the head belongs to the language model), got true");
+}
+
+TEST(LanguageModel, GradientsAreAllocatedByTheFirstBackward) {
+  ModelConfig c = small_config();
+  c.vocab_size = 5;
+  Model<float> m = std::move(Model<float>::create(c).value());
+  const Model<float>& view = m;
+  const std::vector<int32_t> tokens = {0, 4, 2}, targets = {4, 2, 2};
+  ASSERT_TRUE(m.forward_lm(tokens.data(), targets.data(), 1, 3).is_ok());
+  EXPECT_TRUE(view.grads().empty());  // a forward alone holds no gradient buffer
+  m.backward_lm();
+  EXPECT_EQ(view.grads().size(), m.params().size());
+}
+
 TEST(LanguageModel, RejectsTokensOutsideTheVocabulary) {
   ModelConfig c = small_config();
   c.vocab_size = 5;
@@ -477,9 +534,10 @@ TEST(Trace, ResidualStreamLinksBlocks) {
 }
 
 TEST(Backward, OverwriteModeEqualsAccumulatingFromZeroAndIgnoresWhatWasThere) {
-  for (Placement p : {Placement::pre, Placement::post}) {
+  for (auto [p, tied] : {std::pair{Placement::pre, false}, std::pair{Placement::post, false}, std::pair{Placement::pre, true}}) {
     ModelConfig c = small_config();
     c.placement = p;
+    c.tied_head = tied;
     c.vocab_size = 5;
     c.max_seq_len = 3;
     c.final_norm = true;

@@ -131,6 +131,7 @@ export interface ModelConfig {
   dropout: number;
   vocab_size: number | null;
   max_seq_len: number | null;
+  tied_head: boolean;
 }
 
 export interface ModelInfo {
