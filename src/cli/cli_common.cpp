@@ -146,7 +146,7 @@ void add_dtype_flag(CLI::App& app, std::string& dtype) {
 namespace blocklab::cli {
 
 void add_model_run_flags(CLI::App& app, ModelRunArgs& a, const std::string& input_holds, bool with_wrt) {
-  app.add_option("--model", a.model, "model .safetensors")->required();
+  app.add_option("--model", a.model, "model .safetensors, or a GPT-2 checkpoint folder (config.json + model.safetensors, docs/gpt2.md)")->required();
   app.add_option("--input", a.input, "input .safetensors holding " + input_holds)->required();
   app.add_option("--output", a.output, "output .safetensors to write")->required();
   app.add_option("--config", a.config, "config JSON to use instead of the file's (for models saved by PyTorch)");

@@ -11,6 +11,11 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/json_limits.h"
@@ -88,7 +93,7 @@ size_t dtype_size(DType dtype) {
 }
 
 namespace {
-Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file, const std::string& where);
+Result<SafetensorsIndex> index_safetensors_checked(std::span<const uint8_t> file, const std::string& where);
 }  // namespace
 
 const StoredTensor* SafetensorsFile::find(const std::string& name) const {
@@ -127,9 +132,9 @@ std::string not_safetensors(std::span<const uint8_t> file) {
 
 }  // namespace
 
-Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const std::string& where) {
+Result<SafetensorsIndex> index_safetensors(std::span<const uint8_t> file, const std::string& where) {
   try {
-    return parse_safetensors_checked(file, where);
+    return index_safetensors_checked(file, where);
   } catch (const json::exception& e) {  // a value read without its type checked: a bug here, not a crash
     return Status::error(where + ": header: " + json_error_text(e));
   } catch (const std::exception& e) {
@@ -137,9 +142,30 @@ Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const s
   }
 }
 
+Result<SafetensorsFile> parse_safetensors(std::span<const uint8_t> file, const std::string& where) {
+  Result<SafetensorsIndex> index = index_safetensors(file, where);
+  if (!index) return index.status();
+  try {
+    SafetensorsFile out;
+    out.metadata = std::move(index->metadata);
+    out.tensors.reserve(index->tensors.size());
+    for (TensorView& v : index->tensors)
+      out.tensors.push_back({std::move(v.name), v.dtype, std::move(v.shape), std::vector<uint8_t>(v.bytes.begin(), v.bytes.end())});
+    return out;
+  } catch (const std::exception& e) {  // bad_alloc
+    return Status::error(where + ": cannot read: " + e.what());
+  }
+}
+
+const TensorView* SafetensorsIndex::find(const std::string& name) const {
+  for (const TensorView& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
 namespace {
 
-Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file, const std::string& where) {
+Result<SafetensorsIndex> index_safetensors_checked(std::span<const uint8_t> file, const std::string& where) {
   auto fail = [&](const std::string& msg) { return Status::error(where + ": " + msg); };
   // A file that is not safetensors at all (a torch.save pickle, a JSON file) is told apart by its first
   // bytes, but only once they fail as a header length: a real header length may start with the same bytes.
@@ -162,7 +188,7 @@ Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file,
 
   const uint64_t data_len = available - header_len;
   const uint8_t* data = file.data() + 8 + header_len;
-  SafetensorsFile out;
+  SafetensorsIndex out;
   struct Span {
     uint64_t begin, end;
     std::string name;
@@ -184,7 +210,7 @@ Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file,
     if (!entry.is_object()) return fail(what + ": expected an object, got " + std::string(entry.type_name()));
     for (const char* key : {"dtype", "shape", "data_offsets"})
       if (!entry.contains(key)) return fail(what + ": missing \"" + key + "\"");
-    StoredTensor t;
+    TensorView t;
     t.name = name;
     if (!entry["dtype"].is_string() || !parse_dtype(entry["dtype"].get<std::string>(), &t.dtype))
       return fail(what + ": dtype: expected one of F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL, got " +
@@ -212,7 +238,7 @@ Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file,
     if (end - begin != expected_bytes)
       return fail(what + ": data_offsets span " + std::to_string(end - begin) + " bytes: expected " +
                   std::to_string(expected_bytes) + " for " + dtype_name(t.dtype) + " " + shape_str(t.shape));
-    t.bytes.assign(data + begin, data + end);
+    t.bytes = std::span<const uint8_t>(data + begin, size_t(end - begin));
     spans.push_back({begin, end, name});
     out.tensors.push_back(std::move(t));
   }
@@ -229,7 +255,7 @@ Result<SafetensorsFile> parse_safetensors_checked(std::span<const uint8_t> file,
   }
   if (pos != data_len)
     return fail("data section has " + std::to_string(data_len - pos) + " bytes after the last tensor: expected 0");
-  std::vector<StoredTensor> sorted;
+  std::vector<TensorView> sorted;
   for (size_t i : order) sorted.push_back(std::move(out.tensors[i]));
   out.tensors = std::move(sorted);
   return out;
@@ -253,6 +279,62 @@ Result<SafetensorsFile> read_safetensors(const std::string& path) {
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return Status::error(path + ": read failed: " + errno_text());
   return parse_safetensors(bytes, path);
+}
+
+Result<MappedSafetensors> MappedSafetensors::open(const std::string& path) {
+  BLOCKLAB_RETURN_IF_ERROR(expect_regular_file(path));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(path + ": cannot open: " + errno_text());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const std::string why = errno_text();
+    ::close(fd);
+    return Status::error(path + ": cannot read: " + why);
+  }
+  MappedSafetensors m;
+  m.size_ = size_t(st.st_size);
+  if (m.size_ > 0) {  // an empty file cannot be mapped; its index below says what is wrong with it
+    void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const std::string why = errno_text();
+      ::close(fd);
+      return Status::error(path + ": cannot map into memory: " + why);
+    }
+    m.base_ = p;
+    ::madvise(p, m.size_, MADV_SEQUENTIAL);
+  }
+  ::close(fd);  // the mapping keeps the file
+  Result<SafetensorsIndex> index =
+      index_safetensors(std::span<const uint8_t>(static_cast<const uint8_t*>(m.base_), m.size_), path);
+  if (!index) return index.status();
+  m.index_ = std::move(index.value());
+  return Result<MappedSafetensors>(std::move(m));
+}
+
+MappedSafetensors::MappedSafetensors(MappedSafetensors&& o) noexcept
+    : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)), index_(std::move(o.index_)) {}
+
+MappedSafetensors& MappedSafetensors::operator=(MappedSafetensors&& o) noexcept {
+  if (this != &o) {
+    if (base_) ::munmap(base_, size_);
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    index_ = std::move(o.index_);
+  }
+  return *this;
+}
+
+MappedSafetensors::~MappedSafetensors() {
+  if (base_) ::munmap(base_, size_);
+}
+
+void MappedSafetensors::release(const TensorView& view) const {
+  if (!base_ || view.bytes.empty()) return;
+  // The whole pages inside the view only: a page it shares with a neighbour stays.
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(view.bytes.data()) + page - 1) / page * page;
+  const uintptr_t end = (uintptr_t(view.bytes.data()) + view.bytes.size()) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::vector<uint8_t> serialize_safetensors(const SafetensorsFile& file) {
@@ -299,27 +381,34 @@ Status write_safetensors(const std::string& path, const SafetensorsFile& file) {
 }
 
 template <typename T>
+bool decode_floats(DType dtype, const uint8_t* p, int64_t n, T* out) {
+  switch (dtype) {
+    case DType::F64:
+      for (int64_t i = 0; i < n; ++i) out[i] = T(load<double>(p + 8 * i));
+      return true;
+    case DType::F32:
+      for (int64_t i = 0; i < n; ++i) out[i] = T(load<float>(p + 4 * i));
+      return true;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) out[i] = T(f16_to_f32(load<uint16_t>(p + 2 * i)));
+      return true;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = T(bf16_to_f32(load<uint16_t>(p + 2 * i)));
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status float_dtype_error(const std::string& where, const std::string& tensor, DType dtype) {
+  return Status::error(where + ": tensor '" + tensor + "': dtype: expected F32, F64, F16 or BF16, got " +
+                       dtype_name(dtype));
+}
+
+template <typename T>
 Result<Tensor<T>> to_float_tensor(const StoredTensor& s, const std::string& where) {
   Tensor<T> t(s.shape);
-  const uint8_t* p = s.bytes.data();
-  const int64_t n = t.numel();
-  switch (s.dtype) {
-    case DType::F64:
-      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(load<double>(p + 8 * i));
-      break;
-    case DType::F32:
-      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(load<float>(p + 4 * i));
-      break;
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(f16_to_f32(load<uint16_t>(p + 2 * i)));
-      break;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) t.data[size_t(i)] = T(bf16_to_f32(load<uint16_t>(p + 2 * i)));
-      break;
-    default:
-      return Status::error(where + ": tensor '" + s.name + "': dtype: expected F32, F64, F16 or BF16, got " +
-                           dtype_name(s.dtype));
-  }
+  if (!decode_floats(s.dtype, s.bytes.data(), t.numel(), t.ptr())) return float_dtype_error(where, s.name, s.dtype);
   return t;
 }
 
@@ -374,6 +463,8 @@ StoredTensor from_int_ids(std::string name, const Shape& shape, const std::vecto
   return s;
 }
 
+template bool decode_floats<float>(DType, const uint8_t*, int64_t, float*);
+template bool decode_floats<double>(DType, const uint8_t*, int64_t, double*);
 template Result<Tensor<float>> to_float_tensor<float>(const StoredTensor&, const std::string&);
 template Result<Tensor<double>> to_float_tensor<double>(const StoredTensor&, const std::string&);
 template StoredTensor from_float_tensor<float>(std::string, const Tensor<float>&, DType);

@@ -24,6 +24,7 @@
 
 #include "engine/blas.h"
 #include "engine/model.h"
+#include "io/gpt2.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
 
@@ -517,6 +518,18 @@ std::string fspath(py::handle path, const std::string& what) {
   }
 }
 
+// The loaded model into pm (f32 or f64), or its error into `error`.
+template <typename T>
+void adopt(PyModel& pm, Result<Model<T>> m, std::string& error) {
+  if (!m) {
+    error = m.status().message();
+  } else if constexpr (std::is_same_v<T, double>) {
+    pm.f64 = std::make_unique<Model<double>>(std::move(m.value()));
+  } else {
+    pm.f32 = std::make_unique<Model<float>>(std::move(m.value()));
+  }
+}
+
 std::unique_ptr<PyModel> load(py::handle path_arg, py::handle dtype_arg) {
   const std::string path = fspath(path_arg, "path");
   const std::optional<bool> want_f64 = parse_dtype(dtype_arg);
@@ -525,8 +538,10 @@ std::unique_ptr<PyModel> load(py::handle path_arg, py::handle dtype_arg) {
   std::string error;
   {
     py::gil_scoped_release nogil;
-    Result<io::SafetensorsFile> file = io::read_safetensors(path);
-    if (!file) {
+    if (io::is_model_folder(path)) {  // a GPT-2 checkpoint (docs/gpt2.md): float32 unless dtype asks float64
+      if (want_f64.value_or(false)) adopt(*pm, io::load_gpt2<double>(path), error);
+      else adopt(*pm, io::load_gpt2<float>(path), error);
+    } else if (Result<io::SafetensorsFile> file = io::read_safetensors(path); !file) {
       error = file.status().message();
     } else {
       pm->metadata = file->metadata;
@@ -537,15 +552,8 @@ std::unique_ptr<PyModel> load(py::handle path_arg, py::handle dtype_arg) {
         for (const io::StoredTensor& t : file->tensors)
           if (!t.name.starts_with(io::kOptimizerPrefix) && t.dtype == io::DType::F64) f64 = true;
       }
-      if (f64) {
-        Result<Model<double>> m = io::model_from_safetensors<double>(file.value(), path);
-        if (m) pm->f64 = std::make_unique<Model<double>>(std::move(m.value()));
-        else error = m.status().message();
-      } else {
-        Result<Model<float>> m = io::model_from_safetensors<float>(file.value(), path);
-        if (m) pm->f32 = std::make_unique<Model<float>>(std::move(m.value()));
-        else error = m.status().message();
-      }
+      if (f64) adopt(*pm, io::model_from_safetensors<double>(file.value(), path), error);
+      else adopt(*pm, io::model_from_safetensors<float>(file.value(), path), error);
     }
   }
   if (!error.empty()) fail(error);
@@ -779,8 +787,8 @@ PYBIND11_MODULE(blocklab, mod) {
       });
 
   mod.def("load", &load, py::arg("path"), py::arg("dtype") = py::none(),
-          "blocklab.load(path, dtype=None) -> Model: a model file; float32, or float64 when the file's parameters are "
-          "F64 or dtype=\"float64\"");
+          "blocklab.load(path, dtype=None) -> Model: a model file, or a GPT-2 folder (config.json + model.safetensors, "
+          "docs/gpt2.md); float32, or float64 when the file's parameters are F64 or dtype=\"float64\"");
   mod.def("save_torch", &save_torch, py::arg("module"), py::arg("path"), py::arg("config") = py::none(),
           py::arg("dtype") = py::none(),
           "blocklab.save_torch(module, path, config=None, dtype=None): a PyTorch nn.TransformerEncoder (or one "
