@@ -139,6 +139,58 @@ TEST_F(Cli, MatchesPyTorchTransformerEncoderFixtures) {
   }
 }
 
+// A GPT-2 checkpoint folder (tools/make_gpt2_fixtures.py) through forward --trace and backward, against PyTorch.
+TEST_F(Cli, Gpt2FolderForwardAndBackward) {
+  const std::string folder = std::string(BLOCKLAB_SOURCE_DIR) + "/tests/fixtures/gpt2/prefixed";
+  const io::SafetensorsFile want = read(folder + "/expected.safetensors");
+  io::SafetensorsFile in;
+  in.add(*want.find("tokens"));
+  in.add(*want.find("targets"));
+  ASSERT_TRUE(io::write_safetensors(path("t.safetensors"), in).is_ok());
+  CliRun r = run("forward --model " + folder + " --input " + path("t.safetensors") + " --output " + path("y.safetensors") + " --trace");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const io::SafetensorsFile fy = read(path("y.safetensors"));
+  auto values = [](const io::SafetensorsFile& f, const std::string& n) {
+    const io::StoredTensor* t = f.find(n);
+    EXPECT_NE(t, nullptr) << n;
+    return t ? io::to_float_tensor<double>(*t, "f").value().data : std::vector<double>{};
+  };
+  const auto logits = values(fy, "logits"), logits_ref = values(want, "logits");
+  ASSERT_EQ(logits.size(), logits_ref.size());
+  for (size_t i = 0; i < logits.size(); ++i) EXPECT_NEAR(logits[i], logits_ref[i], 1e-4 * std::max(1.0, std::abs(logits_ref[i])));
+  for (const char* name : {"hook_embed", "hook_pos_embed", "blocks.2.attn.hook_pattern", "ln_final.hook_out"}) {
+    const auto got = values(fy, name), ref = values(want, std::string("trace.") + name);
+    ASSERT_EQ(got.size(), ref.size()) << name;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-4 * std::max(1.0, std::abs(ref[i]))) << name;
+  }
+  r = run("backward --model " + folder + " --input " + path("t.safetensors") + " --output " + path("g.safetensors") +
+          " --wrt blocks.1.hook_resid_mid");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const io::SafetensorsFile fg = read(path("g.safetensors"));
+  EXPECT_NEAR(values(fg, "loss")[0], values(want, "loss")[0], 1e-4);
+  EXPECT_EQ(fg.find("grad.head.weight"), nullptr);  // tied: the head's gradient is in grad.embed.weight
+  for (const char* name : {"grad.embed.weight", "grad.layers.0.self_attn.in_proj_weight", "grad.blocks.1.hook_resid_mid"}) {
+    const auto g = values(fg, name), g_ref = values(want, name);
+    ASSERT_EQ(g.size(), g_ref.size()) << name;
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      scale = std::max(scale, std::abs(g_ref[i]));
+      diff = std::max(diff, std::abs(g[i] - g_ref[i]));
+    }
+    EXPECT_LE(diff, 1e-3 * scale) << name;
+  }
+  // What the folder cannot be: a --config beside it, or one without its weights.
+  const std::string out = path("o.safetensors");
+  std::ofstream(path("c.json")) << "{\"activation\": \"gelu\", \"placement\": \"pre\"}";
+  expect_usage_error(run("forward --model " + folder + " --input " + path("t.safetensors") + " --output " + out + " --config " +
+                         path("c.json")),
+                     folder + ": a GPT-2 folder's config is its config.json: expected no --config, got one", out);
+  fs::create_directories(path("empty"));
+  fs::copy_file(folder + "/config.json", path("empty/config.json"));
+  expect_usage_error(run("forward --model " + path("empty") + " --input " + path("t.safetensors") + " --output " + out),
+                     path("empty") + ": no model.safetensors: expected the weights as one safetensors file", out);
+}
+
 // ---- Bad input: exit 2, one line, no file --------------------------------------------------------
 
 TEST_F(Cli, NonExistentPaths) {
@@ -159,7 +211,10 @@ TEST_F(Cli, DevicesAndFoldersAreNotReadAsFiles) {
                      "/dev/zero: expected a regular file", out);
   expect_usage_error(run("forward --model " + m + " --input " + in + " --output " + out + " --hook-patch blocks.0.hook_resid_mid=/dev/zero"),
                      "/dev/zero: expected a regular file", out);
-  expect_usage_error(run("forward --model " + dir_.string() + " --input " + in + " --output " + out), "expected a regular file, got a directory", out);
+  // A folder is a GPT-2 checkpoint's (docs/gpt2.md); this one is not.
+  expect_usage_error(run("forward --model " + dir_.string() + " --input " + in + " --output " + out),
+                     dir_.string() + ": a folder without config.json: expected a model file, or a GPT-2 folder", out);
+  expect_usage_error(run("forward --model " + m + " --input " + dir_.string() + " --output " + out), "expected a regular file, got a directory", out);
 }
 
 TEST_F(Cli, OutputIntoAMissingFolder) {

@@ -203,6 +203,83 @@ void check_lm_positions(Tolerance tol) {
   }
 }
 
+// GPT-2 checkpoints (tools/make_gpt2_fixtures.py: Hugging Face's folder layout, GPT-2's forward written out in
+// PyTorch): loaded through io::load_model as any model path is, then logits, loss, every activation, every
+// parameter's gradient and every activation's gradient (retain_grad) of the mean cross-entropy.
+const std::string kGpt2Dir = std::string(BLOCKLAB_SOURCE_DIR) + "/tests/fixtures/gpt2";
+
+template <typename T>
+void check_gpt2(const std::string& name, Tolerance tol) {
+  const std::string folder = kGpt2Dir + "/" + name;
+  Result<Model<T>> loaded = io::load_model<T>(folder);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
+  Model<T>& model = loaded.value();
+  EXPECT_TRUE(model.config().tied_head);
+  const io::SafetensorsFile f = io::read_safetensors(folder + "/expected.safetensors").value();
+  const io::StoredTensor* tokens_t = f.find("tokens");
+  const std::vector<int32_t> tokens = io::to_int_ids(*tokens_t, "fixture").value();
+  const std::vector<int32_t> targets = io::to_int_ids(*f.find("targets"), "fixture").value();
+  std::vector<std::string> wrt;  // every activation with a gradient
+  for (const std::string& n : hook_names(model.config(), true))
+    if (f.find("grad." + n)) wrt.push_back(n);
+  // 16 per block (all but the norms' internals) and hook_embed, hook_pos_embed, ln_final.hook_out, hook_logits
+  ASSERT_EQ(wrt.size(), 16u * size_t(model.config().n_layers) + 4);
+  ASSERT_TRUE(model.forward_lm(tokens.data(), targets.data(), tokens_t->shape[0], tokens_t->shape[1]).is_ok());
+  const double want_loss = expected(f, "loss")[0];
+  EXPECT_NEAR(model.loss(), want_loss, tol.forward * std::max(1.0, want_loss));
+  double worst_fwd = worst_forward_error(as_double(model.logits().data), expected(f, "logits"));
+  EXPECT_LE(worst_fwd, tol.forward) << "logits";
+  std::set<std::string> engine_trace, fixture_trace;
+  for (const io::StoredTensor& t : f.tensors)
+    if (t.name.starts_with("trace.")) fixture_trace.insert(t.name.substr(6));
+  for (const NamedTensor<T>& t : model.trace(true)) {
+    engine_trace.insert(t.name);
+    const io::StoredTensor* want = f.find("trace." + t.name);
+    ASSERT_NE(want, nullptr) << "PyTorch has no activation " << t.name;
+    EXPECT_EQ(t.tensor.shape, want->shape) << t.name;
+    const double err = worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name));
+    EXPECT_LE(err, tol.forward) << t.name;
+    worst_fwd = std::max(worst_fwd, err);
+  }
+  EXPECT_EQ(engine_trace, fixture_trace);
+  EXPECT_TRUE(engine_trace.count("hook_pos_embed") && engine_trace.count("ln_final.hook_out"));
+  model.zero_grads();
+  model.backward_lm();
+  double worst_grad = 0;
+  for (const ParamSpec& s : model.layout().specs()) {
+    const std::vector<T> g(model.grads().begin() + s.offset, model.grads().begin() + s.offset + s.numel());
+    const double err = worst_gradient_error(as_double(g), expected(f, "grad." + s.name));
+    EXPECT_LE(err, tol.gradient) << "grad." << s.name;
+    worst_grad = std::max(worst_grad, err);
+  }
+  // The activations' gradients, through the hooks' path (which also keeps its own parameter gradients right).
+  Hooks<T> hooks;
+  hooks.grad_names = wrt;
+  ASSERT_TRUE(model.set_hooks(hooks).is_ok());
+  ASSERT_TRUE(model.forward_lm(tokens.data(), targets.data(), tokens_t->shape[0], tokens_t->shape[1]).is_ok());
+  model.zero_grads();
+  model.backward_lm();
+  for (const ParamSpec& s : model.layout().specs()) {
+    const std::vector<T> g(model.grads().begin() + s.offset, model.grads().begin() + s.offset + s.numel());
+    EXPECT_LE(worst_gradient_error(as_double(g), expected(f, "grad." + s.name)), tol.gradient) << "hooked grad." << s.name;
+  }
+  for (const std::string& n : wrt) {
+    const Tensor<T>* g = model.activation_grad(n);
+    ASSERT_NE(g, nullptr) << n;
+    const double err = worst_gradient_error(as_double(g->data), expected(f, "grad." + n));
+    EXPECT_LE(err, tol.gradient) << "grad." << n;
+    worst_grad = std::max(worst_grad, err);
+  }
+  std::printf("gpt2 %s (%s): %zu activations, %zu parameters; worst forward error %.2e, worst gradient error %.2e\n",
+              name.c_str(), sizeof(T) == 8 ? "f64" : "f32", engine_trace.size(), model.layout().specs().size(), worst_fwd,
+              worst_grad);
+}
+
+TEST(Gpt2Parity, PrefixedFloat64) { check_gpt2<double>("prefixed", kF64); }
+TEST(Gpt2Parity, PrefixedFloat32) { check_gpt2<float>("prefixed", kF32); }
+TEST(Gpt2Parity, PlainFloat64) { check_gpt2<double>("plain", kF64); }
+TEST(Gpt2Parity, PlainFloat32) { check_gpt2<float>("plain", kF32); }
+
 TEST(LanguageModelParity, PositionEmbeddingFloat64) { check_lm_positions<double>(kF64); }
 TEST(LanguageModelParity, PositionEmbeddingFloat32) { check_lm_positions<float>(kF32); }
 

@@ -3,8 +3,9 @@
 Run:  PYTHONPATH=build/python /usr/bin/python3 -m unittest discover -s tests/python -v
 (ctest runs each TestCase class below as its own test: python_module.<Class>.)
 
-Fixtures: tests/fixtures/parity/ (tools/make_fixtures.py: y, trace.<name>, grad.x, grad.<param> in float64) and
-tests/fixtures/hooks/ (tools/make_hook_fixtures.py: base.*, patch.<name>.mask/.values, patched.<name>.*).
+Fixtures: tests/fixtures/parity/ (tools/make_fixtures.py: y, trace.<name>, grad.x, grad.<param> in float64),
+tests/fixtures/hooks/ (tools/make_hook_fixtures.py: base.*, patch.<name>.mask/.values, patched.<name>.*) and
+tests/fixtures/gpt2/ (tools/make_gpt2_fixtures.py: GPT-2 checkpoint folders and their expected.safetensors).
 """
 import glob
 import json
@@ -25,6 +26,7 @@ import blocklab  # noqa: E402
 
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
 HOOKS = os.path.join(ROOT, "tests", "fixtures", "hooks")
+GPT2_DIR = os.path.join(ROOT, "tests", "fixtures", "gpt2")
 INTERNAL = ("hook_mean", "hook_rstd", "hook_normalized")
 
 
@@ -588,6 +590,67 @@ class Threads(unittest.TestCase):
         for t in threads:
             t.join()
         self.assertEqual(errors, [])
+
+
+class GPT2(unittest.TestCase, Close):
+    """blocklab.load of a GPT-2 checkpoint folder (tests/fixtures/gpt2/, tools/make_gpt2_fixtures.py): logits, every
+    cached activation, the loss and the gradients of every parameter and activation against PyTorch."""
+
+    def check(self, case, dtype, fwd_tol, grad_tol):
+        folder = os.path.join(GPT2_DIR, case)
+        io = load_io(os.path.join(folder, "expected.safetensors"))
+        m = blocklab.load(folder, dtype=dtype)
+        self.assertEqual(m.dtype, np.dtype(dtype))
+        self.assertTrue(m.config["tied_head"] and m.config["causal"] and m.config["final_norm"])
+        self.assertEqual(m.metadata, {})  # a folder has no __metadata__
+        self.assertNotIn("head.weight", m.params)
+        logits, cache = m.run_with_cache(io["tokens"])
+        self.assertClose(logits, io["logits"], fwd_tol, "logits")
+        traced = {k[len("trace."):]: v for k, v in io.items() if k.startswith("trace.")}
+        self.assertEqual(set(traced), set(cache) - {f"blocks.{i}.attn.hook_result" for i in range(m.config["n_layers"])})
+        for name, want in traced.items():
+            self.assertClose(cache[name], want, fwd_tol, name)
+        wrt = [k[len("grad."):] for k in io if k.startswith("grad.") and k[len("grad."):] in cache]
+        self.assertEqual(len(wrt), 16 * m.config["n_layers"] + 4)  # all but the norms' internals
+        g = m.backward(io["tokens"], io["targets"], wrt=wrt)
+        self.assertAlmostEqual(g["loss"], float(io["loss"]), delta=fwd_tol * max(1.0, float(io["loss"])))
+        for p in m.params:
+            self.assertClose(g["grad." + p], io["grad." + p], grad_tol, "grad." + p)
+        for name in wrt:
+            self.assertClose(g[name], io["grad." + name], grad_tol, "grad of " + name)
+        return m, io
+
+    def test_prefixed_and_plain_float64(self):
+        for case in ("prefixed", "plain"):
+            with self.subTest(case=case):
+                self.check(case, np.float64, 1e-9, 1e-9)
+
+    def test_prefixed_and_plain_float32(self):
+        for case in ("prefixed", "plain"):
+            with self.subTest(case=case):
+                self.check(case, np.float32, 1e-4, 1e-3)
+
+    def test_save_as_a_model_file_and_load_back(self):
+        m, io = self.check("plain", np.float32, 1e-4, 1e-3)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gpt2.safetensors")
+            m.save(path)
+            back = blocklab.load(path)
+            self.assertEqual(back.config, m.config)
+            self.assertClose(back(io["tokens"]), m(io["tokens"]), 0, "reloaded")
+            self.assertEqual(json.loads(back.metadata["blocklab.config"])["tied_head"], True)
+
+    def test_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaisesRegex(ValueError, "a folder without config.json"):
+                blocklab.load(tmp)
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump({"n_embd": 32, "n_head": 5, "n_layer": 1, "n_positions": 8, "vocab_size": 10}, f)
+            with self.assertRaisesRegex(ValueError, "key 'n_head': expected a divisor of n_embd 32, got 5"):
+                blocklab.load(tmp)
+        m = blocklab.load(os.path.join(GPT2_DIR, "plain"))
+        with self.assertRaisesRegex(ValueError, "expected at most max_seq_len = 16 positions, got 17"):
+            m(np.zeros((1, 17), np.int64))
 
 
 class DocExample(unittest.TestCase):
