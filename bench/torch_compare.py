@@ -5,7 +5,8 @@
 
 For each thread count, times the contract's `blocklab bench` cases in PyTorch (the way a PyTorch user writes
 them: F.layer_norm, an RMSNorm from ops as 1.13 has none, F.gelu(approximate='tanh'), Linear-GELU-Linear,
-nn.TransformerEncoderLayer, and the seeds' copy-task step with Adam), then runs `blocklab bench --json` with the
+nn.TransformerEncoderLayer, the seeds' copy-task step with Adam, and GPT-2 small's forward with every activation
+kept, written out as tools/gpt2_reference.py has it), then runs `blocklab bench --json` with the
 same thread count, and prints one table: minimum and median ms of each, and the ratio PyTorch / BlockLab
 (> 1: BlockLab is faster). Both sides: one untimed warm-up call, then at least 5 timed calls and at least
 --budget-s seconds per case. Thread counts are set for PyTorch, OpenMP and OpenBLAS alike.
@@ -196,6 +197,25 @@ def torch_cases():
         deep.zero_grad(set_to_none=True)
         F.cross_entropy(deep(dtok).reshape(-1, 10), dtok.reshape(-1)).backward()
     cases["gradflow_100"] = gradflow_100
+
+    # GPT-2 small (124M), random weights: one sequence of 64 tokens forward, keeping every activation (the full
+    # trace, as BlockLab's `forward --trace`), GPT-2's forward written out as tools/gpt2_reference.py has it.
+    # Built on the first (untimed warm-up) call, so that a run without this case does not hold its 500 MB.
+    gpt2 = {}
+
+    def gpt2_small_fwd_trace():
+        if not gpt2:
+            sys.path.insert(0, os.path.join(ROOT, "tools"))
+            import gpt2_reference
+            gpt2["ref"] = gpt2_reference
+            gpt2["config"] = {"n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024, "vocab_size": 50257}
+            gpt2["params"] = gpt2_reference.random_params(gpt2["config"], torch.Generator().manual_seed(0),
+                                                          dtype=torch.float32)
+            gpt2["tokens"] = torch.randint(0, 50257, (1, 64))
+        with torch.no_grad():
+            trace = {}
+            gpt2["ref"].forward(gpt2["config"], gpt2["params"], gpt2["tokens"], trace)
+    cases["gpt2_small_fwd_trace"] = gpt2_small_fwd_trace
     return cases
 
 

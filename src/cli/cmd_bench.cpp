@@ -19,6 +19,7 @@
 #include "engine/model.h"
 #include "engine/params.h"
 #include "engine/rng.h"
+#include "io/gpt2.h"
 
 namespace blocklab::cli {
 
@@ -220,6 +221,35 @@ std::function<void()> gradflow_100_case() {
   };
 }
 
+// GPT-2 small: 124M parameters (12 layers, d 768, 12 heads, d_ff 3072, vocab 50257, 1024 positions), random
+// weights (init's scheme), the config as a GPT-2 folder's config.json gives it.
+constexpr int64_t kGpt2Tokens = 64, kGpt2D = 768, kGpt2Layers = 12, kGpt2Vocab = 50257;
+
+std::function<void()> gpt2_small_case() {
+  // One sequence of 64 tokens forward: logits and the full trace, every activation copied out under its name as
+  // `forward --trace` writes them (docs/gpt2.md).
+  const nlohmann::json config_json = {{"n_embd", kGpt2D}, {"n_head", 12}, {"n_layer", kGpt2Layers}, {"n_positions", 1024},
+                                      {"vocab_size", kGpt2Vocab}};
+  const ModelConfig c = io::gpt2_config_from_json(config_json, "bench").value();
+  auto model = std::make_shared<Model<float>>(std::move(Model<float>::create(c).value()));
+  init_parameters(model->layout(), 1, model->params().data());
+  auto tokens = std::make_shared<std::vector<int32_t>>();
+  Rng rng(5);
+  for (int64_t i = 0; i < kGpt2Tokens; ++i) tokens->push_back(int32_t(rng.below(kGpt2Vocab)));
+  auto kept = std::make_shared<size_t>(0);
+  return [=] {
+    (void)model->forward_lm(tokens->data(), nullptr, 1, kGpt2Tokens);
+    const std::vector<NamedTensor<float>> trace = model->trace(true);
+    *kept = trace.size();
+  };
+}
+
+// FLOPs of a GPT-2 forward on N tokens of one sequence: per layer the linears 2 N (4 d^2 + 2 d f) and attention
+// 4 N^2 d; the tied head 2 N d V.
+double gpt2_forward_flops(double N, double d, double f, double L, double V) {
+  return L * (2 * N * (4 * d * d + 2 * d * f) + 4 * N * N * d) + 2 * N * d * V;
+}
+
 std::function<void()> stream_triad_case() {
   // a = b + s * c over 3 x 32 MiB: the machine's memory bandwidth, as STREAM measures it.
   constexpr int64_t n = 8 << 20;
@@ -295,6 +325,8 @@ std::vector<Case> all_cases() {
        6.0 * kSmallT * kSmallD * 4, 0},
       {"gradflow_100", "100 layers, 16 tokens, d 64, d_ff 256, fwd+bwd", gradflow_100_case, 0,
        100 * block_flops(1, kSmallT, kSmallD, kSmallFF)},
+      {"gpt2_small_fwd_trace", "GPT-2 124M, 64 tokens, logits + full trace", gpt2_small_case, 0,
+       gpt2_forward_flops(kGpt2Tokens, kGpt2D, 4 * kGpt2D, kGpt2Layers, kGpt2Vocab)},
   };
 }
 

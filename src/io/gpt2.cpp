@@ -172,16 +172,31 @@ bool is_mask_buffer(std::string_view name, int64_t n_layers) {
   return rest == ".attn.bias" || rest == ".attn.masked_bias";
 }
 
-// A Conv1D weight [R, C] (in, out) into the engine's [C, R], a tile of rows at a time.
+// A tensor into `out`, in pieces of about 4 MiB of the file, each piece's pages released once converted: the
+// process holds at most one piece of the file at a time. A Conv1D weight [R, C] (in, out) goes into the
+// engine's [C, R], a tile of rows at a time.
+constexpr size_t kPieceBytes = size_t(4) << 20;
+
 template <typename T>
-void decode_transposed(const TensorView& v, T* out) {
-  const int64_t R = v.shape[0], C = v.shape[1];
+void convert(const MappedSafetensors& file, const TensorView& v, bool transpose, T* out) {
   const size_t es = dtype_size(v.dtype);
-  constexpr int64_t kRows = 64;
-  std::vector<T> tile(size_t(std::min(R, kRows) * C));
-  for (int64_t r0 = 0; r0 < R; r0 += kRows) {
-    const int64_t rows = std::min(kRows, R - r0);
-    decode_floats(v.dtype, v.bytes.data() + size_t(r0 * C) * es, rows * C, tile.data());
+  if (!transpose) {
+    const int64_t n = numel_of(v.shape), step = int64_t(kPieceBytes / es);
+    for (int64_t i = 0; i < n; i += step) {
+      const int64_t count = std::min(step, n - i);
+      decode_floats(v.dtype, v.bytes.data() + size_t(i) * es, count, out + i);
+      file.release(v.bytes.subspan(size_t(i) * es, size_t(count) * es));
+    }
+    return;
+  }
+  const int64_t R = v.shape[0], C = v.shape[1];
+  const int64_t rows_per_tile = std::max<int64_t>(1, std::min<int64_t>(R, int64_t(kPieceBytes / es) / C));
+  std::vector<T> tile(size_t(rows_per_tile * C));
+  for (int64_t r0 = 0; r0 < R; r0 += rows_per_tile) {
+    const int64_t rows = std::min(rows_per_tile, R - r0);
+    const std::span<const uint8_t> piece = v.bytes.subspan(size_t(r0 * C) * es, size_t(rows * C) * es);
+    decode_floats(v.dtype, piece.data(), rows * C, tile.data());
+    file.release(piece);
     for (int64_t col = 0; col < C; ++col) {
       T* dst = out + col * R + r0;
       const T* src = tile.data() + col;
@@ -263,9 +278,8 @@ Result<Model<T>> load_gpt2(const std::string& dir) {
   for (size_t k = 0; k < expected.size(); ++k) {
     const TensorView& t = *views[k];
     T* out = model.params().data() + model.layout().find(expected[k].param)->offset;
-    if (expected[k].transpose) decode_transposed(t, out);
-    else decode_floats(t.dtype, t.bytes.data(), numel_of(t.shape), out);
-    file.release(t);
+    convert(file, t, expected[k].transpose, out);
+    file.release(t);  // the pages the pieces shared with their neighbours
   }
   if (lm_head) {  // tied: the same values as wte, row by row
     const int64_t V = *c.vocab_size, d = c.d_model;
@@ -274,6 +288,7 @@ Result<Model<T>> load_gpt2(const std::string& dir) {
     const size_t row_bytes = size_t(d) * dtype_size(lm_head->dtype);
     for (int64_t r = 0; r < V; ++r) {
       decode_floats(lm_head->dtype, lm_head->bytes.data() + size_t(r) * row_bytes, d, row.data());
+      if ((r + 1) % 1024 == 0) file.release(lm_head->bytes.subspan(size_t(r - 1023) * row_bytes, 1024 * row_bytes));
       if (std::memcmp(row.data(), wte + r * d, size_t(d) * sizeof(T)) == 0) continue;
       int64_t col = 0;
       while (col < d && std::memcmp(&row[size_t(col)], wte + r * d + col, sizeof(T)) == 0) ++col;

@@ -2,7 +2,8 @@
 // config.json and model.safetensors (GPT2Model / GPT2LMHeadModel tensor names, with or without the
 // "transformer." prefix, Conv1D weights [in, out]). Loaded onto the engine's model: pre-LN, causal, learned
 // positions, a final LayerNorm and the head tied to the token embedding. The file is mapped (mmap) and each
-// tensor converted straight from the mapping into the model's parameters.
+// tensor converted straight from the mapping into the model's parameters, a few MiB at a time, each piece's
+// pages released once converted: the process never holds a second copy of the weights.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -328,12 +328,11 @@ MappedSafetensors::~MappedSafetensors() {
   if (base_) ::munmap(base_, size_);
 }
 
-void MappedSafetensors::release(const TensorView& view) const {
-  if (!base_ || view.bytes.empty()) return;
-  // The whole pages inside the view only: a page it shares with a neighbour stays.
+void MappedSafetensors::release(std::span<const uint8_t> bytes) const {
+  if (!base_ || bytes.empty()) return;
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (uintptr_t(view.bytes.data()) + page - 1) / page * page;
-  const uintptr_t end = (uintptr_t(view.bytes.data()) + view.bytes.size()) / page * page;
+  const uintptr_t begin = (uintptr_t(bytes.data()) + page - 1) / page * page;
+  const uintptr_t end = (uintptr_t(bytes.data()) + bytes.size()) / page * page;
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

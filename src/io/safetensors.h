@@ -72,7 +72,9 @@ class MappedSafetensors {
   const SafetensorsIndex& index() const { return index_; }
   // Done with a view: its pages leave this process's resident memory (the page cache keeps them; reading
   // the view again reads them back), so converting tensor after tensor holds at most one of them.
-  void release(const TensorView& view) const;
+  void release(const TensorView& view) const { release(view.bytes); }
+  // The same for a part of the mapping (whole pages inside `bytes` only: a page shared with a neighbour stays).
+  void release(std::span<const uint8_t> bytes) const;
 
  private:
   MappedSafetensors() = default;
