@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer harnesses (tests/fuzz/, docs/testing.md "Fuzzing") for a while each.
-#   scripts/fuzz.sh [SECONDS_EACH] [NAMES...]     default: 20 s each, every harness (safetensors config api_json http_head markdown assistant)
+#   scripts/fuzz.sh [SECONDS_EACH] [NAMES...]     default: 20 s each, every harness (safetensors config api_json http_head markdown assistant tokenizer)
 # Configures and builds build-fuzz/ with clang (-DBLOCKLAB_FUZZ=ON: ASan + UBSan + libFuzzer) if needed, then
 # runs each harness in one process on a scratch copy of its seed corpus tests/fuzz/corpus/<name>/ (the committed
 # corpus is never written), with its dictionary. Prints the executions per harness. A crash, sanitizer report,
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(safetensors config api_json http_head markdown assistant)
+all=(safetensors config api_json http_head markdown assistant tokenizer)
 seconds=${1:-20}
 [ $# -gt 0 ] && shift
 names=("$@")

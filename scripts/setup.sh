@@ -15,11 +15,13 @@ packages=(
   nginx                    # docs/deploy.md's reverse proxy, run by tests/server/deploy_nginx_test.py
   libcpp-httplib-dev       # the tests' HTTP client
   libsodium-dev            # random tokens and their hashes (uploads' delete tokens)
+  libpcre2-dev             # GPT-2's tokenizer: its pre-tokenizer's Unicode classes (src/text/)
   zlib1g-dev               # gzip for the web app's files
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks
   chromium                 # the web app's browser tests (playwright-core drives it; docs/web.md)
   python3                  # tests/server/hostile_client_test.py (standard library only)
+  python3-regex            # tests/text/gpt2_reference.py: GPT-2's encoder.py pre-tokenizes with this module
   pybind11-dev python3-dev python3-numpy  # the Python module blocklab (src/python/, docs/python.md)
   clang libclang-rt-14-dev # the fuzz harnesses: libFuzzer, ASan, UBSan (scripts/fuzz.sh)
   libomp-14-dev            # OpenMP for clang (the engine's kernels), the fuzz build

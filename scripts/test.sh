@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
+scripts/web.sh setup  # npm ci in web/: the ctest suite's GPT-2 tokenizer test runs its JavaScript encoder (gpt-3-encoder)
 (cd build && ctest --output-on-failure -j2)
 
 echo "== the web app: unit and browser tests (docs/web.md) =="

@@ -11,6 +11,7 @@ using Runner = std::function<int()>;  // returns the exit code
 Runner add_forward_command(CLI::App& sub);
 Runner add_backward_command(CLI::App& sub);
 Runner add_init_command(CLI::App& sub);
+Runner add_tokenize_command(CLI::App& sub);
 Runner add_bench_command(CLI::App& sub);
 Runner add_train_command(CLI::App& sub);
 Runner add_gradflow_command(CLI::App& sub);

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,7 @@
 #include "io/gpt2.h"
 #include "io/model_file.h"
 #include "io/safetensors.h"
+#include "text/gpt2_tokenizer.h"
 
 namespace py = pybind11;
 
@@ -657,6 +659,42 @@ void save_torch(py::object module, const std::string& path, py::object config, p
   }
   if (!st) fail(st.message());
 }
+
+// GPT-2's tokenizer (text/gpt2_tokenizer.h): text as str (or UTF-8 bytes), ids as any sequence of integers.
+std::string text_bytes(py::handle text) {
+  if (py::isinstance<py::bytes>(text)) return text.cast<std::string>();
+  if (!py::isinstance<py::str>(text)) fail("text: expected str or bytes, got " + type_name(text));
+  Py_ssize_t n = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(text.ptr(), &n);  // fails on a lone surrogate, as encoder.py does
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    fail("text: expected a str that is Unicode text, got one with a lone surrogate (not encodable as UTF-8)");
+  }
+  return std::string(utf8, size_t(n));
+}
+
+std::vector<int32_t> token_ids(py::handle ids) {
+  if (py::isinstance<py::str>(ids) || py::isinstance<py::bytes>(ids) || !py::hasattr(ids, "__iter__"))
+    fail("ids: expected a sequence of token ids, got " + type_name(ids));
+  std::vector<int32_t> out;
+  for (py::handle v : ids) {
+    const std::string where = "ids[" + std::to_string(out.size()) + "]";
+    // operator.index: Python's and NumPy's integers, not bool, float or str
+    PyObject* index = py::isinstance<py::bool_>(v) ? nullptr : PyNumber_Index(v.ptr());
+    if (index == nullptr) {
+      PyErr_Clear();
+      fail(where + ": expected an integer token id, got " + short_repr(v));
+    }
+    const py::object owned = py::reinterpret_steal<py::object>(index);
+    int overflow = 0;
+    const long long id = PyLong_AsLongLongAndOverflow(index, &overflow);
+    if (overflow != 0 || id < 0 || id > std::numeric_limits<int32_t>::max())
+      fail(where + ": expected a token id (0 or more), got " + short_repr(v));
+    out.push_back(int32_t(id));
+  }
+  return out;
+}
+
 }  // namespace
 
 }  // namespace blocklab::python
@@ -784,6 +822,79 @@ PYBIND11_MODULE(blocklab, mod) {
                  std::to_string(c.d_model) + (c.vocab_size ? ", vocab " + std::to_string(*c.vocab_size) : "") + ", " +
                  (pm.f32 ? "float32" : "float64") + ">";
         });
+      });
+
+  using text::Gpt2Tokenizer;
+  py::class_<Gpt2Tokenizer>(mod, "Tokenizer",
+                            "GPT-2's byte-level BPE tokenizer, exactly as OpenAI's encoder.py (docs/gpt2.md). "
+                            "blocklab.Tokenizer(folder): vocab.json + merges.txt, or encoder.json + vocab.bpe.")
+      .def(py::init([](py::object path) {
+             const std::string dir = fspath(path, "path");
+             Result<Gpt2Tokenizer> t = [&] {
+               py::gil_scoped_release nogil;
+               return Gpt2Tokenizer::load(dir);
+             }();
+             check(t.status());
+             return std::move(t).value();
+           }),
+           py::arg("path"))
+      .def(
+          "encode",
+          [](const Gpt2Tokenizer& t, py::object text) {
+            const std::string bytes = text_bytes(text);
+            Result<std::vector<int32_t>> ids = [&] {
+              py::gil_scoped_release nogil;
+              return t.encode(bytes);
+            }();
+            check(ids.status().with_context("text"));
+            return ids.value();
+          },
+          py::arg("text"),
+          "the token ids of text (str, or bytes that are UTF-8): a list of int. \"<|endoftext|>\" in it is text, "
+          "as in encoder.py")
+      .def(
+          "decode",
+          [](const Gpt2Tokenizer& t, py::object ids) {
+            Result<std::string> text = t.decode(token_ids(ids));
+            check(text.status().with_context("ids"));
+            return text.value();
+          },
+          py::arg("ids"), "the text of ids (str); bytes that are not UTF-8 become U+FFFD, as encoder.py's decode")
+      .def(
+          "decode_bytes",
+          [](const Gpt2Tokenizer& t, py::object ids) {
+            Result<std::string> bytes = t.decode_bytes(token_ids(ids));
+            check(bytes.status().with_context("ids"));
+            return py::bytes(bytes.value());
+          },
+          py::arg("ids"), "the bytes ids stand for (bytes): not UTF-8 where the ids cut a character")
+      .def(
+          "tokens",
+          [](const Gpt2Tokenizer& t, py::object ids) {
+            std::vector<std::string> out;
+            for (int32_t id : token_ids(ids)) {
+              check(t.decode_bytes(std::span<const int32_t>(&id, 1)).status().with_context("ids"));
+              out.push_back(t.token(id));
+            }
+            return out;
+          },
+          py::arg("ids"), "each id's token as the vocabulary spells it: [\"Hello\", \"\u0120world\"]")
+      .def(
+          "pieces",
+          [](const Gpt2Tokenizer& t, py::object ids) {
+            std::vector<std::string> out;
+            for (int32_t id : token_ids(ids)) {
+              Result<std::string> piece = t.decode(std::span<const int32_t>(&id, 1));
+              check(piece.status().with_context("ids"));
+              out.push_back(piece.value());
+            }
+            return out;
+          },
+          py::arg("ids"), "each id's text: [\"Hello\", \" world\"]; U+FFFD for a token that is part of a character")
+      .def_property_readonly("vocab_size", &Gpt2Tokenizer::vocab_size, "the number of tokens (50257 for GPT-2)")
+      .def("__repr__", [](const Gpt2Tokenizer& t) {
+        return "<blocklab.Tokenizer: " + std::to_string(t.vocab_size()) + " tokens, " + std::to_string(t.merge_count()) +
+               " merges>";
       });
 
   mod.def("load", &load, py::arg("path"), py::arg("dtype") = py::none(),
