@@ -88,7 +88,7 @@ TEST(Lessons, TheBuiltInLessonsParseAndLinkToRealPages) {
   ASSERT_TRUE(pages) << pages.status().message();
   std::set<std::string> ids;
   for (const LessonPage& p : pages.value()) ids.insert(p.page);
-  EXPECT_EQ(ids, (std::set<std::string>{"addnorm", "ffn", "gradflow", "layernorm", "other-half", "train"}));
+  EXPECT_EQ(ids, (std::set<std::string>{"addnorm", "cheatsheet", "course", "ffn", "gradflow", "layernorm", "other-half", "train"}));
   for (const LessonPage& p : pages.value()) {
     EXPECT_FALSE(p.suggest.empty()) << p.page << ": no suggested questions";
     for (const Section& s : p.sections) {

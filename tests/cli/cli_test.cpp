@@ -353,7 +353,7 @@ TEST_F(Cli, BadFlagsAndImpossibleConfigs) {
   expect_usage_error(run("init --colour red --output " + out), "--colour", out);
   expect_usage_error(run("init"), "--output");
   expect_usage_error(run("forward --model m"), "--input");
-  expect_usage_error(run("frobnicate"), "unknown command 'frobnicate': expected one of forward backward init train runs export gradflow experiment serve users worker workers assistant bench");
+  expect_usage_error(run("frobnicate"), "unknown command 'frobnicate': expected one of forward backward init tokenize train runs export gradflow experiment serve users worker workers assistant bench");
   expect_usage_error(run(""), "subcommand");
   expect_usage_error(run("bench --threads 0"), "--threads");
 }

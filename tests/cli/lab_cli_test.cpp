@@ -468,7 +468,7 @@ TEST_F(Cli, AssistantAskSectionsEvalAndBench) {
   EXPECT_NE(r.out.find("layr             -> layer"), std::string::npos) << r.out;  // a typo, corrected
   r = run("assistant sections --json");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["pages"].size(), 6u);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["pages"].size(), 8u);
   // The built-in set's targets are assistant_test's; here a small set of one of each kind.
   std::ofstream(path("small.json")) << R"({"questions": [
     {"q": "what is layer norm for", "kind": "conceptual", "cite": ["layernorm#why", "other-half#layernorm"]},
