@@ -72,6 +72,30 @@ double worst_gradient_error(const std::vector<double>& got, const std::vector<do
   return scale > 0 ? diff / scale : diff;
 }
 
+// Every activation of the engine's trace against the fixture's trace.<name>: the same names, the same
+// shapes, each within `tol`. Returns the worst error.
+template <typename T>
+double check_trace(const Model<T>& model, const io::SafetensorsFile& f, double tol) {
+  std::set<std::string> fixture_trace, engine_trace;
+  for (const io::StoredTensor& t : f.tensors)
+    if (t.name.starts_with("trace.")) fixture_trace.insert(t.name.substr(6));
+  double worst = 0;
+  for (const NamedTensor<T>& t : model.trace(true)) {
+    engine_trace.insert(t.name);
+    const io::StoredTensor* want = f.find("trace." + t.name);
+    if (!want) {
+      ADD_FAILURE() << "PyTorch has no activation " << t.name;
+      continue;
+    }
+    EXPECT_EQ(t.tensor.shape, want->shape) << t.name;
+    const double err = worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name));
+    EXPECT_LE(err, tol) << t.name;
+    worst = std::max(worst, err);
+  }
+  EXPECT_EQ(engine_trace, fixture_trace);
+  return worst;
+}
+
 template <typename T>
 void check_stack_case(const std::string& name, Tolerance tol) {
   Result<Model<T>> loaded = io::load_model<T>(kFixtureDir + "/" + name + ".model.safetensors");
@@ -87,20 +111,7 @@ void check_stack_case(const std::string& name, Tolerance tol) {
   ASSERT_TRUE(model.forward(x.ptr(), x.shape[0], x.shape[1]).is_ok());
   double worst_fwd = worst_forward_error(as_double(model.output().data), expected(f, "y"));
   EXPECT_LE(worst_fwd, tol.forward) << "y";
-  std::set<std::string> fixture_trace;
-  for (const io::StoredTensor& t : f.tensors)
-    if (t.name.starts_with("trace.")) fixture_trace.insert(t.name.substr(6));
-  std::set<std::string> engine_trace;
-  for (const NamedTensor<T>& t : model.trace(true)) {
-    engine_trace.insert(t.name);
-    const io::StoredTensor* want = f.find("trace." + t.name);
-    ASSERT_NE(want, nullptr) << "PyTorch has no activation " << t.name;
-    EXPECT_EQ(t.tensor.shape, want->shape) << t.name;
-    const double err = worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name));
-    EXPECT_LE(err, tol.forward) << t.name;
-    worst_fwd = std::max(worst_fwd, err);
-  }
-  EXPECT_EQ(engine_trace, fixture_trace);
+  worst_fwd = std::max(worst_fwd, check_trace(model, f, tol.forward));
 
   model.zero_grads();
   Tensor<T> dx(x.shape);
@@ -229,19 +240,9 @@ void check_gpt2(const std::string& name, Tolerance tol) {
   EXPECT_NEAR(model.loss(), want_loss, tol.forward * std::max(1.0, want_loss));
   double worst_fwd = worst_forward_error(as_double(model.logits().data), expected(f, "logits"));
   EXPECT_LE(worst_fwd, tol.forward) << "logits";
-  std::set<std::string> engine_trace, fixture_trace;
-  for (const io::StoredTensor& t : f.tensors)
-    if (t.name.starts_with("trace.")) fixture_trace.insert(t.name.substr(6));
-  for (const NamedTensor<T>& t : model.trace(true)) {
-    engine_trace.insert(t.name);
-    const io::StoredTensor* want = f.find("trace." + t.name);
-    ASSERT_NE(want, nullptr) << "PyTorch has no activation " << t.name;
-    EXPECT_EQ(t.tensor.shape, want->shape) << t.name;
-    const double err = worst_forward_error(as_double(t.tensor.data), expected(f, "trace." + t.name));
-    EXPECT_LE(err, tol.forward) << t.name;
-    worst_fwd = std::max(worst_fwd, err);
-  }
-  EXPECT_EQ(engine_trace, fixture_trace);
+  worst_fwd = std::max(worst_fwd, check_trace(model, f, tol.forward));
+  std::set<std::string> engine_trace;
+  for (const NamedTensor<T>& t : model.trace(true)) engine_trace.insert(t.name);
   EXPECT_TRUE(engine_trace.count("hook_pos_embed") && engine_trace.count("ln_final.hook_out"));
   model.zero_grads();
   model.backward_lm();
