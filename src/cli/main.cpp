@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
       {"backward", "gradients of sum(y * dy) for the input and every parameter", add_backward_command, nullptr, {}},
       {"init", "a new model file with PyTorch's default initialisation, deterministic per seed", add_init_command, nullptr, {}},
       {"tokenize", "GPT-2's tokenizer: the token ids of a text (or the text of ids)", add_tokenize_command, nullptr, {}},
-      {"train", "train on a built-in task (copy, reverse, sort, chars); every run kept in the run store",
+      {"train", "train on a built-in task (copy, reverse, sort, chars) or your own data (--data); every run kept in the run store",
        add_train_command, nullptr, {}},
       {"runs", "the run store: list, show, export, compare", add_runs_command, nullptr, {}},
       {"export", "a checkpoint (or a run's) as a plain model file: parameters and config, no optimizer state",
