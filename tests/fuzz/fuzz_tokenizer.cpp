@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -80,9 +81,12 @@ void merges_agree(std::string_view in) {
   in.remove_prefix(2);
   text::MergeTable table;
   int32_t symbols = alphabet;
+  std::set<int32_t> ranks;  // a merges file's ranks are its line numbers: each names one pair (MergeTable's premise)
   for (size_t i = 0; i < n_merges && in.size() >= 3; ++i, in.remove_prefix(3)) {
     const auto b = [&](size_t k) { return static_cast<uint8_t>(in[k]); };
-    table.set(int32_t(b(0) % symbols), int32_t(b(1) % symbols), {int32_t(b(2)), symbols++});  // ranks in any order
+    const int32_t left = int32_t(b(0) % symbols), right = int32_t(b(1) % symbols), rank = int32_t(b(2));
+    if (!ranks.insert(rank).second) continue;     // ranks in any order, but never one twice
+    table.set(left, right, {rank, symbols++});  // (sequenced: the operands are taken before the new symbol)
   }
   std::vector<int32_t> word;
   for (char c : in) word.push_back(int32_t(static_cast<uint8_t>(c) % alphabet));
